@@ -1,0 +1,91 @@
+# The C-level interface of ourdl's compiled core: op codes, node state, the tape.
+
+from libc.stdint cimport int64_t
+
+# One code per op. The Python mirror is OP_NAMES in _core.pyx (same order).
+cdef enum Op:
+    OP_LEAF = 0
+    OP_ADD
+    OP_SUB
+    OP_MUL
+    OP_DIV
+    OP_POW
+    OP_MSE
+    OP_MAE
+    OP_NEG
+    OP_EXP
+    OP_LN
+    OP_SIN
+    OP_COS
+    OP_TAN
+    OP_TANH
+    OP_SIGMOID
+    OP_RELU
+    OP_ABS
+    OP_SQRT
+    N_OPS
+
+# What a node knows about itself; the tape copies it in and out of its flat arrays.
+cdef struct NodeState:
+    double value
+    double grad
+    double lr
+    double papa_grad
+    double mama_grad
+    int flag
+
+# Pointers into a Tape's arrays: what the compiled passes work on.
+cdef struct Graph:
+    Py_ssize_t n
+    const int* op
+    const Py_ssize_t* papa
+    const Py_ssize_t* mama
+    double* values
+    double* grads
+    double* papa_grads
+    double* mama_grads
+    const double* lrs
+    const unsigned char* flags
+
+cdef class Tape
+
+
+cdef class Node:
+    cdef NodeState s
+    cdef readonly Node Papa
+    cdef readonly Node Mama
+    cdef public object name
+    cdef int op
+    cdef Tape _tape             # compiled on first forward()/backward(), then reused
+    cdef unsigned long _seen    # scratch for the topological sort: the stamp of the last compile
+    cdef Py_ssize_t _slot       # scratch: this node's index in the tape being compiled
+    cdef Tape _cached_tape(self)
+
+
+cdef class Tape:
+    cdef readonly list nodes
+    cdef readonly Node root
+    cdef Py_ssize_t n
+    # The flattened graph: op code and parent indices (-1 for none) per node, in tape order.
+    cdef int[::1] op
+    cdef Py_ssize_t[::1] papa
+    cdef Py_ssize_t[::1] mama
+    # Contiguous state, one slot per node.
+    cdef double[::1] values
+    cdef double[::1] grads
+    cdef double[::1] papa_grads
+    cdef double[::1] mama_grads
+    cdef double[::1] lrs
+    cdef unsigned char[::1] flags
+    cdef Py_ssize_t[::1] leaves   # indices of the leaves, read back before each forward()
+    cdef NodeState** states       # each node's own state, for copying in and out
+    cdef dict _index              # id(node) -> tape index, built on first use
+
+    cdef Graph _graph(self) noexcept nogil
+    cdef void _pull_leaves(self) noexcept nogil
+    cdef void _pull(self) noexcept nogil
+    cdef void _push(self) noexcept nogil
+    cdef void _forward(self) noexcept nogil
+    cdef void _backward(self, bint update) noexcept nogil
+    cpdef double forward(self)
+    cpdef backward(self, bint update=*)

@@ -1,0 +1,526 @@
+"""The seed's PUBG placement data: load the real files, synthesize a faithful stand-in, run the seed's pipeline.
+
+The contest files (`pubg_train.csv`, `pubg_test.csv`, often zipped) cannot be downloaded, so
+`load` reads them when a user has them and `synthesize` makes data with the same schema and
+structure otherwise (see docs/pubg-data.md in the project's shared docs for what is known about
+the real files). The small functions after that are the seed's pipeline, step by step:
+
+    df = complete_rows(load("pubg_train.csv"))          # df.dropna(axis=0, how='any')
+    data, maxima = normalize_train(to_array(df))         # df.iloc[:, 2:].values / max
+    test = normalize_test(to_array(test_df), maxima[:-1], data.mean(axis=0)[:-1])
+    placements = to_placement(predictions, maxima[-1])  # int(p * max), clipped to [1, max]
+    write_submission(placements, "submission.csv")
+
+Only numpy, pandas and the standard library are imported here; `build_network` imports the
+ourdl nodes when it is called.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import os
+import uuid
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TRAIN_COLUMNS = (
+    "match_id", "team_id", "game_size", "party_size", "player_assists", "player_dbno",
+    "player_dist_ride", "player_dist_walk", "player_dmg", "player_kills", "player_name",
+    "kill_distance_x_min", "kill_distance_x_max", "kill_distance_y_min", "kill_distance_y_max",
+    "team_placement",
+)
+TEST_COLUMNS = TRAIN_COLUMNS[:-1]
+TARGET = "team_placement"
+# The seed's df.iloc[:, 2:] minus the target: player_name stays in, as the seed has it.
+FEATURES = TRAIN_COLUMNS[2:-1]
+KILL_DISTANCE_COLUMNS = TRAIN_COLUMNS[11:15]
+FLOAT_COLUMNS = ("player_dist_ride", "player_dist_walk") + KILL_DISTANCE_COLUMNS
+INT_COLUMNS = tuple(name for name in TRAIN_COLUMNS if name not in FLOAT_COLUMNS)
+
+SPLITS = ("train", "test")
+DEFAULT_ROWS = {"train": 1_500_000, "test": 500_000}
+# The real training file has this many rows with kills, which is what the seed's dropna keeps.
+COMPLETE_FRACTION = 635_716 / 1_500_000
+# Part of the cache key: bump it whenever synthesize() would return different data.
+GENERATOR_VERSION = 1
+
+
+class PubgFormatError(ValueError):
+    """A file that is not a readable pubg_train.csv / pubg_test.csv; the message names it."""
+
+
+# --- loading the real files -----------------------------------------------------------------
+
+def load(path) -> pd.DataFrame:
+    """Read pubg_train.csv or pubg_test.csv, or a .zip holding exactly one CSV file.
+
+    Train or test is told by the header: the 16 TRAIN_COLUMNS or the 15 TEST_COLUMNS, exactly,
+    in order. Integer columns come back as int64, the distances as float64 (NaN only in the
+    kill distances). Raises FileNotFoundError for a missing file and PubgFormatError (a
+    ValueError) for anything else wrong, with the file name and the problem in the message.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise PubgFormatError(f"{path}: is a directory, not a CSV or zip file")
+    if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
+        name, raw = _read_zip_member(path)
+    else:
+        name, raw = str(path), path.read_bytes()
+    return _parse(raw, name)
+
+
+def _read_zip_member(path: Path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            # macOS zips carry "__MACOSX/._name.csv" resource forks next to the real file.
+            members = [info.filename for info in archive.infolist()
+                       if not info.is_dir() and info.filename.lower().endswith(".csv")
+                       and not info.filename.startswith("__MACOSX/")]
+            if len(members) != 1:
+                found = ", ".join(members) if members else "none"
+                raise PubgFormatError(
+                    f"{path}: expected exactly one CSV file in the zip, found {len(members)} ({found})")
+            return f"{path}:{members[0]}", archive.read(members[0])
+    except (zipfile.BadZipFile, EOFError) as err:
+        raise PubgFormatError(f"{path}: not a readable zip archive, maybe truncated ({err})") from None
+
+
+def _parse(raw: bytes, name: str) -> pd.DataFrame:
+    if not raw.strip():
+        raise PubgFormatError(f"{name}: the file is empty")
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), low_memory=False)
+    except pd.errors.ParserError as err:
+        reason = str(err).strip().splitlines()[-1]
+        raise PubgFormatError(f"{name}: not a well-formed CSV file ({reason})") from None
+    except UnicodeDecodeError:
+        raise PubgFormatError(f"{name}: not a text CSV file (it is not UTF-8)") from None
+    columns = _check_header(list(frame.columns), name)
+    if frame.empty:
+        raise PubgFormatError(f"{name}: has a header but no data rows")
+    _check_last_line(raw, len(columns), name)
+    return pd.DataFrame({column: _numeric(frame[column], column, name) for column in columns})
+
+
+def _check_header(header, name):
+    if header == list(TRAIN_COLUMNS):
+        return TRAIN_COLUMNS
+    if header == list(TEST_COLUMNS):
+        return TEST_COLUMNS
+    expected = TRAIN_COLUMNS if TARGET in header or len(header) > len(TEST_COLUMNS) else TEST_COLUMNS
+    kind = "pubg_train.csv" if expected is TRAIN_COLUMNS else "pubg_test.csv"
+    missing = [column for column in expected if column not in header]
+    unexpected = [column for column in header if column not in expected]
+    if missing or unexpected:
+        problems = []
+        if missing:
+            problems.append("missing column(s) " + ", ".join(map(repr, missing)))
+        if unexpected:
+            problems.append("unexpected column(s) " + ", ".join(map(repr, unexpected)))
+        problem = "; ".join(problems)
+    else:
+        position = next(i for i, (got, want) in enumerate(zip(header, expected)) if got != want)
+        problem = (f"columns out of order: column {position + 1} is {header[position]!r}, "
+                   f"expected {expected[position]!r}")
+    raise PubgFormatError(f"{name}: {problem} (a {kind} has the {len(expected)} columns "
+                          f"{', '.join(expected)})")
+
+
+def _check_last_line(raw: bytes, n_columns: int, name: str):
+    # pandas pads a short last row with NaN, which a cut-off test row would pass as "no kills".
+    last_line = raw.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+    n_fields = last_line.count(b",") + 1
+    if n_fields != n_columns:
+        raise PubgFormatError(f"{name}: the last line has {n_fields} fields instead of "
+                              f"{n_columns}; the file looks truncated")
+
+
+def _numeric(column: pd.Series, column_name: str, name: str) -> np.ndarray:
+    values = column
+    if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
+        values = pd.to_numeric(column, errors="coerce")
+        bad = values.isna() & column.notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise PubgFormatError(f"{name}: data row {row + 1}: {column.iloc[row]!r} in column "
+                                  f"{column_name} is not a number")
+    values = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    allowed_nan = column_name in KILL_DISTANCE_COLUMNS
+    problems = (("no value", np.isnan(values) & (not allowed_nan)),
+                ("an infinite value", np.isinf(values)))
+    if column_name in INT_COLUMNS:
+        problems += (("a value that is not a whole number",
+                      np.isfinite(values) & (values != np.round(values))),)
+    for problem, rows in problems:
+        if rows.any():
+            row = int(np.flatnonzero(rows)[0])
+            raise PubgFormatError(f"{name}: data row {row + 1} has {problem} in column {column_name}"
+                                  + (f" ({column.iloc[row]!r})" if problem != "no value" else ""))
+    if column_name in INT_COLUMNS:
+        return values.astype(np.int64)
+    return values
+
+
+# --- the synthetic stand-in -------------------------------------------------------------------
+#
+# A match: party_size is drawn per match, 100 players minus a few no-shows queue in, and they
+# form game_size = players // party_size full teams. Each team has a latent strength; strength
+# plus luck orders the teams' eliminations, which gives team_placement (a permutation of
+# 1..game_size) and each team's survival time. A player lives up to the team's survival time
+# (one teammate always lasts that long), spends the first minute or two in the plane and the
+# parachute, and then walks, drives and fights: distances grow with time on the ground, the
+# rate of kills with time on the ground and skill (team strength plus the player's own).
+# Knock-downs, assists and damage follow from the kills, kill distances from the number of kills
+# and a personal engagement range.
+
+PARTY_SIZES = (1, 2, 4)
+PARTY_SHARES = (0.2, 0.3, 0.5)
+NO_SHOW_MEAN, NO_SHOW_MAX = 15.0, 50
+LUCK = 0.6                          # sd of luck next to a team strength of sd 1
+MATCH_MINUTES = 30.0
+WALK_METRES_PER_MINUTE = 100.0
+KILL_RATE = 0.72                    # tuned so that kills have mean ~0.89 and 42.4% have kills
+SKILL_ON_KILLS = 0.8
+ENGAGEMENT_RANGE = 2000.0           # map units (1/100 m): a typical kill gap is ~20 m
+MAP_SIZE = 800_000.0
+
+
+def synthesize(split: str = "train", n_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """A DataFrame with the real file's schema, from a simple model of a battle-royale match.
+
+    split "train" gives the 16 TRAIN_COLUMNS, "test" the 15 TEST_COLUMNS; n_rows defaults to
+    the real sizes, 1,500,000 and 500,000. Rows are sorted by match_id (from 0) and team_id
+    (from 1); the last match is cut off at n_rows, so its teams' placements are a subset of
+    1..game_size. Exactly round(n_rows * COMPLETE_FRACTION) players have kills (635,716 of
+    the default 1,500,000, as in the real file), and only they have kill distances.
+    player_name is even in train and odd in test, so names never repeat across the two.
+    The same (split, n_rows, seed) always gives the same frame; train and test use
+    different random streams.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    if n_rows is None:
+        n_rows = DEFAULT_ROWS[split]
+    if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 1:
+        raise ValueError(f"n_rows must be a positive integer, not {n_rows!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
+    n_rows = int(n_rows)
+    rng = np.random.default_rng([int(seed), SPLITS.index(split)])
+
+    party, game = _matches(rng, n_rows)
+    team_match, team_id, strength, placement = _teams(rng, game)
+    team_party = party[team_match]
+    team_of_player = np.repeat(np.arange(len(team_match)), team_party)[:n_rows]
+    player_match = team_match[team_of_player]
+
+    columns = {
+        "match_id": player_match,
+        "team_id": team_id[team_of_player],
+        "game_size": game[player_match],
+        "party_size": team_party[team_of_player],
+    }
+    columns.update(_players(rng, team_of_player, team_party, strength, placement,
+                            game[team_match]))
+    # Twice a shuffled row number, plus one in test: unique, and disjoint between the splits.
+    columns["player_name"] = 2 * rng.permutation(n_rows) + SPLITS.index(split)
+    columns["team_placement"] = placement[team_of_player]
+
+    names = TRAIN_COLUMNS if split == "train" else TEST_COLUMNS
+    return pd.DataFrame({name: columns[name].astype(
+        np.float64 if name in FLOAT_COLUMNS else np.int64, copy=False) for name in names})
+
+
+def _matches(rng, n_rows):
+    """party_size and game_size of just enough matches to seat n_rows players."""
+    # Every match seats at least 100 - NO_SHOW_MAX - 3 players, so this many always suffice.
+    n_drawn = n_rows // (100 - NO_SHOW_MAX - 3) + 1
+    party = rng.choice(np.array(PARTY_SIZES), size=n_drawn, p=PARTY_SHARES)
+    no_shows = np.minimum(rng.exponential(NO_SHOW_MEAN, n_drawn).astype(np.int64), NO_SHOW_MAX)
+    game = (100 - no_shows) // party
+    n_matches = int(np.searchsorted(np.cumsum(game * party), n_rows)) + 1
+    return party[:n_matches], game[:n_matches]
+
+
+def _teams(rng, game):
+    """For each team: its match, team_id, latent strength and placement (1 = winner)."""
+    team_match = np.repeat(np.arange(len(game)), game)
+    first_team = (np.cumsum(game) - game)[team_match]
+    n_teams = len(team_match)
+    strength = rng.standard_normal(n_teams)
+    fortune = strength + LUCK * rng.standard_normal(n_teams)
+    by_fortune = np.lexsort((-fortune, team_match))
+    placement = np.empty(n_teams, dtype=np.int64)
+    placement[by_fortune] = np.arange(n_teams) - first_team[by_fortune] + 1
+    return team_match, np.arange(n_teams) - first_team + 1, strength, placement
+
+
+def _players(rng, team_of_player, team_party, strength, placement, team_game):
+    """The per-player columns from assists to kill distances (player_name aside)."""
+    n = len(team_of_player)
+    team = team_of_player
+    # 0 for the first team out, 1 for the winner; eliminations thin out as the zone shrinks.
+    rank = (team_game - placement) / (team_game - 1)
+    team_minutes = MATCH_MINUTES * (0.04 + 0.96 * rank ** 1.5)
+    # One teammate (the one with the largest draw) lasts as long as the team; the rest die earlier.
+    lifespan = rng.beta(2.5, 1.0, n)
+    team_starts = np.flatnonzero(np.r_[True, team[1:] != team[:-1]])
+    longest = np.repeat(np.maximum.reduceat(lifespan, team_starts), np.diff(np.r_[team_starts, n]))
+    share_of_team_time = lifespan / longest
+    minutes = team_minutes[team] * share_of_team_time
+    ground = np.maximum(minutes - rng.uniform(0.3, 1.5, n), 0.0)  # minus the plane and parachute
+
+    walk = WALK_METRES_PER_MINUTE * ground * rng.lognormal(0.0, 0.4, n)
+    # Teammates share a vehicle; a team that lives longer is more likely to find one, and drives
+    # further.
+    drive_odds = -2.5 + 2.5 * rank + 0.5 * (team_party > 1)
+    drives = rng.random(len(rank)) < 1.0 / (1.0 + np.exp(-drive_odds))
+    team_ride = np.where(drives, rng.lognormal(np.log(800.0 + 3000.0 * rank), 0.7), 0.0)
+    ride = team_ride[team] * share_of_team_time * rng.lognormal(0.0, 0.3, n) * (ground > 0)
+
+    skill = 0.6 * strength[team] + 0.8 * rng.standard_normal(n)
+    kill_rate = KILL_RATE * np.exp(SKILL_ON_KILLS * skill) * (0.2 + ground / 20.0) * (ground > 0)
+    kills = _with_exact_killer_count(rng.poisson(kill_rate), kill_rate)
+
+    solo = team_party[team] == 1
+    # In teams most kills start as a knock-down, and some knocks are finished by a teammate.
+    dbno = np.where(solo, 0, rng.binomial(kills, 0.6) + rng.poisson(0.3 * kill_rate))
+    assists = rng.poisson(np.where(solo, 0.1, 0.3) * kill_rate)
+    damage = (85.0 * kills * rng.lognormal(0.0, 0.3, n) + 60.0 * dbno * rng.random(n)
+              + rng.gamma(0.5, 60.0, n) * (0.2 + ground / 30.0) * (ground > 0))
+
+    columns = {
+        "player_assists": assists,
+        "player_dbno": dbno,
+        "player_dist_ride": np.round(ride, 6),
+        "player_dist_walk": np.round(walk, 6),
+        "player_dmg": np.round(damage).astype(np.int64),
+        "player_kills": kills,
+    }
+    columns.update(_kill_distances(rng, kills))
+    return columns
+
+
+def _with_exact_killer_count(kills, kill_rate):
+    """Nudge the fewest, least likely players so exactly COMPLETE_FRACTION have kills."""
+    target = round(len(kills) * COMPLETE_FRACTION)
+    killers = np.flatnonzero(kills > 0)
+    excess = len(killers) - target
+    kills = kills.copy()
+    if excess > 0:
+        kills[killers[np.argsort(kill_rate[killers], kind="stable")[:excess]]] = 0
+    elif excess < 0:
+        others = np.flatnonzero(kills == 0)
+        kills[others[np.argsort(-kill_rate[others], kind="stable")[:-excess]]] = 1
+    return kills
+
+
+def _kill_distances(rng, kills):
+    """Smallest and largest x and y gap over each player's kills; NaN for players without."""
+    n = len(kills)
+    killer = kills > 0
+    # Each kill happens at some distance around the player's own engagement range (weapon and
+    # style), in some direction; x and y are the two sides of that distance.
+    engagement_range = ENGAGEMENT_RANGE * rng.lognormal(0.0, 0.9, n)
+    shooter = np.repeat(np.arange(n), kills)
+    distance = engagement_range[shooter] * rng.lognormal(0.0, 0.5, len(shooter))
+    direction = rng.uniform(0.0, np.pi / 2, len(shooter))
+    first_kill = (np.cumsum(kills) - kills)[killer]
+    columns = {}
+    for axis, gaps in (("x", distance * np.cos(direction)), ("y", distance * np.sin(direction))):
+        gaps = np.clip(np.round(gaps, 1), 0.1, MAP_SIZE)
+        for suffix, reduce in (("min", np.minimum), ("max", np.maximum)):
+            column = np.full(n, np.nan)
+            column[killer] = reduce.reduceat(gaps, first_kill)
+            columns[f"kill_distance_{axis}_{suffix}"] = column
+    return columns
+
+
+# --- the cache of synthetic data ----------------------------------------------------------
+
+def cache_dir() -> Path:
+    """$OURDL_CACHE_DIR, else $XDG_CACHE_HOME/ourdl, else ~/.cache/ourdl."""
+    if os.environ.get("OURDL_CACHE_DIR"):
+        return Path(os.environ["OURDL_CACHE_DIR"])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "ourdl"
+    return Path.home() / ".cache" / "ourdl"
+
+
+def cached(split: str = "train", n_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """synthesize(split, n_rows, seed), read from cache_dir() when it was made before.
+
+    The cache is an .npz with one array per column (no pickle, so loading it runs no code),
+    keyed by split, rows, seed and GENERATOR_VERSION. A cache that cannot be written is
+    skipped with a warning; one that cannot be read is made again.
+    """
+    if n_rows is None:
+        n_rows = DEFAULT_ROWS.get(split)
+    path = cache_dir() / f"pubg-{split}-{n_rows}-seed{seed}-v{GENERATOR_VERSION}.npz"
+    with contextlib.suppress(OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return _read_cache(path, split, n_rows)
+    frame = synthesize(split, n_rows, seed)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path) as file:
+            np.savez(file, **{name: _narrowest(frame[name].to_numpy()) for name in frame.columns})
+    except OSError as err:
+        warnings.warn(f"could not cache the synthetic data in {path}: {err}", stacklevel=2)
+    return frame
+
+
+def _read_cache(path, split, n_rows):
+    names = TRAIN_COLUMNS if split == "train" else TEST_COLUMNS
+    with np.load(path, allow_pickle=False) as arrays:
+        if sorted(arrays.files) != sorted(names):
+            raise KeyError(f"{path} does not hold the columns of {split}")
+        frame = pd.DataFrame({name: arrays[name].astype(
+            np.float64 if name in FLOAT_COLUMNS else np.int64) for name in names})
+    if len(frame) != n_rows:
+        raise ValueError(f"{path} holds {len(frame)} rows, not {n_rows}")
+    return frame
+
+
+def _narrowest(values):
+    # Integer columns fit in 1-4 bytes; storing them narrow makes the cache a third the size.
+    if values.dtype.kind != "i":
+        return values
+    for dtype in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= values.min() and values.max() <= info.max:
+            return values.astype(dtype)
+    return values
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """Open a binary file that appears at path only when the with-block succeeds.
+
+    The data goes to a hidden temporary file in the same folder, which is renamed over path
+    at the end (os.replace is atomic), so a failure never leaves a half-written file.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    # os.open rather than tempfile: mode 0o666 minus the umask, like any file a user writes.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+# --- the seed's pipeline -------------------------------------------------------------------
+
+def complete_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows without NaN: the seed's df.dropna(axis=0, how='any')."""
+    return frame.dropna(axis=0, how="any")
+
+
+def to_array(frame: pd.DataFrame) -> np.ndarray:
+    """The columns from game_size on as float64: the seed's df.iloc[:, 2:].values.
+
+    13 feature columns for a test frame, 14 (team_placement last) for a training frame.
+    """
+    columns = list(frame.columns)
+    if columns not in (list(TRAIN_COLUMNS), list(TEST_COLUMNS)):
+        raise ValueError(f"expected the columns of a PUBG train or test frame, got {columns}")
+    return frame.iloc[:, 2:].to_numpy(dtype=np.float64)
+
+
+def normalize_train(data: np.ndarray):
+    """(data / maxima, maxima): divide each column by its maximum, as the seed does.
+
+    A column that is all zeros (player_dbno in a solo-only sample, say) gets a maximum of 1
+    instead of 0, so it stays 0 rather than turning into NaN; the real data has none.
+    """
+    data = np.asarray(data, dtype=np.float64)
+    if data.ndim != 2 or len(data) == 0:
+        raise ValueError(f"expected a non-empty 2-D array, got shape {data.shape}")
+    if np.isnan(data).any():
+        raise ValueError("the training array has NaN; drop incomplete rows (complete_rows) first")
+    maxima = data.max(axis=0)
+    maxima[maxima == 0] = 1.0
+    return data / maxima, maxima
+
+
+def normalize_test(data: np.ndarray, maxima: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """data / maxima with NaN replaced by means (the normalized training means), per column.
+
+    The seed passes max_value[:-1] and data.mean(axis=0)[:-1]: the feature columns only.
+    """
+    data = np.asarray(data, dtype=np.float64)
+    maxima = np.asarray(maxima, dtype=np.float64)
+    means = np.asarray(means, dtype=np.float64)
+    if data.ndim != 2 or maxima.shape != (data.shape[1],) or means.shape != (data.shape[1],):
+        raise ValueError(f"expected data of shape (rows, k) and maxima and means of shape (k,), "
+                         f"got {data.shape}, {maxima.shape} and {means.shape}")
+    normalized = data / maxima
+    return np.where(np.isnan(normalized), means, normalized)
+
+
+def to_placement(predictions: np.ndarray, max_placement: float) -> np.ndarray:
+    """The seed's int(p * max) (truncation toward zero) clipped to [1, max], as int64."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    if not np.isfinite(predictions).all():
+        raise ValueError("the predictions contain NaN or infinity")
+    if not max_placement >= 1:
+        raise ValueError(f"max_placement must be at least 1, not {max_placement!r}")
+    placements = np.clip(np.trunc(predictions * max_placement), 1, int(max_placement))
+    return placements.astype(np.int64)
+
+
+def split_matches(frame: pd.DataFrame, fraction: float, seed: int = 0):
+    """(training rows, held-out rows): round(fraction * matches) whole matches are held out."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"the holdout fraction must be in [0, 1), not {fraction!r}")
+    matches = frame["match_id"].unique()
+    held_out = np.random.default_rng(seed).permutation(matches)[:round(fraction * len(matches))]
+    is_held_out = frame["match_id"].isin(held_out).to_numpy()
+    return frame[~is_held_out], frame[is_held_out]
+
+
+def write_submission(placements, path="submission.csv"):
+    """Write the header team_placement and one integer per row, atomically."""
+    placements = np.asarray(placements)
+    if placements.ndim != 1 or placements.dtype.kind not in "iu":
+        raise ValueError(f"expected a 1-D integer array of placements, got {placements.dtype} "
+                         f"of shape {placements.shape}")
+    text = "\n".join([TARGET, *map(str, placements.tolist())]) + "\n"
+    with atomic_file(path) as file:
+        file.write(text.encode("ascii"))
+
+
+Network = collections.namedtuple("Network", "x w y prediction loss")
+
+
+def build_network(n_features: int = len(FEATURES), lr: float = 0.01) -> Network:
+    """The seed's n -> 1 linear network built from ourdl nodes, exactly as the seed wires it.
+
+    x[i] = Node(), w[i] = Node(Flag=1, lr=lr), m[i] = MulNode(x[i], w[i]), a chain of AddNodes
+    summing the m[i] into the prediction, y = Node() and loss = MSENode(prediction, y).
+    """
+    from ourdl import AddNode, MSENode, MulNode, Node
+
+    if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+        raise ValueError(f"n_features must be a positive integer, not {n_features!r}")
+    x = [Node() for _ in range(n_features)]
+    w = [Node(Flag=1, lr=lr) for _ in range(n_features)]
+    m = [MulNode(Papa=x_i, Mama=w_i) for x_i, w_i in zip(x, w)]
+    prediction = m[0]
+    for m_i in m[1:]:
+        prediction = AddNode(Papa=prediction, Mama=m_i)
+    y = Node()
+    return Network(x, w, y, prediction, MSENode(Papa=prediction, Mama=y))
