@@ -47,6 +47,15 @@ cdef struct Graph:
     const double* lrs
     const unsigned char* flags
 
+# Rows of training data as the compiled loops see them.
+cdef struct Data:
+    const double* x           # element (r, j) is x[r * s0 + j * s1]
+    Py_ssize_t s0
+    Py_ssize_t s1
+    const Py_ssize_t* slots   # the tape index that column j feeds
+    Py_ssize_t n_inputs
+    const int64_t* rows       # the order of the rows in this epoch; NULL for 0, 1, 2, ...
+
 cdef class Tape
 
 
@@ -87,5 +96,9 @@ cdef class Tape:
     cdef void _push(self) noexcept nogil
     cdef void _forward(self) noexcept nogil
     cdef void _backward(self, bint update) noexcept nogil
+    cdef Py_ssize_t[::1] _input_slots(self, inputs) except *
+    cdef object _linear_model(self, Py_ssize_t[::1] slots)
+    cdef Py_ssize_t _slot_of(self, node, str what) except -1
+    cdef void _settle(self, const Data* D, Py_ssize_t row)
     cpdef double forward(self)
     cpdef backward(self, bint update=*)

@@ -11,7 +11,7 @@ cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport cos, exp, fabs, isfinite, log, pow, sin, sqrt, tan, tanh
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
 
 import numbers
@@ -43,6 +43,7 @@ cdef enum RunStatus:
     RUN_OK = 0
     RUN_BAD_LOSS = 1    # the root value became nan/inf: stopped before that row's update
     RUN_BAD_PARAM = 2   # an update made a parameter nan/inf: it was undone
+    RUN_BAD_DATA = 3    # a row of data holds nan/inf: stopped before that row's update
 
 
 # ----------------------------------------------------------------------------- the ops
@@ -53,6 +54,37 @@ cdef inline bint is_binary(int op) noexcept nogil:
 
 cdef inline double sign(double a) noexcept nogil:
     return 1.0 if a > 0.0 else (-1.0 if a < 0.0 else 0.0)
+
+
+cdef inline double squared(double d) noexcept nogil:
+    """``pow(d, 2.0)`` exactly as libm computes it (and so Python's ``d ** 2``), mostly without
+    calling pow().
+
+    d * d is correctly rounded, and glibc's pow() is within 0.54 ulp of the exact square (its
+    documented worst case), so the two can only differ when the exact square lies within
+    0.46 ulp of a point halfway between two doubles. Dekker's exact product gives the rounding error of d * d; only
+    near a halfway point (about one time in ten), or for huge, tiny or special d, is pow()
+    asked. tests/test_core.py holds this to pow() on millions of values.
+    """
+    cdef double p = d * d, a = fabs(d), hi, lo, err, ulp
+    cdef uint64_t bits
+    if not (1e-140 < a < 1e140):
+        return pow(d, 2.0)
+    hi = 134217729.0 * d          # Veltkamp: d = hi + lo, each half fits in 26 bits
+    hi = hi - (hi - d)
+    lo = d - hi
+    err = ((hi * hi - p) + 2.0 * hi * lo) + lo * lo   # d*d - p, exactly
+    memcpy(&bits, &p, sizeof(double))
+    bits &= <uint64_t>0x7ff0000000000000ULL  # 2**exponent(p), so ulp(p) = that * 2**-52
+    memcpy(&ulp, &bits, sizeof(double))
+    if fabs(err) >= 0.44 * 2.220446049250313e-16 * ulp:
+        return pow(d, 2.0)
+    return p
+
+
+def _squared(double d):
+    """Test shim for the compiled squared()."""
+    return squared(d)
 
 
 cdef inline double op_value(int op, double a, double b) noexcept nogil:
@@ -68,7 +100,7 @@ cdef inline double op_value(int op, double a, double b) noexcept nogil:
     elif op == OP_POW:
         return pow(a, b)
     elif op == OP_MSE:
-        return pow(a - b, 2.0)  # libm's pow, as Python's ** (see setup.py)
+        return squared(a - b)
     elif op == OP_MAE:
         return fabs(a - b)
     elif op == OP_NEG:
@@ -198,6 +230,169 @@ cdef void update_pass(const Graph* G) noexcept nogil:
     for i in range(G.n):
         if G.flags[i]:
             G.values[i] = G.values[i] - G.lrs[i] * G.grads[i]
+
+
+# ----------------------------------------------------------------------------- training
+# A run over rows of data: the seed's loop (write the inputs, forward, backward, update) in
+# compiled code. Indices were validated by Tape.fit before they got here.
+
+cdef inline bint nonfinite(double x) noexcept nogil:
+    return x - x != 0.0  # nan for inf and nan, 0 for every finite x
+
+
+cdef inline bint load_row(const Data* D, Py_ssize_t r, double* values) noexcept nogil:
+    """Write row r into the input nodes; False if it holds nan or inf."""
+    cdef const double* xr = D.x + r * D.s0
+    cdef Py_ssize_t j
+    cdef bint bad = False
+    for j in range(D.n_inputs):
+        values[D.slots[j]] = xr[j * D.s1]
+        bad = bad | nonfinite(xr[j * D.s1])
+    return not bad
+
+
+@cython.final
+cdef class Updates:
+    """The general training step: any graph, gradients averaged over batches."""
+
+    cdef Py_ssize_t[::1] flagged   # tape indices of the trainable nodes
+    cdef double[::1] summed        # their gradients summed over the current batch
+    cdef double[::1] before        # their values before the last update, to undo it
+    cdef Py_ssize_t n_flagged, batch_size, count
+    cdef double seed               # the root's gradient
+
+    def __init__(self, Tape tape, Py_ssize_t batch_size):
+        flagged = np.flatnonzero(np.asarray(tape.flags)).astype(np.intp)
+        self.n_flagged = flagged.shape[0]
+        self.flagged = np.append(flagged, 0).astype(np.intp)  # never empty, so [0] is valid
+        self.summed = np.full(self.n_flagged + 1, -0.0)
+        self.before = np.empty(self.n_flagged + 1)
+        self.batch_size = batch_size
+        self.count = 0
+        self.seed = tape.states[tape.n - 1].grad
+
+    cdef RunStatus train(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
+                         Py_ssize_t epoch_rows, double* loss_sum, Py_ssize_t* at) noexcept nogil:
+        cdef Py_ssize_t i, k, slot
+        cdef double loss
+        cdef bint bad
+        cdef double* v = G.values
+        for i in range(start, stop):
+            if not load_row(D, D.rows[i] if D.rows != NULL else i, v):
+                at[0] = i
+                return RUN_BAD_DATA
+            forward_pass(G)
+            loss = v[G.n - 1]
+            if nonfinite(loss):
+                at[0] = i
+                return RUN_BAD_LOSS
+            loss_sum[0] += loss
+            backward_pass(G, self.seed)
+            for k in range(self.n_flagged):
+                self.summed[k] += G.grads[self.flagged[k]]
+            self.count += 1
+            if self.count < self.batch_size and i != epoch_rows - 1:
+                continue
+            # With one row per batch, -0.0 + g and g / 1 are g: exactly the seed's step.
+            bad = False
+            for k in range(self.n_flagged):
+                slot = self.flagged[k]
+                self.before[k] = v[slot]
+                v[slot] = v[slot] - G.lrs[slot] * (self.summed[k] / self.count)
+                bad = bad | nonfinite(v[slot])
+                self.summed[k] = -0.0
+            self.count = 0
+            if bad:
+                for k in range(self.n_flagged):
+                    v[self.flagged[k]] = self.before[k]
+                at[0] = i
+                return RUN_BAD_PARAM
+        return RUN_OK
+
+
+@cython.final
+cdef class LinearModel:
+    """The fused step for the seed's model: loss(sum_k x_k * w_k, y), one row at a time.
+
+    Every floating-point operation is the one the general passes do, in the same order
+    (x * w commutes exactly, the sum is the same left-to-right chain, the gradient reaching
+    w_k is (the loss gradient) * x_k), so the results are the same to the last bit.
+    """
+
+    cdef Py_ssize_t n_terms
+    cdef Py_ssize_t[::1] columns    # data column of each term's input; -1 for a bias (x = 1)
+    cdef Py_ssize_t[::1] params     # tape index of each term's parameter
+    cdef double[::1] lrs
+    cdef double[::1] w, w_next      # the parameters, double-buffered so a bad update is undone
+    cdef Py_ssize_t target          # data column of the target
+    cdef bint squared, sum_is_papa
+    cdef double seed
+
+    def __init__(self, Tape tape, terms, Py_ssize_t target, int loss_op, bint sum_is_papa):
+        self.n_terms = len(terms)
+        self.columns = np.array([c for c, _ in terms], dtype=np.intp)
+        self.params = np.array([p for _, p in terms], dtype=np.intp)
+        self.lrs = np.array([tape.lrs[p] for _, p in terms])
+        self.w = np.empty(self.n_terms)
+        self.w_next = np.empty(self.n_terms)
+        self.target = target
+        self.squared = loss_op == OP_MSE
+        self.sum_is_papa = sum_is_papa
+        self.seed = tape.states[tape.n - 1].grad
+
+    cdef RunStatus train(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
+                         double* loss_sum, Py_ssize_t* at) noexcept nogil:
+        cdef Py_ssize_t i, r, k, K = self.n_terms
+        cdef const Py_ssize_t* col = &self.columns[0]
+        cdef const double* lr = &self.lrs[0]
+        cdef double* w = &self.w[0]
+        cdef double* w_next = &self.w_next[0]
+        cdef double* swap
+        cdef const double* xr
+        cdef double p, d, t, loss, x, total = loss_sum[0]
+        cdef double twice_seed = self.seed * 2.0
+        cdef Py_ssize_t s1 = D.s1, target = self.target * D.s1
+        cdef bint bad
+        cdef RunStatus status = RUN_OK
+        for k in range(K):
+            w[k] = G.values[self.params[k]]
+        for i in range(start, stop):
+            r = D.rows[i] if D.rows != NULL else i
+            xr = D.x + r * D.s0
+            p = (xr[col[0] * s1] if col[0] >= 0 else 1.0) * w[0]
+            for k in range(1, K):
+                p = p + (xr[col[k] * s1] if col[k] >= 0 else 1.0) * w[k]
+            d = p - xr[target] if self.sum_is_papa else xr[target] - p
+            if self.squared:
+                loss = squared(d)
+                t = twice_seed * d
+            else:
+                loss = fabs(d)
+                t = self.seed * sign(d)
+            if not self.sum_is_papa:
+                t = -t  # the sum is Mama: it receives the negated gradient
+            if nonfinite(loss):
+                # Bad data always shows here: nan or inf in any input reaches the loss.
+                at[0] = i
+                status = RUN_BAD_LOSS if load_row(D, r, G.values) else RUN_BAD_DATA
+                break
+            total += loss
+            bad = False
+            for k in range(K):
+                x = xr[col[k] * s1] if col[k] >= 0 else 1.0
+                w_next[k] = w[k] - lr[k] * (t * x)
+                bad = bad | nonfinite(w_next[k])
+            if bad:
+                at[0] = i
+                status = RUN_BAD_PARAM
+                break
+            swap = w
+            w = w_next
+            w_next = swap
+        loss_sum[0] = total
+        for k in range(K):
+            G.values[self.params[k]] = w[k]
+        return status
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -440,6 +635,124 @@ cdef class SqrtNode(Node):
     op_code = OP_SQRT
 
 
+cdef bint forward_rows(const Graph* G, const Data* D, const Py_ssize_t* program,
+                       Py_ssize_t n_program, double* buf, Py_ssize_t B, Py_ssize_t start,
+                       Py_ssize_t stop, Py_ssize_t out, double* result) noexcept nogil:
+    """Forward over rows [start, stop), B rows at a time: node i's values for a block live in
+    buf[i*B : (i+1)*B], so each op is one tight loop over the block (vectorized for + - *).
+    Every row sees the same operations as forward_pass. False if a row holds nan or inf."""
+    cdef Py_ssize_t s, nb, r, j, q, i
+    cdef const double* xr
+    cdef double* dst
+    cdef const double* a
+    cdef const double* b
+    cdef int o
+    cdef bint bad = False
+    s = start
+    while s < stop:
+        nb = min(B, stop - s)
+        for j in range(D.n_inputs):
+            dst = buf + D.slots[j] * B
+            xr = D.x + s * D.s0 + j * D.s1
+            for r in range(nb):
+                dst[r] = xr[r * D.s0]
+                bad = bad | nonfinite(dst[r])
+        if bad:
+            return False
+        for q in range(n_program):
+            i = program[q]
+            o = G.op[i]
+            dst = buf + i * B
+            a = buf + G.papa[i] * B
+            if o == OP_ADD:
+                b = buf + G.mama[i] * B
+                for r in range(nb):
+                    dst[r] = a[r] + b[r]
+            elif o == OP_MUL:
+                b = buf + G.mama[i] * B
+                for r in range(nb):
+                    dst[r] = a[r] * b[r]
+            elif o == OP_SUB:
+                b = buf + G.mama[i] * B
+                for r in range(nb):
+                    dst[r] = a[r] - b[r]
+            elif is_binary(o):
+                b = buf + G.mama[i] * B
+                for r in range(nb):
+                    dst[r] = op_value(o, a[r], b[r])
+            else:
+                for r in range(nb):
+                    dst[r] = op_value(o, a[r], 0.0)
+        memcpy(result + s, buf + out * B, nb * sizeof(double))
+        s += nb
+    return True
+
+
+# ----------------------------------------------------------------------------- checking data
+# Everything that reaches the compiled loops is checked here first, with messages that say
+# what was wrong and what would be accepted.
+
+def _positive_int(str name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return int(value)
+
+
+def _as_data(data, Py_ssize_t n_inputs):
+    """``data`` as a 2-D float64 array (a view where possible, else one converted copy),
+    and a name for each column."""
+    columns = getattr(data, "columns", None)
+    if columns is not None and hasattr(data, "dtypes"):  # a pandas DataFrame
+        for name, dtype in zip(columns, data.dtypes):
+            if getattr(dtype, "kind", "O") not in "biuf":
+                raise TypeError(f"data column {name!r} has dtype {dtype}: every column must be numeric")
+        names = [repr(name) for name in columns]
+        data = data.to_numpy(dtype=np.float64)
+    else:
+        names = None
+    X = np.asarray(data)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"data must be numeric, not an array of dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"data must be 2-D (one row per sample), not {X.ndim}-D")
+    if X.shape[1] != n_inputs:
+        raise ValueError(f"data has {X.shape[1]} columns but {n_inputs} inputs were given: "
+                         f"one column per input node")
+    if X.shape[0] == 0:
+        raise ValueError("data is empty: it has no rows")
+    if X.dtype != np.float64:
+        X = X.astype(np.float64)  # the one converted copy; float64 arrays are used in place
+    return X, names or [str(j) for j in range(n_inputs)]
+
+
+def _nonfinite_error(X, names):
+    """The error for data holding nan or inf, naming the first such row and its column."""
+    bad = ~np.isfinite(X)
+    row = int(np.flatnonzero(bad.any(axis=1))[0])
+    j = int(np.flatnonzero(bad[row])[0])
+    return ValueError(f"data has {X[row, j]} in column {names[j]} at row {row}: every value must "
+                      f"be finite (drop or fill such rows first, e.g. DataFrame.dropna())")
+
+
+cdef Data _data_view(const double[:, :] X, Py_ssize_t[::1] slots):
+    """Raw pointers into X and slots; the caller keeps both alive while they are used."""
+    cdef Data D
+    D.x = &X[0, 0]
+    D.s0 = X.strides[0] // sizeof(double)
+    D.s1 = X.strides[1] // sizeof(double)
+    D.slots = &slots[0]
+    D.n_inputs = slots.shape[0]
+    D.rows = NULL
+    return D
+
+
+def _progress_bar(total):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, unit="sample", unit_scale=True, desc="training", leave=False)
+
+
 # ----------------------------------------------------------------------------- the tape
 
 cdef unsigned long _last_stamp = 0
@@ -614,3 +927,224 @@ cdef class Tape:
                 self._backward(update)
         else:
             self._backward(update)
+
+    # ------------------------------------------------------------------------- whole datasets
+
+    cdef Py_ssize_t[::1] _input_slots(self, inputs) except *:
+        """Validate the nodes that data columns feed; return their tape indices."""
+        if isinstance(inputs, Node) or not hasattr(inputs, "__len__"):
+            raise TypeError("inputs must be a list of Nodes, one per data column")
+        if len(inputs) == 0:
+            raise ValueError("inputs is empty: name the leaf that each data column feeds")
+        slots = np.empty(len(inputs), dtype=np.intp)
+        taken = set()
+        for j, node in enumerate(inputs):
+            i = self._slot_of(node, f"inputs[{j}]")
+            if (<Node>node).op != OP_LEAF:
+                raise ValueError(f"inputs[{j}] ({node!r}) is not a leaf: only leaves can be fed from data")
+            if (<Node>node).s.flag == 1:
+                raise ValueError(f"inputs[{j}] ({node!r}) is trainable (Flag == 1): data would overwrite it")
+            if i in taken:
+                raise ValueError(f"inputs[{j}] ({node!r}) is given twice")
+            taken.add(i)
+            slots[j] = i
+        return slots
+
+    def fit(self, data, inputs, epochs=1, shuffle=False, seed=None, batch_size=1, progress=False):
+        """Train on every row of ``data``: the seed's per-sample loop, run in compiled code.
+
+        For each row, column j is written into ``inputs[j].value``; then forward, backward
+        and (every ``batch_size`` rows, with the gradients averaged) an update of every node
+        with ``Flag == 1``. With ``shuffle`` the rows are visited in a new order each epoch,
+        drawn from ``numpy.random.default_rng(seed)``. Returns one ``EpochStats`` per epoch.
+
+        Bad input raises before anything changes. Divergence raises ``FloatingPointError``
+        with the parameters as they were before the bad update. Ctrl-C stops within
+        milliseconds, with the parameters at the last completed update.
+        """
+        cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
+        cdef Py_ssize_t n_epochs = _positive_int("epochs", epochs)
+        cdef Py_ssize_t batch = _positive_int("batch_size", batch_size)
+        X, names = _as_data(data, slots.shape[0])
+
+        cdef Py_ssize_t n_rows = X.shape[0], start, stop, mid, epoch = 0, at = -1, done = -1
+        cdef RunStatus status = RUN_OK
+        cdef double loss_sum = 0.0
+        cdef int64_t[::1] order
+        self._pull()
+        cdef Graph G = self._graph()
+        cdef Data D = _data_view(X, slots)
+        cdef LinearModel model = self._linear_model(slots) if batch == 1 else None
+        cdef Updates U = Updates(self, batch)
+        rng = np.random.default_rng(seed) if shuffle else None
+        bar = _progress_bar(n_epochs * n_rows) if progress else None
+        history = []
+        try:
+            for epoch in range(n_epochs):
+                t0 = time.perf_counter()
+                loss_sum = 0.0
+                if rng is not None:
+                    order = rng.permutation(n_rows).astype(np.int64)
+                    D.rows = &order[0]
+                for start in range(0, n_rows, CHUNK_ROWS):
+                    stop = min(start + CHUNK_ROWS, n_rows)
+                    with nogil:
+                        mid = start
+                        if model is not None:
+                            # The very last row goes through the general passes below, so
+                            # every node ends exactly as the seed's loop would leave it.
+                            mid = stop - 1 if (stop == n_rows and epoch == n_epochs - 1) else stop
+                            status = model.train(&G, &D, start, mid, &loss_sum, &at)
+                        if status == RUN_OK and mid < stop:
+                            status = U.train(&G, &D, mid, stop, n_rows, &loss_sum, &at)
+                    if status != RUN_OK:
+                        break
+                    done = stop - 1
+                    if bar is not None:
+                        bar.update(stop - start)
+                        bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / stop:.4g}", refresh=False)
+                    PyErr_CheckSignals()  # Ctrl-C arrives here, between chunks
+                if status != RUN_OK:
+                    break
+                seconds = time.perf_counter() - t0
+                history.append(EpochStats(epoch + 1, loss_sum / n_rows, seconds, n_rows / seconds))
+        except BaseException:
+            self._settle(&D, done)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if status == RUN_BAD_DATA:
+            self._pull()  # the nodes were never written: forget what the run did
+            raise _nonfinite_error(X, names)
+        self._settle(&D, at if status != RUN_OK else -1)
+        if status != RUN_OK:
+            row = D.rows[at] if D.rows != NULL else at
+            what = "the loss" if status == RUN_BAD_LOSS else "a parameter"
+            raise FloatingPointError(
+                f"training diverged in epoch {epoch + 1} at row {row} of data: {what} became nan "
+                f"or inf. The parameters are as they were before that update. Try a smaller lr "
+                f"or normalized inputs (e.g. each column divided by its maximum).")
+        return history
+
+    def predict(self, data, inputs, output=None):
+        """The value of ``output`` (the root by default) for every row of ``data``.
+
+        Column j of ``data`` feeds ``inputs[j]``, as in ``fit``. Runs forward only, in blocks
+        of rows in compiled code, and changes nothing in the graph. Returns a float64 array.
+        """
+        cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
+        cdef Py_ssize_t out = self.n - 1 if output is None else self._slot_of(output, "output")
+        X, names = _as_data(data, slots.shape[0])
+        cdef Py_ssize_t n_rows = X.shape[0], n = self.n, i, start, stop
+        # Only the nodes output depends on, in tape order.
+        needed = np.zeros(n, dtype=bool)
+        needed[out] = True
+        for i in range(out, -1, -1):
+            if needed[i] and self.op[i] != OP_LEAF:
+                needed[self.papa[i]] = True
+                if is_binary(self.op[i]):
+                    needed[self.mama[i]] = True
+        cdef Py_ssize_t[::1] program = np.flatnonzero(needed & (np.asarray(self.op) != OP_LEAF)).astype(np.intp)
+        cdef Py_ssize_t n_program = program.shape[0]
+        cdef Py_ssize_t B = max(1, min(256, BLOCK_DOUBLES // n))
+        self._pull()
+        cdef double[::1] buf = np.repeat(np.asarray(self.values), B)  # leaves keep their value
+        result = np.empty(n_rows)
+        cdef double[::1] result_v = result
+        cdef Graph G = self._graph()
+        cdef Data D = _data_view(X, slots)
+        cdef const Py_ssize_t* program_p = &program[0] if n_program else NULL
+        cdef bint ok = True
+        for start in range(0, n_rows, CHUNK_ROWS):
+            stop = min(start + CHUNK_ROWS, n_rows)
+            with nogil:
+                ok = forward_rows(&G, &D, program_p, n_program, &buf[0], B, start, stop, out, &result_v[0])
+            if not ok:
+                raise _nonfinite_error(X, names)
+            PyErr_CheckSignals()
+        return result
+
+    def evaluate(self, data, inputs):
+        """The mean root value (the loss) over the rows of ``data``; changes nothing."""
+        return float(np.mean(self.predict(data, inputs)))
+
+    cdef Py_ssize_t _slot_of(self, node, str what) except -1:
+        if not isinstance(node, Node):
+            raise TypeError(f"{what} must be a Node, not {type(node).__name__}")
+        if self._index is None:
+            self._index = {id(node): i for i, node in enumerate(self.nodes)}
+        i = self._index.get(id(node), -1)
+        if i < 0:
+            raise ValueError(f"{what} ({node!r}) is not a node of this tape")
+        return i
+
+    cdef void _settle(self, const Data* D, Py_ssize_t row):
+        """Leave the nodes consistent after a run: if ``row`` is given (a stop part-way),
+        recompute every value from the current parameters on that row; then write back."""
+        cdef Graph G = self._graph()
+        if row >= 0:
+            load_row(D, D.rows[row] if D.rows != NULL else row, G.values)
+            forward_pass(&G)
+        self._push()
+
+    cdef object _linear_model(self, Py_ssize_t[::1] slots):
+        """A fused kernel for the seed's model, if this tape is one (else None).
+
+        The shape: root = MSE or MAE of (a chain of additions of terms) and a target fed from
+        data, where each term is input * parameter or a bare parameter (a bias), every node
+        used once. Then one sample is a dot product, a subtraction and one axpy-like update,
+        computed with the same operations in the same order as the general passes.
+        """
+        cdef Py_ssize_t root = self.n - 1
+        cdef int root_op = self.op[root]
+        if root_op != OP_MSE and root_op != OP_MAE:
+            return None
+        column = {slots[j]: j for j in range(slots.shape[0])}
+        papa, mama = self.papa[root], self.mama[root]
+        if mama in column and papa not in column:
+            top, target, sum_is_papa = papa, mama, True
+        elif papa in column and mama not in column:
+            top, target, sum_is_papa = mama, papa, False
+        else:
+            return None
+        used = {root, target}
+        # Walk down the chain of additions; addition commutes exactly, so at each step the
+        # chain may continue on either side, but a tree of sums adds in another order.
+        tail, i = [], top
+        while True:
+            if self.op[i] != OP_ADD:
+                bottom = [i]
+                break
+            used.add(i)
+            left, right = self.papa[i], self.mama[i]
+            if self.op[left] == OP_ADD and self.op[right] == OP_ADD:
+                return None
+            if self.op[left] == OP_ADD:
+                tail.append(right)
+                i = left
+            elif self.op[right] == OP_ADD:
+                tail.append(left)
+                i = right
+            else:
+                bottom = [left, right]
+                break
+        terms = []  # (data column of the input, or -1 for a bias; parameter slot)
+        for i in bottom + tail[::-1]:
+            used.add(i)
+            if self.op[i] == OP_MUL:
+                a, b = self.papa[i], self.mama[i]
+                if b in column:
+                    a, b = b, a
+                if a not in column or b in column or self.op[b] != OP_LEAF or not self.flags[b]:
+                    return None
+                used.update((a, b))
+                terms.append((column[a], b))
+            elif self.op[i] == OP_LEAF and self.flags[i] and i not in column:
+                terms.append((-1, i))
+            else:
+                return None
+        params = [slot for _, slot in terms]
+        if len(used) != self.n or len(set(params)) != len(params):
+            return None  # a node is shared or left over: not the simple shape
+        return LinearModel(self, terms, column[target], root_op, sum_is_papa)

@@ -1,4 +1,4 @@
-"""The seed's PUBG placement data: load the real files, synthesize a faithful stand-in, run the seed's pipeline.
+"""The seed's PUBG placement data: load the real files, synthesize a stand-in, run the pipeline.
 
 The contest files (`pubg_train.csv`, `pubg_test.csv`, often zipped) cannot be downloaded, so
 `load` reads them when a user has them and `synthesize` makes data with the same schema and
@@ -143,29 +143,41 @@ def _check_last_line(raw: bytes, n_columns: int, name: str):
 
 
 def _numeric(column: pd.Series, column_name: str, name: str) -> np.ndarray:
-    values = column
-    if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
-        values = pd.to_numeric(column, errors="coerce")
-        bad = values.isna() & column.notna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise PubgFormatError(f"{name}: data row {row + 1}: {column.iloc[row]!r} in column "
-                                  f"{column_name} is not a number")
-    values = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    allowed_nan = column_name in KILL_DISTANCE_COLUMNS
-    problems = (("no value", np.isnan(values) & (not allowed_nan)),
-                ("an infinite value", np.isinf(values)))
-    if column_name in INT_COLUMNS:
-        problems += (("a value that is not a whole number",
-                      np.isfinite(values) & (values != np.round(values))),)
-    for problem, rows in problems:
-        if rows.any():
-            row = int(np.flatnonzero(rows)[0])
-            raise PubgFormatError(f"{name}: data row {row + 1} has {problem} in column {column_name}"
-                                  + (f" ({column.iloc[row]!r})" if problem != "no value" else ""))
-    if column_name in INT_COLUMNS:
-        return values.astype(np.int64)
-    return values
+    """The column as int64 (INT_COLUMNS) or float64; PubgFormatError at its first bad cell."""
+    def fail(bad_rows, problem):
+        row = int(np.flatnonzero(bad_rows)[0])
+        value = column.iloc[row]
+        shown = repr(value) if isinstance(value, str) else value
+        raise PubgFormatError(f"{name}: data row {row + 1}: {problem.format(shown)} "
+                              f"in column {column_name}")
+
+    is_int_column = column_name in INT_COLUMNS
+    if pd.api.types.is_integer_dtype(column):
+        # Kept as integers all the way: ids beyond 2**53 would not survive a float64.
+        if column.dtype == np.uint64:
+            fail(column.to_numpy() > np.iinfo(np.int64).max, "{} is too large")
+        values = column.to_numpy(dtype=np.int64)
+        return values if is_int_column else values.astype(np.float64)
+    if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
+        # Text (pandas also turns True/False into booleans): find the first cell that is no number.
+        numbers = pd.to_numeric(column.astype(str), errors="coerce")
+        is_text = (numbers.isna() & column.notna()).to_numpy()
+        if is_text.any():
+            fail(is_text, "{} is not a number")
+        values = numbers.to_numpy(dtype=np.float64)
+    else:
+        values = column.to_numpy(dtype=np.float64)
+    if column_name not in KILL_DISTANCE_COLUMNS and np.isnan(values).any():
+        fail(np.isnan(values), "no value")
+    if np.isinf(values).any():
+        fail(np.isinf(values), "{} is not finite")
+    if not is_int_column:
+        return values
+    if (values != np.round(values)).any():
+        fail(values != np.round(values), "{} is not a whole number")
+    if (np.abs(values) >= 2.0 ** 63).any():
+        fail(np.abs(values) >= 2.0 ** 63, "{} is too large")
+    return values.astype(np.int64)
 
 
 # --- the synthetic stand-in -------------------------------------------------------------------
@@ -177,8 +189,8 @@ def _numeric(column: pd.Series, column_name: str, name: str) -> np.ndarray:
 # (one teammate always lasts that long), spends the first minute or two in the plane and the
 # parachute, and then walks, drives and fights: distances grow with time on the ground, the
 # rate of kills with time on the ground and skill (team strength plus the player's own).
-# Knock-downs, assists and damage follow from the kills, kill distances from the number of kills
-# and a personal engagement range.
+# Knock-downs, assists and damage follow from the kills; each kill has a distance around the
+# player's own engagement range and a direction, whose x and y sides give the kill distances.
 
 PARTY_SIZES = (1, 2, 4)
 PARTY_SHARES = (0.2, 0.3, 0.5)
@@ -186,8 +198,9 @@ NO_SHOW_MEAN, NO_SHOW_MAX = 15.0, 50
 LUCK = 0.6                          # sd of luck next to a team strength of sd 1
 MATCH_MINUTES = 30.0
 WALK_METRES_PER_MINUTE = 100.0
-KILL_RATE = 0.72                    # tuned so that kills have mean ~0.89 and 42.4% have kills
-SKILL_ON_KILLS = 0.8
+KILL_RATE = 0.8                     # with the next two: kills average ~0.89, and ~42.4% have any
+SKILL_ON_KILLS = 0.65
+KILL_BURST = 0.12
 ENGAGEMENT_RANGE = 2000.0           # map units (1/100 m): a typical kill gap is ~20 m
 MAP_SIZE = 800_000.0
 
@@ -280,21 +293,23 @@ def _players(rng, team_of_player, team_party, strength, placement, team_game):
     walk = WALK_METRES_PER_MINUTE * ground * rng.lognormal(0.0, 0.4, n)
     # Teammates share a vehicle; a team that lives longer is more likely to find one, and drives
     # further.
-    drive_odds = -2.5 + 2.5 * rank + 0.5 * (team_party > 1)
+    drive_odds = -3.0 + 4.0 * rank + 0.5 * (team_party > 1)
     drives = rng.random(len(rank)) < 1.0 / (1.0 + np.exp(-drive_odds))
-    team_ride = np.where(drives, rng.lognormal(np.log(800.0 + 3000.0 * rank), 0.7), 0.0)
+    team_ride = np.where(drives, rng.lognormal(np.log(500.0 + 4000.0 * rank), 0.6), 0.0)
     ride = team_ride[team] * share_of_team_time * rng.lognormal(0.0, 0.3, n) * (ground > 0)
 
     skill = 0.6 * strength[team] + 0.8 * rng.standard_normal(n)
     kill_rate = KILL_RATE * np.exp(SKILL_ON_KILLS * skill) * (0.2 + ground / 20.0) * (ground > 0)
-    kills = _with_exact_killer_count(rng.poisson(kill_rate), kill_rate)
+    # A won fight can take out more than one enemy (a whole team, say).
+    fights_won = rng.poisson(kill_rate)
+    kills = _with_exact_killer_count(fights_won + rng.poisson(KILL_BURST * fights_won), kill_rate)
 
     solo = team_party[team] == 1
     # In teams most kills start as a knock-down, and some knocks are finished by a teammate.
     dbno = np.where(solo, 0, rng.binomial(kills, 0.6) + rng.poisson(0.3 * kill_rate))
     assists = rng.poisson(np.where(solo, 0.1, 0.3) * kill_rate)
-    damage = (85.0 * kills * rng.lognormal(0.0, 0.3, n) + 60.0 * dbno * rng.random(n)
-              + rng.gamma(0.5, 60.0, n) * (0.2 + ground / 30.0) * (ground > 0))
+    damage = (70.0 * kills * rng.lognormal(0.0, 0.4, n) + 50.0 * dbno * rng.random(n)
+              + rng.gamma(0.6, 80.0, n) * (0.2 + ground / 30.0) * (ground > 0))
 
     columns = {
         "player_assists": assists,
@@ -315,10 +330,10 @@ def _with_exact_killer_count(kills, kill_rate):
     excess = len(killers) - target
     kills = kills.copy()
     if excess > 0:
-        kills[killers[np.argsort(kill_rate[killers], kind="stable")[:excess]]] = 0
+        kills[killers[np.argpartition(kill_rate[killers], excess - 1)[:excess]]] = 0
     elif excess < 0:
         others = np.flatnonzero(kills == 0)
-        kills[others[np.argsort(-kill_rate[others], kind="stable")[:-excess]]] = 1
+        kills[others[np.argpartition(-kill_rate[others], -excess - 1)[:-excess]]] = 1
     return kills
 
 
