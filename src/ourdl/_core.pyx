@@ -324,8 +324,9 @@ cdef class LinearModel:
     cdef Py_ssize_t[::1] params     # tape index of each term's parameter
     cdef double[::1] lrs
     cdef double[::1] w, w_next      # the parameters, double-buffered so a bad update is undone
+    cdef double[::1] residuals      # loss(Papa - Mama) of each row of a chunk, summed afterwards
     cdef Py_ssize_t target          # data column of the target
-    cdef bint squared, sum_is_papa
+    cdef bint is_mse, sum_is_papa
     cdef double seed
 
     def __init__(self, Tape tape, terms, Py_ssize_t target, int loss_op, bint sum_is_papa):
@@ -335,21 +336,24 @@ cdef class LinearModel:
         self.lrs = np.array([tape.lrs[p] for _, p in terms])
         self.w = np.empty(self.n_terms)
         self.w_next = np.empty(self.n_terms)
+        self.residuals = np.empty(CHUNK_ROWS)
         self.target = target
-        self.squared = loss_op == OP_MSE
+        self.is_mse = loss_op == OP_MSE
         self.sum_is_papa = sum_is_papa
         self.seed = tape.states[tape.n - 1].grad
 
     cdef RunStatus train(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
                          double* loss_sum, Py_ssize_t* at) noexcept nogil:
+        """Rows [start, stop) of one epoch, at most CHUNK_ROWS of them."""
         cdef Py_ssize_t i, r, k, K = self.n_terms
         cdef const Py_ssize_t* col = &self.columns[0]
         cdef const double* lr = &self.lrs[0]
         cdef double* w = &self.w[0]
         cdef double* w_next = &self.w_next[0]
+        cdef double* residual = &self.residuals[0]
         cdef double* swap
         cdef const double* xr
-        cdef double p, d, t, loss, x, total = loss_sum[0]
+        cdef double p, d, t, x, total
         cdef double twice_seed = self.seed * 2.0
         cdef Py_ssize_t s1 = D.s1, target = self.target * D.s1
         cdef bint bad
@@ -363,20 +367,17 @@ cdef class LinearModel:
             for k in range(1, K):
                 p = p + (xr[col[k] * s1] if col[k] >= 0 else 1.0) * w[k]
             d = p - xr[target] if self.sum_is_papa else xr[target] - p
-            if self.squared:
-                loss = squared(d)
-                t = twice_seed * d
-            else:
-                loss = fabs(d)
-                t = self.seed * sign(d)
-            if not self.sum_is_papa:
-                t = -t  # the sum is Mama: it receives the negated gradient
-            if nonfinite(loss):
-                # Bad data always shows here: nan or inf in any input reaches the loss.
+            # The loss (d * d overflows exactly when pow(d, 2) does) is summed after the loop,
+            # off the chain of dependent operations that sets the pace here.
+            if nonfinite(d * d):
+                # Bad data always shows here: nan or inf in any input reaches d.
                 at[0] = i
                 status = RUN_BAD_LOSS if load_row(D, r, G.values) else RUN_BAD_DATA
                 break
-            total += loss
+            residual[i - start] = d
+            t = twice_seed * d if self.is_mse else self.seed * sign(d)
+            if not self.sum_is_papa:
+                t = -t  # the sum is Mama: it receives the negated gradient
             bad = False
             for k in range(K):
                 x = xr[col[k] * s1] if col[k] >= 0 else 1.0
@@ -389,6 +390,9 @@ cdef class LinearModel:
             swap = w
             w = w_next
             w_next = swap
+        total = loss_sum[0]
+        for k in range(i - start if status != RUN_OK else stop - start):
+            total += squared(residual[k]) if self.is_mse else fabs(residual[k])
         loss_sum[0] = total
         for k in range(K):
             G.values[self.params[k]] = w[k]
@@ -396,9 +400,6 @@ cdef class LinearModel:
 
 
 # ----------------------------------------------------------------------------- nodes
-
-_ARGS = "(Papa=None, Mama=None, Value=0, Flag=0, lr=0.01, name=None)"
-
 
 cdef inline int arity_of(int op) noexcept nogil:
     return 0 if op == OP_LEAF else (2 if is_binary(op) else 1)

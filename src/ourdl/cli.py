@@ -2,8 +2,8 @@
 
 Every failure ends in one line on stderr and a non-zero exit code (a traceback only with
 --debug), and no output file is written unless the whole run succeeded. `main(argv)` returns
-the exit code, so tests call it in-process. Heavy imports (pandas, the core, matplotlib) wait
-until a command runs, so `ourdl --help` is instant.
+the exit code, so tests call it in-process. Heavy imports (pandas, matplotlib) wait until
+a command runs, so `ourdl --help` answers at once.
 """
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ import traceback
 import warnings
 from pathlib import Path
 
-PLOT_POINTS = 50  # hexbin grid size of the predicted-vs-true panel
+import numpy as np
+
+import ourdl
+
+HEXBIN_GRID = 50  # hexagons across the predicted-vs-true panel: readable at 100 placements
 
 
 def main(argv=None) -> int:
@@ -144,9 +148,6 @@ def _parser():
 
 def _run_pubg(args) -> int:
     _check_before_work(args)
-    import numpy as np
-
-    import ourdl
     from ourdl.datasets import pubg
 
     say = (lambda *lines: None) if args.quiet else print
@@ -186,8 +187,8 @@ def _run_pubg(args) -> int:
     guesses = predict(held_out) if len(held_out) else np.empty(0, dtype=np.int64)
     if len(held_out):
         mean_placement = training_matches[pubg.TARGET].mean()
-        say(f"held-out MAE: {abs(guesses - truth).mean():.3f} placements "
-            f"(always predicting the mean, {mean_placement:.1f}: "
+        say(f"held-out MAE: {abs(guesses - truth).mean():.3f} placements on {len(truth):,} rows "
+            f"(always predicting the training mean, {mean_placement:.1f}: "
             f"{abs(mean_placement - truth).mean():.3f})")
     say("learned weights:")
     for name, weight in zip(pubg.FEATURES, network.w):
@@ -195,7 +196,7 @@ def _run_pubg(args) -> int:
 
     placements = predict(test)
     png = _render_plot(history, truth, guesses) if args.plot else None
-    _write_outputs(pubg, placements, args.out, png, args.plot)
+    _write_outputs(placements, args.out, png, args.plot)
     finished = time.perf_counter()
     training_seconds = trained - prepared
     say(f"time: {finished - started:.2f} s in all: data {prepared - started:.2f} s, training "
@@ -257,7 +258,7 @@ def _render_plot(history, truth, guesses) -> bytes:
     title = "Training loss" if len(history) > 1 else "Training loss (--epochs N for a curve)"
     loss_axes.set(title=title, xlabel="epoch", ylabel="mean squared error (normalized placement)")
     if len(truth):
-        cells = placement_axes.hexbin(truth, guesses, gridsize=PLOT_POINTS, bins="log", mincnt=1)
+        cells = placement_axes.hexbin(truth, guesses, gridsize=HEXBIN_GRID, bins="log", mincnt=1)
         figure.colorbar(cells, ax=placement_axes, label="players")
         top = max(truth.max(), guesses.max())
         placement_axes.plot([1, top], [1, top], color="black", linewidth=0.8)
@@ -271,8 +272,10 @@ def _render_plot(history, truth, guesses) -> bytes:
     return buffer.getvalue()
 
 
-def _write_outputs(pubg, placements, out, png, plot_path):
+def _write_outputs(placements, out, png, plot_path):
     """Write the plot, then the submission; if the submission fails, take the plot back."""
+    from ourdl.datasets import pubg
+
     if png is not None:
         with pubg.atomic_file(plot_path) as file:
             file.write(png)
