@@ -240,6 +240,14 @@ cdef inline bint nonfinite(double x) noexcept nogil:
     return x - x != 0.0  # nan for inf and nan, 0 for every finite x
 
 
+cdef inline bint all_finite(const double* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(n):
+        if nonfinite(x[k]):
+            return False
+    return True
+
+
 cdef inline bint load_row(const Data* D, Py_ssize_t r, double* values) noexcept nogil:
     """Write row r into the input nodes; False if it holds nan or inf."""
     cdef const double* xr = D.x + r * D.s0
@@ -323,7 +331,7 @@ cdef class LinearModel:
     cdef Py_ssize_t[::1] columns    # data column of each term's input; -1 for a bias (x = 1)
     cdef Py_ssize_t[::1] params     # tape index of each term's parameter
     cdef double[::1] lrs
-    cdef double[::1] w, w_next      # the parameters, double-buffered so a bad update is undone
+    cdef double[::1] w, w_before    # the parameters now and before the last update
     cdef double[::1] residuals      # loss(Papa - Mama) of each row of a chunk, summed afterwards
     cdef Py_ssize_t target          # data column of the target
     cdef bint is_mse, sum_is_papa
@@ -335,7 +343,7 @@ cdef class LinearModel:
         self.params = np.array([p for _, p in terms], dtype=np.intp)
         self.lrs = np.array([tape.lrs[p] for _, p in terms])
         self.w = np.empty(self.n_terms)
-        self.w_next = np.empty(self.n_terms)
+        self.w_before = np.empty(self.n_terms)
         self.residuals = np.empty(CHUNK_ROWS)
         self.target = target
         self.is_mse = loss_op == OP_MSE
@@ -345,18 +353,16 @@ cdef class LinearModel:
     cdef RunStatus train(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
                          double* loss_sum, Py_ssize_t* at) noexcept nogil:
         """Rows [start, stop) of one epoch, at most CHUNK_ROWS of them."""
-        cdef Py_ssize_t i, r, k, K = self.n_terms
+        cdef Py_ssize_t i, r, k, K = self.n_terms, done
         cdef const Py_ssize_t* col = &self.columns[0]
         cdef const double* lr = &self.lrs[0]
         cdef double* w = &self.w[0]
-        cdef double* w_next = &self.w_next[0]
+        cdef double* w_before = &self.w_before[0]
         cdef double* residual = &self.residuals[0]
-        cdef double* swap
         cdef const double* xr
         cdef double p, d, t, x, total
         cdef double twice_seed = self.seed * 2.0
         cdef Py_ssize_t s1 = D.s1, target = self.target * D.s1
-        cdef bint bad
         cdef RunStatus status = RUN_OK
         for k in range(K):
             w[k] = G.values[self.params[k]]
@@ -367,36 +373,45 @@ cdef class LinearModel:
             for k in range(1, K):
                 p = p + (xr[col[k] * s1] if col[k] >= 0 else 1.0) * w[k]
             d = p - xr[target] if self.sum_is_papa else xr[target] - p
-            # The loss (d * d overflows exactly when pow(d, 2) does) is summed after the loop,
-            # off the chain of dependent operations that sets the pace here.
+            # nan or inf in the data, or in a parameter after the last update, always reaches
+            # d; and d * d overflows exactly when the loss pow(d, 2) does.
             if nonfinite(d * d):
-                # Bad data always shows here: nan or inf in any input reaches d.
-                at[0] = i
-                status = RUN_BAD_LOSS if load_row(D, r, G.values) else RUN_BAD_DATA
+                status = self._stopped(G, D, i, start, r, at)
                 break
             residual[i - start] = d
             t = twice_seed * d if self.is_mse else self.seed * sign(d)
             if not self.sum_is_papa:
                 t = -t  # the sum is Mama: it receives the negated gradient
-            bad = False
             for k in range(K):
                 x = xr[col[k] * s1] if col[k] >= 0 else 1.0
-                w_next[k] = w[k] - lr[k] * (t * x)
-                bad = bad | nonfinite(w_next[k])
-            if bad:
-                at[0] = i
+                w_before[k] = w[k]
+                w[k] = w[k] - lr[k] * (t * x)
+        else:
+            if not all_finite(w, K):  # the chunk's last update, which no row has checked yet
+                memcpy(w, w_before, K * sizeof(double))
+                at[0] = stop - 1
                 status = RUN_BAD_PARAM
-                break
-            swap = w
-            w = w_next
-            w_next = swap
+        # The loss of each row, summed in order, off the chain of dependent operations above.
+        done = stop - start if status == RUN_OK else at[0] - start
         total = loss_sum[0]
-        for k in range(i - start if status != RUN_OK else stop - start):
+        for k in range(done):
             total += squared(residual[k]) if self.is_mse else fabs(residual[k])
         loss_sum[0] = total
         for k in range(K):
             G.values[self.params[k]] = w[k]
         return status
+
+    cdef RunStatus _stopped(self, const Graph* G, const Data* D, Py_ssize_t i, Py_ssize_t start,
+                            Py_ssize_t r, Py_ssize_t* at) noexcept nogil:
+        """Why row i could not be trained on. A bad parameter comes from the update of the row
+        before (parameters enter a chunk finite): that update is undone."""
+        cdef double* w = &self.w[0]
+        if i > start and not all_finite(w, self.n_terms):
+            memcpy(w, &self.w_before[0], self.n_terms * sizeof(double))
+            at[0] = i - 1
+            return RUN_BAD_PARAM
+        at[0] = i
+        return RUN_BAD_LOSS if load_row(D, r, G.values) else RUN_BAD_DATA
 
 
 # ----------------------------------------------------------------------------- nodes

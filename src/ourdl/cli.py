@@ -163,14 +163,13 @@ def _run_pubg(args) -> int:
     means = data.mean(axis=0)
     prepared = time.perf_counter()
     say(f"training on the {len(complete):,} complete rows (with kills) of "
-        f"{len(training_matches):,}; holding out {held_out['match_id'].nunique():,} matches "
-        f"({len(held_out):,} rows)")
+        f"{len(training_matches):,}; holding out "
+        f"{_count(held_out['match_id'].nunique(), 'match')} ({_count(len(held_out), 'row')})")
 
     network = pubg.build_network(len(pubg.FEATURES), args.lr)
     history = ourdl.compile(network.loss).fit(
         data, network.x + [network.y], epochs=args.epochs, shuffle=args.shuffle,
         seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
-    trained = time.perf_counter()
     for number, stats in enumerate(history, start=1):
         say(f"epoch {number}/{len(history)}: training loss {stats.loss:.6g} "
             f"({stats.seconds:.3f} s, {stats.samples_per_second:,.0f} samples/s)")
@@ -197,12 +196,14 @@ def _run_pubg(args) -> int:
     placements = predict(test)
     png = _render_plot(history, truth, guesses) if args.plot else None
     _write_outputs(placements, args.out, png, args.plot)
-    finished = time.perf_counter()
-    training_seconds = trained - prepared
-    say(f"time: {finished - started:.2f} s in all: data {prepared - started:.2f} s, training "
-        f"{training_seconds:.3f} s ({len(data) * len(history) / training_seconds:,.0f} "
-        f"samples/s), prediction and output {finished - trained:.2f} s")
-    say(f"wrote {args.out} ({len(placements):,} rows)" + (f" and {args.plot}" if png else ""))
+    total = time.perf_counter() - started
+    data_seconds = prepared - started
+    epoch_seconds = sum(stats.seconds for stats in history)
+    say(f"time: {total:.2f} s in all: data {data_seconds:.2f} s, training {epoch_seconds:.3f} s "
+        f"({len(data) * len(history) / epoch_seconds:,.0f} samples/s), prediction, output and "
+        f"the rest {total - data_seconds - epoch_seconds:.2f} s")
+    say(f"wrote {args.out} ({_count(len(placements), 'row')})"
+        + (f" and {args.plot}" if png else ""))
     return 0
 
 
@@ -231,8 +232,8 @@ def _frame(path, split, args, say):
         if rows is not None and split == "test":
             rows = max(1, rows // 3)
         frame = pubg.cached(split, rows, args.seed)
-        say(f"{split}: synthetic, {len(frame):,} rows in {frame['match_id'].nunique():,} matches "
-            f"(seed {args.seed}, cached in {pubg.cache_dir()})")
+        say(f"{split}: synthetic, {_rows_and_matches(frame)} (seed {args.seed}, cached in "
+            f"{pubg.cache_dir()})")
         return frame
     frame = pubg.load(path)
     is_train = pubg.TARGET in frame.columns
@@ -240,8 +241,17 @@ def _frame(path, split, args, say):
         has = "has" if is_train else "has no"
         raise ValueError(f"--{split} {path} {has} a {pubg.TARGET} column, so it is a "
                          f"{'training' if is_train else 'test'} file, not a {split} file")
-    say(f"{split}: {path}, {len(frame):,} rows in {frame['match_id'].nunique():,} matches")
+    say(f"{split}: {path}, {_rows_and_matches(frame)}")
     return frame
+
+
+def _rows_and_matches(frame):
+    return f"{_count(len(frame), 'row')} in {_count(frame['match_id'].nunique(), 'match')}"
+
+
+def _count(number, noun):
+    plural = "es" if noun.endswith("ch") else "s"
+    return f"{number:,} {noun}{'' if number == 1 else plural}"
 
 
 def _render_plot(history, truth, guesses) -> bytes:

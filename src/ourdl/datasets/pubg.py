@@ -85,11 +85,12 @@ def _read_zip_member(path: Path):
                        and not info.filename.startswith("__MACOSX/")]
             if len(members) != 1:
                 found = ", ".join(members) if members else "none"
-                raise PubgFormatError(
-                    f"{path}: expected exactly one CSV file in the zip, found {len(members)} ({found})")
+                raise PubgFormatError(f"{path}: expected exactly one CSV file in the zip, "
+                                      f"found {len(members)} ({found})")
             return f"{path}:{members[0]}", archive.read(members[0])
     except (zipfile.BadZipFile, EOFError) as err:
-        raise PubgFormatError(f"{path}: not a readable zip archive, maybe truncated ({err})") from None
+        raise PubgFormatError(f"{path}: not a readable zip archive, maybe truncated ({err})"
+                              ) from None
 
 
 def _parse(raw: bytes, name: str) -> pd.DataFrame:
@@ -114,8 +115,9 @@ def _check_header(header, name):
         return TRAIN_COLUMNS
     if header == list(TEST_COLUMNS):
         return TEST_COLUMNS
-    expected = TRAIN_COLUMNS if TARGET in header or len(header) > len(TEST_COLUMNS) else TEST_COLUMNS
-    kind = "pubg_train.csv" if expected is TRAIN_COLUMNS else "pubg_test.csv"
+    is_train = TARGET in header or len(header) > len(TEST_COLUMNS)
+    expected = TRAIN_COLUMNS if is_train else TEST_COLUMNS
+    kind = "pubg_train.csv" if is_train else "pubg_test.csv"
     missing = [column for column in expected if column not in header]
     unexpected = [column for column in header if column not in expected]
     if missing or unexpected:
@@ -388,6 +390,12 @@ def cached(split: str = "train", n_rows: int | None = None, seed: int = 0) -> pd
             np.savez(file, **{name: _narrowest(frame[name].to_numpy()) for name in frame.columns})
     except OSError as err:
         warnings.warn(f"could not cache the synthetic data in {path}: {err}", stacklevel=2)
+        return frame
+    # Data from older generators is never read again.
+    for stale in path.parent.glob("pubg-*.npz"):
+        if not stale.name.endswith(f"-v{GENERATOR_VERSION}.npz"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
     return frame
 
 
