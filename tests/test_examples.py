@@ -1,0 +1,65 @@
+"""Every example in README.md and examples/ runs, and prints what it says it prints."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+SEED_TRACE = """\
+计算前 result.value =  20.0
+计算后 result.value =  0.009999999999999929
+第一次更新后 w1.value =  0.9978
+第一次更新后 result.value =  0.005123696399999996
+第二次更新后 w1.value =  0.99622524
+第二次更新后 result.value =  0.002625226479937307
+第三次更新后 w1.value =  0.995098026792
+第三次更新后 result.value =  0.00134508634644392
+第四次更新后 w1.value =  0.9942911675777136
+第四次更新后 result.value =  0.0006891814070964006
+"""
+
+
+def run(script, *args, cwd):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_readme_has_examples():
+    assert len(README_BLOCKS) >= 3
+
+
+@pytest.mark.parametrize("number", range(len(README_BLOCKS)))
+def test_readme_example_runs(number, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(README_BLOCKS[number], f"README.md block {number}", "exec"), {})
+    printed = capsys.readouterr().out
+    if number == 0:  # the tutorial's first program, with the tutorial's numbers
+        assert printed.split() == ["0.009999999999999929", "0.9978", "0.005123696399999996"]
+
+
+def test_readme_fit_example_learns_the_weights(tmp_path, monkeypatch, capsys):
+    block = next(b for b in README_BLOCKS if "tape.fit" in b)
+    namespace = {}
+    exec(compile(block, "README.md fit block", "exec"), namespace)
+    learned = [node.value for node in namespace["w"]]
+    assert learned == pytest.approx([0.5, -1.0, 2.0], abs=0.02)
+
+
+def test_seed_example_prints_the_tutorial_trace(tmp_path):
+    assert run("seed_example.py", cwd=tmp_path) == SEED_TRACE
+
+
+def test_seed_pubg_example_trains_and_writes_a_submission(tmp_path):
+    printed = run("seed_pubg.py", "3000", cwd=tmp_path)
+    assert "第12个参数的系数w12是" in printed
+    submission = pd.read_csv(tmp_path / "submission.csv")
+    assert list(submission.columns) == ["team_placement"]
+    assert len(submission) == 1000
+    assert submission["team_placement"].min() >= 1
