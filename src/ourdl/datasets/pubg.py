@@ -194,9 +194,11 @@ def _numeric(column: pd.Series, column_name: str, name: str) -> np.ndarray:
 # Knock-downs, assists and damage follow from the kills; each kill has a distance around the
 # player's own engagement range and a direction, whose x and y sides give the kill distances.
 
+# Tuned against the statistics in the data doc; changing any of them needs a new
+# GENERATOR_VERSION, or caches would serve the old data.
 PARTY_SIZES = (1, 2, 4)
-PARTY_SHARES = (0.2, 0.3, 0.5)
-NO_SHOW_MEAN, NO_SHOW_MAX = 15.0, 50
+PARTY_SHARES = (0.2, 0.3, 0.5)      # of matches: solo, duo, squad
+NO_SHOW_MEAN, NO_SHOW_MAX = 15.0, 50  # players short of 100 in a match (exponential, capped)
 LUCK = 0.6                          # sd of luck next to a team strength of sd 1
 MATCH_MINUTES = 30.0
 WALK_METRES_PER_MINUTE = 100.0
@@ -412,7 +414,7 @@ def _read_cache(path, split, n_rows):
 
 
 def _narrowest(values):
-    # Integer columns fit in 1-4 bytes; storing them narrow makes the cache a third the size.
+    # Integer columns fit in 1-4 bytes; storing them narrow halves the cache.
     if values.dtype.kind != "i":
         return values
     for dtype in (np.int8, np.int16, np.int32):

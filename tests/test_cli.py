@@ -1,0 +1,202 @@
+"""The `ourdl` command end to end, in-process through cli.main(argv), on small synthetic data."""
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ourdl import cli
+from ourdl.datasets import pubg
+
+MAE_LINE = re.compile(r"held-out MAE: ([\d.]+) placements on [\d,]+ rows \(always predicting "
+                      r"the training mean, [\d.]+: ([\d.]+)\)")
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path, monkeypatch):
+    """Each test in its own folder, with its own cache."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OURDL_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def run(capsys, *argv):
+    code = cli.main(["pubg", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def messages(err):
+    """stderr without the progress bar, which redraws itself with carriage returns."""
+    pieces = re.split(r"[\r\n]", err)
+    return [piece for piece in pieces if piece.strip() and not piece.startswith("training:")]
+
+
+def outputs(folder):
+    """Every file the command could have left behind (the cache aside)."""
+    return sorted(p.name for p in folder.iterdir() if p.name != "cache")
+
+
+def test_run_reports_and_writes_the_submission(workdir, capsys):
+    code, out, err = run(capsys, "--rows", "30000")
+    assert code == 0, err
+    submission = pd.read_csv(workdir / "submission.csv")
+    assert list(submission.columns) == ["team_placement"] and len(submission) == 10_000
+    assert submission["team_placement"].dtype == "int64"
+    assert submission["team_placement"].between(1, 100).all()
+    assert submission["team_placement"].nunique() > 10
+    model_error, mean_error = map(float, MAE_LINE.search(out).groups())
+    assert model_error < 0.8 * mean_error
+    assert "epoch 1/1: training loss" in out and "samples/s" in out
+    for name in pubg.FEATURES:
+        assert re.search(rf"^  {name} +[+-]\d", out, re.MULTILINE), name
+    assert outputs(workdir) == ["submission.csv"]
+    assert len(list((workdir / "cache").glob("*.npz"))) == 2  # train and test, for next time
+
+
+def learned_weights(out):
+    return re.findall(r"^  \w+ +([+-][\d.]+)$", out, re.MULTILINE)
+
+
+def test_each_training_option_changes_the_model(workdir, capsys):
+    code, out, err = run(capsys, "--rows", "3000")
+    assert code == 0, err
+    plain = learned_weights(out)
+    assert len(plain) == 13
+    for option in (["--shuffle"], ["--lr", "0.02"], ["--batch-size", "4"], ["--epochs", "2"],
+                   ["--seed", "1"], ["--holdout", "0.3"]):
+        code, out, err = run(capsys, "--rows", "3000", *option)
+        assert code == 0, err
+        assert learned_weights(out) != plain, option
+
+
+def test_quiet_prints_nothing_and_options_reach_training(workdir, capsys):
+    code, out, err = run(capsys, "--rows", "3000", "--quiet", "--epochs", "2", "--shuffle",
+                         "--batch-size", "4", "--lr", "0.02", "--seed", "7", "--out", "mine.csv")
+    assert (code, out, err) == (0, "", "")
+    assert len(pd.read_csv(workdir / "mine.csv")) == 1000
+    code, out, _ = run(capsys, "--rows", "3000", "--epochs", "3", "--holdout", "0")
+    assert code == 0 and "epoch 3/3" in out and "held-out MAE" not in out
+
+
+def test_real_format_files_csv_and_zip(workdir, capsys):
+    pubg.synthesize("train", 4000, seed=1).to_csv(workdir / "pubg_train.csv", index=False)
+    test_frame = pubg.synthesize("test", 1500, seed=1)
+    test_frame.to_csv(workdir / "pubg_test.csv", index=False)
+    with zipfile.ZipFile(workdir / "pubg_test.csv.zip", "w") as archive:
+        archive.write(workdir / "pubg_test.csv", "pubg_test.csv")
+    code, out, err = run(capsys, "--train", "pubg_train.csv", "--test", "pubg_test.csv.zip")
+    assert code == 0, err
+    assert "train: pubg_train.csv, 4,000 rows" in out
+    assert len(pd.read_csv(workdir / "submission.csv")) == 1500
+
+
+def test_plot_writes_a_png(workdir, capsys):
+    code, _, err = run(capsys, "--rows", "3000", "--quiet", "--plot", "fit.png")
+    assert code == 0, err
+    assert (workdir / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert outputs(workdir) == ["fit.png", "submission.csv"]
+
+
+def write_bad_train(folder):
+    pubg.synthesize("train", 300).to_csv(folder / "bad.csv", index=False)
+    lines = (folder / "bad.csv").read_text().splitlines()
+    fields = lines[5].split(",")
+    fields[1] = "oops"  # text in team_id on data row 5
+    lines[5] = ",".join(fields)
+    (folder / "bad.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--train", "missing.csv"], "--train missing.csv: no such file"),
+    (["--train", "bad.csv"], "bad.csv: data row 5: 'oops' is not a number in column team_id"),
+    (["--test", "train.csv"], "--test train.csv has a team_placement column, so it is a training"),
+    (["--lr", "1e12"], "training diverged"),
+    (["--out", "no/such/folder.csv"], "the folder no/such does not exist"),
+    (["--out", "."], "is a folder"),
+])
+def test_failures_print_one_line_and_write_nothing(workdir, capsys, argv, message):
+    write_bad_train(workdir)
+    pubg.synthesize("train", 300).to_csv(workdir / "train.csv", index=False)
+    before = outputs(workdir)
+    code, out, err = run(capsys, "--rows", "3000", *argv)
+    assert code == 1
+    [line] = messages(err)
+    assert line.startswith("ourdl: error: ") and message in line, err
+    assert outputs(workdir) == before  # no submission.csv, no temporary file
+
+
+def test_usage_errors_exit_2(workdir, capsys):
+    for argv in (["--holdout", "1"], ["--epochs", "0"], ["--lr", "-1"], ["--nonsense"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "usage: ourdl" in err, argv
+    assert cli.main([]) == 2
+    assert outputs(workdir) == []
+
+
+def test_help_explains_every_option(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "pubg" in capsys.readouterr().out
+    assert cli.main(["pubg", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("--train", "--test", "--epochs", "--lr", "--batch-size", "--shuffle", "--seed",
+                   "--holdout", "--out", "--quiet", "--plot", "--debug", "--rows"):
+        assert option in text, option
+
+
+def test_debug_shows_the_traceback(workdir, capsys):
+    code, _, err = run(capsys, "--train", "missing.csv", "--debug")
+    assert code == 1 and "Traceback" in err and "FileNotFoundError" in err
+
+
+def test_interrupt_writes_nothing(workdir, capsys, monkeypatch):
+    def interrupted(data):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(pubg, "normalize_train", interrupted)
+    code, _, err = run(capsys, "--rows", "3000")
+    assert code == 130 and "interrupted" in err
+    assert outputs(workdir) == []
+
+
+def test_plot_without_matplotlib_fails_before_training(workdir, capsys, monkeypatch):
+    real_find_spec = cli.importlib.util.find_spec
+    monkeypatch.setattr(cli.importlib.util, "find_spec",
+                        lambda name: None if name == "matplotlib" else real_find_spec(name))
+    code, out, err = run(capsys, "--rows", "3000", "--plot", "fit.png")
+    assert code == 1 and "--plot needs matplotlib" in err
+    assert out == "" and outputs(workdir) == []
+
+
+def test_a_failure_after_training_leaves_no_partial_output(workdir, capsys, monkeypatch):
+    def no_space(placements, path):
+        raise OSError("No space left on device")
+    monkeypatch.setattr(pubg, "write_submission", no_space)
+    code, _, err = run(capsys, "--rows", "3000", "--plot", "fit.png")
+    assert code == 1 and "No space left on device" in err
+    assert outputs(workdir) == []  # the plot written just before is taken back
+
+
+def test_python_dash_m_and_the_console_script(workdir):
+    result = subprocess.run([sys.executable, "-m", "ourdl", "pubg", "--rows", "3000", "--quiet"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(pd.read_csv(workdir / "submission.csv")) == 1000
+    script = Path(sys.executable).parent / "ourdl"
+    if not script.exists():
+        pytest.skip("the ourdl console script is not installed next to this Python")
+    result = subprocess.run([str(script), "pubg", "--train", "missing.csv"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.startswith("ourdl: error:")
+
+
+def test_an_unwritable_cache_only_warns(workdir, capsys, monkeypatch):
+    (workdir / "blocker").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("OURDL_CACHE_DIR", str(workdir / "blocker" / "cache"))
+    code, _, err = run(capsys, "--rows", "3000", "--quiet")
+    assert code == 0
+    warnings = [line for line in messages(err) if line.startswith("ourdl: warning: ")]
+    assert len(warnings) == 2 and "could not cache the synthetic data" in warnings[0]
+    assert (workdir / "submission.csv").exists()
