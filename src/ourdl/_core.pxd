@@ -65,6 +65,7 @@ cdef class Node:
     cdef readonly Node Mama
     cdef public object name
     cdef int op
+    cdef bint _built             # __init__ has run: parents are fixed from then on
     cdef Tape _tape             # compiled on first forward()/backward(), then reused
     cdef unsigned long _seen    # scratch for the topological sort: the stamp of the last compile
     cdef Py_ssize_t _slot       # scratch: this node's index in the tape being compiled

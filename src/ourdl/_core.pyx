@@ -364,23 +364,29 @@ cdef class LinearModel:
         cdef double twice_seed = self.seed * 2.0
         cdef Py_ssize_t s1 = D.s1, target = self.target * D.s1
         cdef RunStatus status = RUN_OK
+        # Locals, so the compiler knows the writes through w cannot change them.
+        cdef bint is_mse = self.is_mse, sum_is_papa = self.sum_is_papa
+        cdef double seed = self.seed
+        cdef const int64_t* rows = D.rows
+        cdef const double* x0 = D.x
+        cdef Py_ssize_t s0 = D.s0
         for k in range(K):
             w[k] = G.values[self.params[k]]
         for i in range(start, stop):
-            r = D.rows[i] if D.rows != NULL else i
-            xr = D.x + r * D.s0
+            r = rows[i] if rows != NULL else i
+            xr = x0 + r * s0
             p = (xr[col[0] * s1] if col[0] >= 0 else 1.0) * w[0]
             for k in range(1, K):
                 p = p + (xr[col[k] * s1] if col[k] >= 0 else 1.0) * w[k]
-            d = p - xr[target] if self.sum_is_papa else xr[target] - p
+            d = p - xr[target] if sum_is_papa else xr[target] - p
             # nan or inf in the data, or in a parameter after the last update, always reaches
             # d; and d * d overflows exactly when the loss pow(d, 2) does.
-            if nonfinite(d * d):
+            if nonfinite(d * d if is_mse else d):
                 status = self._stopped(G, D, i, start, r, at)
                 break
             residual[i - start] = d
-            t = twice_seed * d if self.is_mse else self.seed * sign(d)
-            if not self.sum_is_papa:
+            t = twice_seed * d if is_mse else seed * sign(d)
+            if not sum_is_papa:
                 t = -t  # the sum is Mama: it receives the negated gradient
             for k in range(K):
                 x = xr[col[k] * s1] if col[k] >= 0 else 1.0
@@ -449,6 +455,8 @@ cdef class Node:
     def __init__(self, Papa=None, Mama=None, Value=0, Flag=0, lr=0.01, name=None):
         cdef str kind = type(self).__name__
         cdef int op = type(self).op_code
+        if self._built:
+            raise TypeError(f"{kind}: a node is built once (its parents are fixed); make a new node")
         for arg, parent in (("Papa", Papa), ("Mama", Mama)):
             if parent is not None and not isinstance(parent, Node):
                 raise TypeError(f"{kind}: {arg} must be a Node or None, not {type(parent).__name__}")
@@ -470,6 +478,7 @@ cdef class Node:
         self.s.papa_grad = 0.0
         self.s.mama_grad = 0.0
         self.name = name
+        self._built = True
 
     @property
     def value(self):
@@ -576,9 +585,13 @@ cdef class Node:
         return DivNode(_as_node(other), self)
 
     def __pow__(self, other, modulo):
+        if modulo is not None:
+            return NotImplemented  # pow(a, b, m) has no node
         return PowNode(self, _as_node(other))
 
     def __rpow__(self, other, modulo):
+        if modulo is not None:
+            return NotImplemented
         return PowNode(_as_node(other), self)
 
     def __neg__(self):
@@ -738,8 +751,9 @@ def _as_data(data, Py_ssize_t n_inputs):
                          f"one column per input node")
     if X.shape[0] == 0:
         raise ValueError("data is empty: it has no rows")
-    if X.dtype != np.float64:
-        X = X.astype(np.float64)  # the one converted copy; float64 arrays are used in place
+    if X.dtype != np.float64 or any(step % X.itemsize for step in X.strides):
+        # The one converted copy; float64 arrays with whole-element strides are used in place.
+        X = np.ascontiguousarray(X, dtype=np.float64)
     return X, names or [str(j) for j in range(n_inputs)]
 
 
@@ -892,12 +906,18 @@ cdef class Tape:
             self.values[i] = self.states[i].value
 
     cdef void _pull(self) noexcept nogil:
-        """Read every node's value, lr and Flag (users may set any of them between calls)."""
+        """Read every node's state (users may set any of it between calls), so that what
+        _push() writes back is the node's own unless a pass has recomputed it."""
         cdef Py_ssize_t i
+        cdef NodeState* s
         for i in range(self.n):
-            self.values[i] = self.states[i].value
-            self.lrs[i] = self.states[i].lr
-            self.flags[i] = self.states[i].flag == 1
+            s = self.states[i]
+            self.values[i] = s.value
+            self.grads[i] = s.grad
+            self.papa_grads[i] = s.papa_grad
+            self.mama_grads[i] = s.mama_grad
+            self.lrs[i] = s.lr
+            self.flags[i] = s.flag == 1
 
     cdef void _push(self) noexcept nogil:
         """Write values and gradients back into the nodes."""

@@ -37,8 +37,7 @@ __all__ = [
     "Node", "AddNode", "SubNode", "MulNode", "DivNode", "PowNode", "MSENode", "MAENode",
     "NegNode", "ExpNode", "LnNode", "SinNode", "CosNode", "TanNode", "TanhNode",
     "SigmoidNode", "ReluNode", "AbsNode", "SqrtNode",
-    "sin", "cos", "tan", "ln", "exp", "tanh", "sigmoid", "relu", "abs", "sqrt",
-    "topological_order",
+    "sin", "cos", "tan", "ln", "exp", "tanh", "sigmoid", "relu", "sqrt", "topological_order",
 ]
 
 
@@ -106,6 +105,8 @@ class Node:
 
     def __init__(self, Papa=None, Mama=None, Value=0, Flag=0, lr=0.01, name=None):
         kind = type(self).__name__
+        if hasattr(self, "_Papa"):
+            raise TypeError(f"{kind}: a node is built once (its parents are fixed); make a new node")
         for arg, parent in (("Papa", Papa), ("Mama", Mama)):
             if parent is not None and not isinstance(parent, Node):
                 raise TypeError(f"{kind}: {arg} must be a Node or None, not {type(parent).__name__}")
@@ -134,6 +135,32 @@ class Node:
     @property
     def Mama(self):
         return self._Mama
+
+    # Numbers are stored as float64, whatever is assigned (a numpy float32, an int, ...),
+    # so every computation rounds exactly as the compiled core's does.
+    @property
+    def value(self):
+        return self._value
+
+    @value.setter
+    def value(self, v):
+        self._value = float(v)
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, g):
+        self._grad = float(g)
+
+    @property
+    def lr(self):
+        return self._lr
+
+    @lr.setter
+    def lr(self, lr):
+        self._lr = float(lr)
 
     def _compute(self, a, b):
         return self.value  # a leaf keeps its value
@@ -216,6 +243,9 @@ class Node:
 
     def __neg__(self):
         return NegNode(self)
+
+    def __abs__(self):
+        return AbsNode(self)
 
 
 def _number(arg, x, kind):
