@@ -98,7 +98,8 @@ cdef class Tape:
     cdef void _forward(self) noexcept nogil
     cdef void _backward(self, bint update) noexcept nogil
     cdef Py_ssize_t[::1] _input_slots(self, inputs) except *
-    cdef object _linear_model(self, Py_ssize_t[::1] slots)
+    cdef object _sum_of_products(self, Py_ssize_t top, dict column)
+    cdef object _linear_model(self, Py_ssize_t[::1] slots, Py_ssize_t column_step)
     cdef Py_ssize_t _slot_of(self, node, str what) except -1
     cdef void _settle(self, const Data* D, Py_ssize_t row)
     cpdef double forward(self)

@@ -248,6 +248,33 @@ cdef inline bint all_finite(const double* x, Py_ssize_t n) noexcept nogil:
     return True
 
 
+cdef inline bint all_finite_row(const Data* D, Py_ssize_t r) noexcept nogil:
+    cdef const double* xr = D.x + r * D.s0
+    cdef Py_ssize_t j
+    for j in range(D.n_inputs):
+        if nonfinite(xr[j * D.s1]):
+            return False
+    return True
+
+
+cdef inline double term_input(const double* xr, const Py_ssize_t* offsets,
+                              const unsigned char* lone, Py_ssize_t k) noexcept nogil:
+    """The input of term k of a sum of products: the row's element at offsets[k], or 1 where
+    the term is a weight alone (a bias: 1 * b is b exactly). lone is NULL when no term is;
+    that test is the same for every row, so the compiler takes it out of the loops."""
+    return 1.0 if (lone != NULL and lone[k]) else xr[offsets[k]]
+
+
+cdef inline double dot(const double* xr, const Py_ssize_t* offsets, const unsigned char* lone,
+                       const double* w, Py_ssize_t K) noexcept nogil:
+    """Sum of term_input * w over the terms, added left to right as the chain of AddNodes."""
+    cdef double p = term_input(xr, offsets, lone, 0) * w[0]
+    cdef Py_ssize_t k
+    for k in range(1, K):
+        p = p + term_input(xr, offsets, lone, k) * w[k]
+    return p
+
+
 cdef inline bint load_row(const Data* D, Py_ssize_t r, double* values) noexcept nogil:
     """Write row r into the input nodes; False if it holds nan or inf."""
     cdef const double* xr = D.x + r * D.s0
@@ -328,7 +355,9 @@ cdef class LinearModel:
     """
 
     cdef Py_ssize_t n_terms
-    cdef Py_ssize_t[::1] columns    # data column of each term's input; -1 for a bias (x = 1)
+    cdef Py_ssize_t[::1] offsets    # where each term's input sits in a row of data
+    cdef unsigned char[::1] lone    # 1 for a bias (a parameter alone, x = 1)
+    cdef bint any_lone
     cdef Py_ssize_t[::1] params     # tape index of each term's parameter
     cdef double[::1] lrs
     cdef double[::1] w, w_before    # the parameters now and before the last update
@@ -337,9 +366,11 @@ cdef class LinearModel:
     cdef bint is_mse, sum_is_papa
     cdef double seed
 
-    def __init__(self, Tape tape, terms, Py_ssize_t target, int loss_op, bint sum_is_papa):
+    def __init__(self, Tape tape, terms, Py_ssize_t column_step, Py_ssize_t target, int loss_op,
+                 bint sum_is_papa):
         self.n_terms = len(terms)
-        self.columns = np.array([c for c, _ in terms], dtype=np.intp)
+        self.offsets, self.lone = _term_layout(terms, column_step)
+        self.any_lone = any(self.lone)
         self.params = np.array([p for _, p in terms], dtype=np.intp)
         self.lrs = np.array([tape.lrs[p] for _, p in terms])
         self.w = np.empty(self.n_terms)
@@ -354,7 +385,8 @@ cdef class LinearModel:
                          double* loss_sum, Py_ssize_t* at) noexcept nogil:
         """Rows [start, stop) of one epoch, at most CHUNK_ROWS of them."""
         cdef Py_ssize_t i, r, k, K = self.n_terms, done
-        cdef const Py_ssize_t* col = &self.columns[0]
+        cdef const Py_ssize_t* offsets = &self.offsets[0]
+        cdef const unsigned char* lone = &self.lone[0] if self.any_lone else NULL
         cdef const double* lr = &self.lrs[0]
         cdef double* w = &self.w[0]
         cdef double* w_before = &self.w_before[0]
@@ -362,7 +394,7 @@ cdef class LinearModel:
         cdef const double* xr
         cdef double p, d, t, x, total
         cdef double twice_seed = self.seed * 2.0
-        cdef Py_ssize_t s1 = D.s1, target = self.target * D.s1
+        cdef Py_ssize_t target = self.target * D.s1
         cdef RunStatus status = RUN_OK
         # Locals, so the compiler knows the writes through w cannot change them.
         cdef bint is_mse = self.is_mse, sum_is_papa = self.sum_is_papa
@@ -375,9 +407,7 @@ cdef class LinearModel:
         for i in range(start, stop):
             r = rows[i] if rows != NULL else i
             xr = x0 + r * s0
-            p = (xr[col[0] * s1] if col[0] >= 0 else 1.0) * w[0]
-            for k in range(1, K):
-                p = p + (xr[col[k] * s1] if col[k] >= 0 else 1.0) * w[k]
+            p = dot(xr, offsets, lone, w, K)
             d = p - xr[target] if sum_is_papa else xr[target] - p
             # nan or inf in the data, or in a parameter after the last update, always reaches
             # d; and d * d overflows exactly when the loss pow(d, 2) does.
@@ -389,7 +419,7 @@ cdef class LinearModel:
             if not sum_is_papa:
                 t = -t  # the sum is Mama: it receives the negated gradient
             for k in range(K):
-                x = xr[col[k] * s1] if col[k] >= 0 else 1.0
+                x = term_input(xr, offsets, lone, k)
                 w_before[k] = w[k]
                 w[k] = w[k] - lr[k] * (t * x)
         else:
@@ -717,6 +747,28 @@ cdef bint forward_rows(const Graph* G, const Data* D, const Py_ssize_t* program,
     return True
 
 
+def _term_layout(terms, Py_ssize_t column_step):
+    """Where each term's input sits in a row (element offsets) and which terms are lone."""
+    offsets = np.array([max(c, 0) * column_step for c, _ in terms], dtype=np.intp)
+    lone = np.array([c < 0 for c, _ in terms], dtype=np.uint8)
+    return offsets, lone
+
+
+cdef bint dot_rows(const Data* D, const Py_ssize_t* offsets, const unsigned char* lone,
+                   const double* w, Py_ssize_t K, Py_ssize_t start, Py_ssize_t stop,
+                   double* result) noexcept nogil:
+    """A sum of products for each row; rows are independent, so the processor overlaps
+    them. False if a row holds nan or inf."""
+    cdef Py_ssize_t r
+    cdef double p
+    for r in range(start, stop):
+        p = dot(D.x + r * D.s0, offsets, lone, w, K)
+        result[r] = p
+        if nonfinite(p) and not all_finite_row(D, r):
+            return False
+    return True
+
+
 # ----------------------------------------------------------------------------- checking data
 # Everything that reaches the compiled loops is checked here first, with messages that say
 # what was wrong and what would be accepted.
@@ -758,9 +810,13 @@ def _as_data(data, Py_ssize_t n_inputs):
 
 
 def _nonfinite_error(X, names):
-    """The error for data holding nan or inf, naming the first such row and its column."""
+    """The error for data holding nan or inf, naming the first such row and its column;
+    None if every value is finite."""
     bad = ~np.isfinite(X)
-    row = int(np.flatnonzero(bad.any(axis=1))[0])
+    rows = np.flatnonzero(bad.any(axis=1))
+    if rows.size == 0:
+        return None
+    row = int(rows[0])
     j = int(np.flatnonzero(bad[row])[0])
     return ValueError(f"data has {X[row, j]} in column {names[j]} at row {row}: every value must "
                       f"be finite (drop or fill such rows first, e.g. DataFrame.dropna())")
@@ -770,8 +826,8 @@ cdef Data _data_view(const double[:, :] X, Py_ssize_t[::1] slots):
     """Raw pointers into X and slots; the caller keeps both alive while they are used."""
     cdef Data D
     D.x = &X[0, 0]
-    D.s0 = X.strides[0] // sizeof(double)
-    D.s1 = X.strides[1] // sizeof(double)
+    D.s0 = X.strides[0] // <Py_ssize_t>sizeof(double)  # signed: strides may be negative
+    D.s1 = X.strides[1] // <Py_ssize_t>sizeof(double)
     D.slots = &slots[0]
     D.n_inputs = slots.shape[0]
     D.rows = NULL
@@ -1010,7 +1066,7 @@ cdef class Tape:
         self._pull()
         cdef Graph G = self._graph()
         cdef Data D = _data_view(X, slots)
-        cdef LinearModel model = self._linear_model(slots) if batch == 1 else None
+        cdef LinearModel model = self._linear_model(slots, D.s1) if batch == 1 else None
         cdef Updates U = Updates(self, batch)
         rng = np.random.default_rng(seed) if shuffle else None
         bar = _progress_bar(n_epochs * n_rows) if progress else None
@@ -1050,9 +1106,12 @@ cdef class Tape:
         finally:
             if bar is not None:
                 bar.close()
-        if status == RUN_BAD_DATA:
-            self._pull()  # the nodes were never written: forget what the run did
-            raise _nonfinite_error(X, names)
+        if status != RUN_OK and (status == RUN_BAD_DATA or epoch == 0):
+            # Bad data is reported as such, even where training went wrong before reaching it.
+            error = _nonfinite_error(X, names)
+            if error is not None:
+                self._pull()  # the nodes were never written: forget what the run did
+                raise error
         self._settle(&D, at if status != RUN_OK else -1)
         if status != RUN_OK:
             row = D.rows[at] if D.rows != NULL else at
@@ -1073,6 +1132,31 @@ cdef class Tape:
         cdef Py_ssize_t out = self.n - 1 if output is None else self._slot_of(output, "output")
         X, names = _as_data(data, slots.shape[0])
         cdef Py_ssize_t n_rows = X.shape[0], n = self.n, i, start, stop
+        self._pull()
+        result = np.empty(n_rows)
+        cdef double[::1] result_v = result
+        cdef Data D = _data_view(X, slots)
+        cdef bint ok = True
+        cdef Py_ssize_t[::1] offsets
+        cdef unsigned char[::1] lone
+        cdef const unsigned char* lone_p
+        cdef double[::1] weights
+        found = self._sum_of_products(out, {slots[j]: j for j in range(slots.shape[0])})
+        if found is not None and {c for c, _ in found[0]} >= set(range(slots.shape[0])):
+            # A linear model reading every input column: one dot product per row.
+            terms = found[0]
+            offsets, lone = _term_layout(terms, D.s1)
+            weights = np.array([self.values[slot] for _, slot in terms])
+            lone_p = &lone[0] if np.any(lone) else NULL
+            for start in range(0, n_rows, CHUNK_ROWS):
+                stop = min(start + CHUNK_ROWS, n_rows)
+                with nogil:
+                    ok = dot_rows(&D, &offsets[0], lone_p, &weights[0], weights.shape[0], start,
+                                  stop, &result_v[0])
+                if not ok:
+                    raise _nonfinite_error(X, names)
+                PyErr_CheckSignals()
+            return result
         # Only the nodes output depends on, in tape order.
         needed = np.zeros(n, dtype=bool)
         needed[out] = True
@@ -1084,14 +1168,9 @@ cdef class Tape:
         cdef Py_ssize_t[::1] program = np.flatnonzero(needed & (np.asarray(self.op) != OP_LEAF)).astype(np.intp)
         cdef Py_ssize_t n_program = program.shape[0]
         cdef Py_ssize_t B = max(1, min(256, BLOCK_DOUBLES // n))
-        self._pull()
         cdef double[::1] buf = np.repeat(np.asarray(self.values), B)  # leaves keep their value
-        result = np.empty(n_rows)
-        cdef double[::1] result_v = result
         cdef Graph G = self._graph()
-        cdef Data D = _data_view(X, slots)
         cdef const Py_ssize_t* program_p = &program[0] if n_program else NULL
-        cdef bint ok = True
         for start in range(0, n_rows, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, n_rows)
             with nogil:
@@ -1124,7 +1203,50 @@ cdef class Tape:
             forward_pass(&G)
         self._push()
 
-    cdef object _linear_model(self, Py_ssize_t[::1] slots):
+    cdef object _sum_of_products(self, Py_ssize_t top, dict column):
+        """If ``top`` is a chain of additions of terms, each an input times a leaf or a lone
+        leaf, its terms in the chain's order, as (data column or -1 for a lone leaf, leaf
+        slot), and the set of nodes walked; else None. ``column`` maps input slots to data
+        columns."""
+        walked = set()
+        # Walk down the chain of additions; addition commutes exactly, so at each step the
+        # chain may continue on either side, but a tree of sums adds in another order.
+        tail, i = [], top
+        while True:
+            if self.op[i] != OP_ADD:
+                bottom = [i]
+                break
+            walked.add(i)
+            left, right = self.papa[i], self.mama[i]
+            if self.op[left] == OP_ADD and self.op[right] == OP_ADD:
+                return None
+            if self.op[left] == OP_ADD:
+                tail.append(right)
+                i = left
+            elif self.op[right] == OP_ADD:
+                tail.append(left)
+                i = right
+            else:
+                bottom = [left, right]
+                break
+        terms = []
+        for i in bottom + tail[::-1]:
+            walked.add(i)
+            if self.op[i] == OP_MUL:
+                a, b = self.papa[i], self.mama[i]
+                if b in column:
+                    a, b = b, a
+                if a not in column or b in column or self.op[b] != OP_LEAF:
+                    return None
+                walked.update((a, b))
+                terms.append((column[a], b))
+            elif self.op[i] == OP_LEAF and i not in column:
+                terms.append((-1, i))
+            else:
+                return None
+        return terms, walked
+
+    cdef object _linear_model(self, Py_ssize_t[::1] slots, Py_ssize_t column_step):
         """A fused kernel for the seed's model, if this tape is one (else None).
 
         The shape: root = MSE or MAE of (a chain of additions of terms) and a target fed from
@@ -1144,43 +1266,13 @@ cdef class Tape:
             top, target, sum_is_papa = mama, papa, False
         else:
             return None
-        used = {root, target}
-        # Walk down the chain of additions; addition commutes exactly, so at each step the
-        # chain may continue on either side, but a tree of sums adds in another order.
-        tail, i = [], top
-        while True:
-            if self.op[i] != OP_ADD:
-                bottom = [i]
-                break
-            used.add(i)
-            left, right = self.papa[i], self.mama[i]
-            if self.op[left] == OP_ADD and self.op[right] == OP_ADD:
-                return None
-            if self.op[left] == OP_ADD:
-                tail.append(right)
-                i = left
-            elif self.op[right] == OP_ADD:
-                tail.append(left)
-                i = right
-            else:
-                bottom = [left, right]
-                break
-        terms = []  # (data column of the input, or -1 for a bias; parameter slot)
-        for i in bottom + tail[::-1]:
-            used.add(i)
-            if self.op[i] == OP_MUL:
-                a, b = self.papa[i], self.mama[i]
-                if b in column:
-                    a, b = b, a
-                if a not in column or b in column or self.op[b] != OP_LEAF or not self.flags[b]:
-                    return None
-                used.update((a, b))
-                terms.append((column[a], b))
-            elif self.op[i] == OP_LEAF and self.flags[i] and i not in column:
-                terms.append((-1, i))
-            else:
-                return None
+        found = self._sum_of_products(top, column)
+        if found is None:
+            return None
+        terms, walked = found
         params = [slot for _, slot in terms]
-        if len(used) != self.n or len(set(params)) != len(params):
+        if not all(self.flags[slot] for slot in params) or len(set(params)) != len(params):
+            return None  # a fixed or shared factor: the general passes handle it
+        if len(walked | {root, target}) != self.n:
             return None  # a node is shared or left over: not the simple shape
-        return LinearModel(self, terms, column[target], root_op, sum_is_papa)
+        return LinearModel(self, terms, column_step, column[target], root_op, sum_is_papa)

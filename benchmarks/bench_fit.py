@@ -1,0 +1,191 @@
+"""One epoch of the seed's PUBG model, side by side: ourdl's Tape.fit, the seed's per-sample loop
+on the reference classes and on ourdl's compiled nodes, and scikit-learn's SGDRegressor (the
+same math); then Tape.predict against numpy's X @ w, and one sample's forward + backward.
+
+Run with `pytest benchmarks` (outside the default test run). The reference loop takes about a
+minute on all 635,716 rows; OURDL_BENCH_REFERENCE_ROWS=N runs it on the first N rows and scales
+its time to the whole array. The ratio table is printed at the end of the session.
+"""
+import os
+import struct
+import warnings
+
+import numpy as np
+import pytest
+
+import ourdl
+from ourdl import reference as ref
+
+LR = 0.01
+PREDICT_ROWS = 500_000
+
+
+def seed_network(M, lr=LR):
+    """The seed's 13 -> 1 network, wired as the tutorial wires it, from module M's classes."""
+    x, w = [], []
+    for i in range(13):
+        x.append(M.Node())
+        w.append(M.Node(Flag=1, lr=lr))
+    m = [M.MulNode(Papa=x[i], Mama=w[i]) for i in range(13)]
+    a = []
+    for i in range(12):
+        a.append(M.AddNode(Papa=m[0] if i == 0 else a[i - 1], Mama=m[i + 1]))
+    y = M.Node()
+    result = M.MSENode(Papa=a[11], Mama=y)
+    return x, w, y, a, result
+
+
+def seed_loop(data, x, w, y, result):
+    """The seed's training loop, unchanged (the progress print aside)."""
+    for sample in data:
+        for i in range(13):
+            x[i].value = sample[i]
+        y.value = sample[-1]
+        result.forward()
+        result.backward()
+
+
+def bits(values):
+    return [struct.pack("<d", v) for v in values]
+
+
+def ourdl_weights(data):
+    """Weights after one epoch of Tape.fit on data, from zero."""
+    x, w, y, _, result = seed_network(ourdl)
+    ourdl.compile(result).fit(data, x + [y])
+    return [node.value for node in w]
+
+
+@pytest.fixture(scope="module")
+def fitted(pubg_train):
+    return ourdl_weights(pubg_train)
+
+
+@pytest.mark.benchmark(group="epoch")
+def test_ourdl_fit(benchmark, record, pubg_train, fitted):
+    x, w, y, _, result = seed_network(ourdl)
+    tape = ourdl.compile(result)
+
+    def from_zero():
+        for node in w:
+            node.value = 0.0
+
+    history = benchmark.pedantic(tape.fit, args=(pubg_train, x + [y]), setup=from_zero,
+                                 rounds=20, warmup_rounds=2)
+    record("ourdl fit")
+    assert len(history) == 1 and np.isfinite(history[0].loss)
+    assert bits(node.value for node in w) == bits(fitted)
+
+
+@pytest.mark.benchmark(group="epoch")
+def test_seed_loop_on_reference_nodes(benchmark, record, pubg_train):
+    n_rows = int(os.environ.get("OURDL_BENCH_REFERENCE_ROWS", len(pubg_train)))
+    n_rows = max(1, min(n_rows, len(pubg_train)))
+    subset = pubg_train[:n_rows]
+    x, w, y, _, result = seed_network(ref)
+    benchmark.pedantic(seed_loop, args=(subset, x, w, y, result), rounds=1, iterations=1)
+    scale = len(pubg_train) / n_rows
+    record("reference loop", scale,
+           None if n_rows == len(pubg_train) else f"{n_rows:,} rows, scaled x{scale:.1f}")
+    # Bit for bit: ourdl's fit ends with the reference's weights on the rows both ran.
+    assert bits(node.value for node in w) == bits(ourdl_weights(subset))
+
+
+@pytest.mark.benchmark(group="epoch")
+def test_seed_loop_on_compiled_nodes(benchmark, record, pubg_train, fitted):
+    x, w, y, _, result = seed_network(ourdl)
+
+    def from_zero():
+        for node in w:
+            node.value = 0.0
+
+    benchmark.pedantic(seed_loop, args=(pubg_train, x, w, y, result), setup=from_zero, rounds=3)
+    record("compiled loop")
+    assert bits(node.value for node in w) == bits(fitted)
+
+
+@pytest.mark.benchmark(group="epoch")
+def test_sklearn_sgd_regressor(benchmark, record, pubg_train, fitted):
+    linear_model = pytest.importorskip(
+        "sklearn.linear_model", reason="scikit-learn is not installed: no peer to compare with "
+        "(pip install scikit-learn, or ourdl[peers])")
+    from sklearn.exceptions import ConvergenceWarning
+
+    X = np.ascontiguousarray(pubg_train[:, :13])
+    target = np.ascontiguousarray(pubg_train[:, 13])
+
+    def one_epoch():
+        model = linear_model.SGDRegressor(
+            loss="squared_error", penalty=None, fit_intercept=False, learning_rate="constant",
+            eta0=0.02, max_iter=1, tol=None, shuffle=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter=1 is the point
+            return model.fit(X, target)
+
+    model = benchmark.pedantic(one_epoch, rounds=20, warmup_rounds=2)
+    record("sklearn")
+    # The seed's gradient 2(p - y)x with lr 0.01 is scikit-learn's (p - y)x with eta0 0.02.
+    np.testing.assert_allclose(model.coef_, fitted, rtol=0, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def predict_rows(pubg_train):
+    return np.ascontiguousarray(pubg_train[:PREDICT_ROWS, :13])
+
+
+@pytest.mark.benchmark(group="predict")
+def test_ourdl_predict(benchmark, record, predict_rows, fitted):
+    x, w, y, a, _ = seed_network(ourdl)
+    for node, value in zip(w, fitted):
+        node.value = value
+    predictor = ourdl.compile(a[-1])  # the prediction node: no target column needed
+    got = benchmark(predictor.predict, predict_rows, x)
+    record("ourdl predict")
+    np.testing.assert_allclose(got, predict_rows @ np.array(fitted), rtol=0, atol=1e-12)
+
+
+@pytest.mark.benchmark(group="predict")
+def test_numpy_predict(benchmark, record, predict_rows, fitted):
+    w = np.array(fitted)
+    got = benchmark(np.matmul, predict_rows, w)
+    record("numpy predict")
+    assert got.shape == (PREDICT_ROWS,)
+
+
+@pytest.mark.benchmark(group="predict")
+def test_numpy_predict_one_blas_thread(benchmark, record, predict_rows, fitted):
+    """The same on one core, as ourdl's predict runs: numpy's BLAS uses every core."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    w = np.array(fitted)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        got = benchmark(np.matmul, predict_rows, w)
+    record("numpy 1 thread")
+    assert got.shape == (PREDICT_ROWS,)
+
+
+def one_sample_network(M, pubg_train):
+    x, w, y, _, result = seed_network(M)
+    sample = pubg_train[0].tolist()
+    for i in range(13):
+        x[i].value = sample[i]
+    y.value = sample[-1]
+    return result
+
+
+def forward_backward(result):
+    result.forward()
+    result.backward()
+
+
+@pytest.mark.benchmark(group="one sample")
+def test_one_sample_compiled_nodes(benchmark, record, pubg_train):
+    result = one_sample_network(ourdl, pubg_train)
+    benchmark(forward_backward, result)
+    record("compiled sample")
+
+
+@pytest.mark.benchmark(group="one sample")
+def test_one_sample_reference_nodes(benchmark, record, pubg_train):
+    result = one_sample_network(ref, pubg_train)
+    benchmark(forward_backward, result)
+    record("reference sample")

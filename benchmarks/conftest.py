@@ -1,0 +1,112 @@
+"""Benchmark plumbing: collect bench_*.py, load the PUBG training array once, print ratios.
+
+`pytest benchmarks` collects every bench_*.py here (the default `pytest` run only looks in
+tests/). The benchmarks record their medians through the `record` fixture; at the end of the
+session a table puts side by side the ratios that the targets are stated in.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+N_ROWS, N_COLUMNS = 635_716, 14  # the seed's training array: 13 features + the target
+
+RESULTS = {}  # name -> median seconds (already scaled to the whole array where noted)
+NOTES = {}    # name -> how it was measured, when not plainly
+SOURCE = []   # which data the run used
+
+
+def pytest_collect_file(file_path, parent):
+    """bench_*.py are test modules here; a file named on the command line is collected anyway."""
+    if (file_path.suffix == ".py" and file_path.name.startswith("bench_")
+            and not parent.session.isinitpath(file_path)):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+def seed_pipeline(frame):
+    """The seed's preprocessing: drop incomplete rows, columns from the third on, / max."""
+    data = frame.dropna(axis=0, how="any").iloc[:, 2:].values.astype(np.float64)
+    return data / data.max(axis=0)
+
+
+def load_training_array():
+    """(array, description): the real file if present, else synthetic PUBG, else uniform."""
+    import pandas as pd
+
+    path = Path(os.environ.get("OURDL_PUBG_TRAIN", "pubg_train.csv"))
+    if path.exists():
+        return seed_pipeline(pd.read_csv(path)), f"the real PUBG training file ({path})"
+    try:
+        from ourdl.datasets import pubg
+        frame = pubg.synthesize("train")
+    except (ImportError, AttributeError):
+        pass
+    else:
+        return seed_pipeline(frame), "synthetic PUBG data (ourdl.datasets.pubg.synthesize)"
+    rng = np.random.default_rng(0)
+    return rng.random((N_ROWS, N_COLUMNS)), "uniform random data in [0, 1) (no PUBG data found)"
+
+
+@pytest.fixture(scope="session")
+def pubg_train():
+    data, source = load_training_array()
+    data = np.ascontiguousarray(data)
+    SOURCE.append(f"{source}: {data.shape[0]:,} rows x {data.shape[1]} columns")
+    print(f"\nbenchmark data: {SOURCE[-1]}")
+    assert data.shape[1] == N_COLUMNS and np.isfinite(data).all()
+    return data
+
+
+@pytest.fixture
+def record(benchmark):
+    """record(name, scale=1.0, note=None): keep this benchmark's median (times scale)."""
+    def keep(name, scale=1.0, note=None):
+        if benchmark.disabled or benchmark.stats is None:
+            return
+        RESULTS[name] = benchmark.stats.stats.median * scale
+        if note:
+            NOTES[name] = note
+    return keep
+
+
+def blas_threads():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown"
+    pools = {f"{pool['internal_api']} {pool['num_threads']}" for pool in threadpool_info()
+             if pool["user_api"] == "blas"}
+    return ", ".join(sorted(pools)) or "unknown"
+
+
+RATIOS = [
+    # (label, numerator, denominator, target)
+    ("ourdl fit / scikit-learn SGDRegressor", "ourdl fit", "sklearn", "<= 0.4"),
+    ("reference loop / ourdl fit", "reference loop", "ourdl fit", ">= 500"),
+    ("reference loop / seed loop on compiled nodes", "reference loop", "compiled loop", ">= 6"),
+    ("ourdl predict / numpy X @ w", "ourdl predict", "numpy predict", "<= 2"),
+    ("ourdl predict / numpy X @ w on 1 BLAS thread", "ourdl predict", "numpy 1 thread", ""),
+    ("one sample: reference / compiled nodes", "reference sample", "compiled sample", ""),
+]
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's own tables
+def pytest_terminal_summary(terminalreporter):
+    if not RESULTS:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("ourdl fit/predict: medians and ratios (same run)")
+    for line in SOURCE:
+        write(f"data: {line}")
+    write(f"numpy's BLAS (X @ w) threads: {blas_threads()}; ourdl predict and fit use one")
+    for name, seconds in RESULTS.items():
+        note = f"  ({NOTES[name]})" if name in NOTES else ""
+        shown = f"{seconds * 1e3:12.3f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:12.3f} us"
+        write(f"  {name:<18} {shown}{note}")
+    write("")
+    write(f"  {'ratio':<46} {'measured':>10}   target")
+    for label, top, bottom, target in RATIOS:
+        if top in RESULTS and bottom in RESULTS:
+            write(f"  {label:<46} {RESULTS[top] / RESULTS[bottom]:10.3f}   {target}")
