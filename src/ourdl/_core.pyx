@@ -1,4 +1,3 @@
-# cython: freethreading_compatible = False
 """ourdl's compiled core: the seed's nodes as typed classes, and the tape that runs them.
 
 Data flows one way: Python ``Node`` objects -> ``Tape`` (an iterative topological sort into
@@ -10,7 +9,7 @@ Python, and the tests hold the two to bit-for-bit equality.
 cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.math cimport cos, exp, fabs, isfinite, log, pow, sin, sqrt, tan, tanh
+from libc.math cimport cos, exp, fabs, log, pow, sin, sqrt, tan, tanh
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
 
@@ -1059,7 +1058,7 @@ cdef class Tape:
         cdef Py_ssize_t batch = _positive_int("batch_size", batch_size)
         X, names = _as_data(data, slots.shape[0])
 
-        cdef Py_ssize_t n_rows = X.shape[0], start, stop, mid, epoch = 0, at = -1, done = -1
+        cdef Py_ssize_t n_rows = X.shape[0], start, stop, mid, epoch = 0, at = -1, last_row = -1
         cdef RunStatus status = RUN_OK
         cdef double loss_sum = 0.0
         cdef int64_t[::1] order
@@ -1091,7 +1090,7 @@ cdef class Tape:
                             status = U.train(&G, &D, mid, stop, n_rows, &loss_sum, &at)
                     if status != RUN_OK:
                         break
-                    done = stop - 1
+                    last_row = D.rows[stop - 1] if D.rows != NULL else stop - 1
                     if bar is not None:
                         bar.update(stop - start)
                         bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / stop:.4g}", refresh=False)
@@ -1101,26 +1100,28 @@ cdef class Tape:
                 seconds = time.perf_counter() - t0
                 history.append(EpochStats(epoch + 1, loss_sum / n_rows, seconds, n_rows / seconds))
         except BaseException:
-            self._settle(&D, done)
+            self._settle(&D, last_row)
             raise
         finally:
             if bar is not None:
                 bar.close()
-        if status != RUN_OK and (status == RUN_BAD_DATA or epoch == 0):
-            # Bad data is reported as such, even where training went wrong before reaching it.
+        if status != RUN_OK and epoch == 0:
+            # Every row is seen in the first epoch: bad data there is reported as such, even
+            # where training went wrong before reaching it.
             error = _nonfinite_error(X, names)
             if error is not None:
                 self._pull()  # the nodes were never written: forget what the run did
                 raise error
-        self._settle(&D, at if status != RUN_OK else -1)
-        if status != RUN_OK:
-            row = D.rows[at] if D.rows != NULL else at
-            what = "the loss" if status == RUN_BAD_LOSS else "a parameter"
-            raise FloatingPointError(
-                f"training diverged in epoch {epoch + 1} at row {row} of data: {what} became nan "
-                f"or inf. The parameters are as they were before that update. Try a smaller lr "
-                f"or normalized inputs (e.g. each column divided by its maximum).")
-        return history
+        if status == RUN_OK:
+            self._settle(&D, -1)
+            return history
+        row = D.rows[at] if D.rows != NULL else at
+        self._settle(&D, row)
+        what = "the loss" if status == RUN_BAD_LOSS else "a parameter"
+        raise FloatingPointError(
+            f"training diverged in epoch {epoch + 1} at row {row} of data: {what} became nan "
+            f"or inf. The parameters are as they were before that update. Try a smaller lr "
+            f"or normalized inputs (e.g. each column divided by its maximum).")
 
     def predict(self, data, inputs, output=None):
         """The value of ``output`` (the root by default) for every row of ``data``.
@@ -1195,11 +1196,11 @@ cdef class Tape:
         return i
 
     cdef void _settle(self, const Data* D, Py_ssize_t row):
-        """Leave the nodes consistent after a run: if ``row`` is given (a stop part-way),
-        recompute every value from the current parameters on that row; then write back."""
+        """Leave the nodes consistent after a run: if ``row`` (of data) is given, after a stop
+        part-way, recompute every value from the current parameters on it; then write back."""
         cdef Graph G = self._graph()
         if row >= 0:
-            load_row(D, D.rows[row] if D.rows != NULL else row, G.values)
+            load_row(D, row, G.values)
             forward_pass(&G)
         self._push()
 
