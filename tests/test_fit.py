@@ -12,6 +12,7 @@ import hashlib
 import struct
 import threading
 import time
+import tracemalloc
 
 import numpy as np
 import pandas as pd
@@ -1017,3 +1018,24 @@ def test_two_predicts_in_two_threads_run_in_parallel():
     assert_runs_in_parallel(predict_one, "predict")
     for got in results.values():
         np.testing.assert_array_equal(got, expected)
+
+
+# ----------------------------------------------------------------------------- memory
+
+@pytest.mark.parametrize("layout, copies", [("float64", 0), ("float64 Fortran", 0),
+                                            ("float32", 1), ("DataFrame", 1)])
+def test_fit_needs_the_data_plus_at_most_one_converted_copy(layout, copies):
+    n_rows, n_columns = 200_000, 14
+    data = make_data(n_rows, n_columns)
+    data = {"float64": data, "float64 Fortran": np.asfortranarray(data),
+            "float32": data.astype(np.float32),
+            "DataFrame": pd.DataFrame(data.astype(np.float32))}[layout]
+    net, tape = compiled(seed_net)
+    tracemalloc.start()
+    try:
+        tape.fit(data, net.inputs, epochs=2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    copy = n_rows * n_columns * 8
+    assert peak < copies * copy + copy // 10, f"peak {peak:,} bytes for {layout}"

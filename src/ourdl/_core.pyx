@@ -1075,7 +1075,7 @@ cdef class Tape:
                 t0 = time.perf_counter()
                 loss_sum = 0.0
                 if rng is not None:
-                    order = rng.permutation(n_rows).astype(np.int64)
+                    order = rng.permutation(n_rows).astype(np.int64, copy=False)
                     D.rows = &order[0]
                 for start in range(0, n_rows, CHUNK_ROWS):
                     stop = min(start + CHUNK_ROWS, n_rows)
