@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,41 +148,9 @@ result.forward()
 print('计算后 result.value = ', result.value)
 """
 
-TRAINING_PROGRAM = """\
-from OurDL import *
-x1 = Node(Value = 1.1) # 给一点小小的扰动
-x2 = Node(Value = 2)
-x3 = Node(Value = 3)
-w1 = Node(Value = 1, Flag=1)
-w2 = Node(Value = 1, Flag=1)
-w3 = Node(Value = 1, Flag=1)
-m1 = MulNode(Papa = x1, Mama = w1)
-m2 = MulNode(Papa = x2, Mama = w2)
-m3 = MulNode(Papa = x3, Mama = w3)
-a1 = AddNode(Papa = m1, Mama = m2)
-a2 = AddNode(Papa = a1, Mama = m3)
-y = Node(Value = 6) # 1+2+3 = 6, 这样MSE的结果为0
-result = MSENode(Papa = a2, Mama = y, Value = 20)
-print('计算前 result.value = ', result.value)
-result.forward()
-print('计算后 result.value = ', result.value)
-result.backward()
-print('第一次更新后 w1.value = ', w1.value)
-result.forward()
-print('第一次更新后 result.value = ', result.value)
-result.backward()
-print('第二次更新后 w1.value = ', w1.value)
-result.forward()
-print('第二次更新后 result.value = ', result.value)
-result.backward()
-print('第三次更新后 w1.value = ', w1.value)
-result.forward()
-print('第三次更新后 result.value = ', result.value)
-result.backward()
-print('第四次更新后 w1.value = ', w1.value)
-result.forward()
-print('第四次更新后 result.value = ', result.value)
-"""
+# The tutorial's In [5], as the repository ships it for newcomers to run.
+TRAINING_PROGRAM = (Path(__file__).resolve().parent.parent / "examples" / "seed_example.py"
+                    ).read_text(encoding="utf-8").replace("from ourdl import *", "from OurDL import *")
 
 # The seed's printed trace (print(text, value) puts one space between the two).
 SEED_TRACE = [
