@@ -27,3 +27,23 @@ def test_read_default_train_and_test_from_cache(benchmark, filled_cache):
     train, test = benchmark.pedantic(lambda: (pubg.cached("train"), pubg.cached("test")),
                                      rounds=3, iterations=1)
     assert train.shape == (1_500_000, 16) and test.shape == (500_000, 15)
+
+
+def run_the_main_job(folder):
+    from ourdl import cli
+
+    assert cli.main(["pubg", "--quiet", "--out", str(folder / "submission.csv")]) == 0
+
+
+def test_whole_ourdl_pubg_run_first_time(benchmark, tmp_path, monkeypatch):
+    """`ourdl pubg` as a newcomer runs it: nothing cached yet (target: well under a minute)."""
+    def fresh_cache():
+        folder = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        monkeypatch.setenv("OURDL_CACHE_DIR", str(folder / "cache"))
+        return (folder,), {}
+    benchmark.pedantic(run_the_main_job, setup=fresh_cache, rounds=3, iterations=1)
+
+
+def test_whole_ourdl_pubg_run_with_cached_data(benchmark, filled_cache, tmp_path):
+    benchmark.pedantic(run_the_main_job, args=(tmp_path,), rounds=3, iterations=1)

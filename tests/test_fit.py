@@ -9,6 +9,7 @@ Ctrl-C, the progress bar, predict/evaluate and the GIL.
 import _thread
 import collections
 import hashlib
+import re
 import struct
 import threading
 import time
@@ -693,6 +694,40 @@ def test_divergence_raises_naming_epoch_and_row_and_keeps_the_last_finite_parame
         tape.fit(data, net.inputs, **kwargs)
     assert [bits(p.value) for p in net.params] == [bits(v) for v in before]
     assert np.all(np.isfinite([p.value for p in net.params]))
+
+
+@pytest.mark.parametrize("builder", [seed_net, tanh_mlp])
+def test_after_divergence_the_nodes_hold_a_forward_and_backward_of_the_named_row(builder):
+    """Whichever path trained them, the nodes are left consistent: values and gradients are
+    those of the current parameters on the row the error names."""
+    data = unnormalized(2000, len(builder(ourdl).inputs))
+    net, tape = compiled(builder)
+    for p in net.params:
+        p.lr = 1e3
+    with pytest.raises(FloatingPointError) as error:
+        tape.fit(data, net.inputs)
+    row = int(re.search(r"at row (\d+)", str(error.value)).group(1))
+    left = [(bits(n.value), bits(n.grad)) for n in tape.nodes]
+    for node, value in zip(net.inputs, data[row]):
+        node.value = value
+    net.root.forward()
+    net.root.backward(update=False)
+    assert left == [(bits(n.value), bits(n.grad)) for n in tape.nodes]
+    assert net.root.grad == 1.0
+
+
+def test_a_trainable_op_node_takes_the_general_path():
+    """Fit updates every node with Flag == 1, op nodes included: an op node that blows up at
+    the first row is divergence at row 0, as in the seed's loop."""
+    def build(M):
+        net = seed_net(M)
+        product = net.root.Papa.Papa.Mama  # the product feeding the last addition but one
+        product.Flag, product.lr = 1, float("inf")
+        return net
+    data = make_data(1000, 14)
+    net, tape = compiled(build)
+    with pytest.raises(FloatingPointError, match=r"epoch 1 at row 0\b"):
+        tape.fit(data, net.inputs)
 
 
 @pytest.mark.parametrize("builder, lr", [(seed_net, 1.5 / 13), (shared_weight, 0.3)])

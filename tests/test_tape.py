@@ -4,6 +4,7 @@ import pickle
 import random
 import struct
 
+import numpy as np
 import pytest
 
 import ourdl
@@ -69,10 +70,10 @@ def test_compile_returns_a_tape_of_the_subgraph():
     tape = ourdl.compile(out)
     assert type(tape) is ourdl.Tape
     assert len(tape) == 5
-    assert tape.nodes == [x, w, h, b, out]  # Papa's side first, root last
+    assert tape.nodes == (x, w, h, b, out)  # Papa's side first, root last; fixed (a tuple)
     assert tape.ops == ["leaf", "leaf", "mul", "leaf", "add"]
     assert tape.root is out and unrelated not in tape.nodes
-    assert len(ourdl.compile(h)) == 3 and ourdl.compile(h).nodes == [x, w, h]
+    assert len(ourdl.compile(h)) == 3 and ourdl.compile(h).nodes == (x, w, h)
     assert len(ourdl.compile(x)) == 1 and ourdl.compile(x).ops == ["leaf"]
     assert repr(tape).startswith("<Tape of 5 nodes")
 
@@ -259,3 +260,71 @@ def test_compile_rejects_non_nodes():
         ourdl.compile(reference.Node())
     with pytest.raises(TypeError):
         ourdl.compile(None)
+
+
+# ----------------------------------------------------------------------------- misuse
+# None of these may crash the interpreter: the compiled loops trust the tape's indices.
+
+def test_a_tapes_nodes_cannot_be_changed():
+    x = ourdl.Node(Value=1.0)
+    tape = ourdl.compile(x * 2.0)
+    with pytest.raises(AttributeError):
+        tape.nodes.append(ourdl.Node())
+    with pytest.raises(AttributeError):
+        tape.nodes = ()
+
+
+def test_a_tape_is_built_once_and_only_by_compile():
+    blank = ourdl.Tape.__new__(ourdl.Tape)
+    for call in (blank.forward, blank.backward, lambda: blank.predict([[1.0]], [ourdl.Node()]),
+                 lambda: blank.fit([[1.0]], [ourdl.Node()])):
+        with pytest.raises(RuntimeError, match="never built"):
+            call()
+    assert len(blank) == 0 and blank.parents.shape == (0, 2)
+    tape = ourdl.compile(ourdl.Node(Value=1.0) + 1.0)
+    with pytest.raises(TypeError, match="built once"):
+        tape.__init__(ourdl.Node(Value=5.0) * 3.0)
+    assert tape.forward() == 2.0
+
+
+def test_sorting_none_or_a_node_that_was_never_built_is_a_type_error():
+    with pytest.raises(TypeError):
+        ourdl.topological_order(None)
+    half = ourdl.AddNode.__new__(ourdl.AddNode)
+    a, b = ourdl.Node(Value=1.0), ourdl.Node(Value=2.0)
+    with pytest.raises(TypeError, match="Value"):
+        half.__init__(a, b, Value="x")
+    assert half.Papa is None and half.Mama is None  # a failed __init__ set nothing
+    with pytest.raises(TypeError, match="never built"):
+        ourdl.compile(half)
+    with pytest.raises(TypeError, match="never built"):
+        ourdl.compile(ourdl.NegNode.__new__(ourdl.NegNode))
+    half.__init__(a, b)  # nothing was set, so building it now is fine
+    assert half.forward() == 3.0
+
+
+@pytest.mark.parametrize("code", [-1, 99, 2 ** 40, "add"])
+def test_a_subclass_with_an_unknown_op_code_is_refused(code):
+    class Odd(ourdl.Node):
+        op_code = code
+    with pytest.raises(TypeError, match="op_code"):
+        Odd(Value=1.0)
+
+
+def test_a_tape_refuses_a_second_call_while_one_is_running():
+    """A data object whose conversion calls back into the tape: the re-entrant call is refused,
+    and the tape works again afterwards."""
+    x, w, y = ourdl.Node(), ourdl.Node(Value=0.5, Flag=1), ourdl.Node()
+    tape = ourdl.compile(ourdl.MSENode(x * w, y))
+
+    class Sneaky:
+        columns, dtypes = ["x", "y"], [np.dtype(float)] * 2
+
+        def to_numpy(self, dtype):
+            tape.forward()
+
+    with pytest.raises(RuntimeError, match="in use"):
+        tape.fit(Sneaky(), [x, y])
+    assert w.value == 0.5
+    tape.fit(np.array([[1.0, 2.0]]), [x, y])
+    assert w.value == 0.5 - 0.01 * (2.0 * (0.5 - 2.0) * 1.0)

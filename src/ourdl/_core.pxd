@@ -64,7 +64,7 @@ cdef class Node:
     cdef readonly Node Papa
     cdef readonly Node Mama
     cdef public object name
-    cdef int op
+    cdef int opcode              # the Op of this node's class
     cdef bint _built             # __init__ has run: parents are fixed from then on
     cdef Tape _tape             # compiled on first forward()/backward(), then reused
     cdef unsigned long _seen    # scratch for the topological sort: the stamp of the last compile
@@ -73,11 +73,11 @@ cdef class Node:
 
 
 cdef class Tape:
-    cdef readonly list nodes
+    cdef readonly tuple nodes
     cdef readonly Node root
     cdef Py_ssize_t n
     # The flattened graph: op code and parent indices (-1 for none) per node, in tape order.
-    cdef int[::1] op
+    cdef int[::1] opcodes
     cdef Py_ssize_t[::1] papa
     cdef Py_ssize_t[::1] mama
     # Contiguous state, one slot per node.
@@ -90,7 +90,10 @@ cdef class Tape:
     cdef Py_ssize_t[::1] leaves   # indices of the leaves, read back before each forward()
     cdef NodeState** states       # each node's own state, for copying in and out
     cdef dict _index              # id(node) -> tape index, built on first use
+    cdef bint _busy               # a call is using the arrays (see _claim)
 
+    cdef int _claim(self) except -1
+    cdef Py_ssize_t _chunk_rows(self)
     cdef Graph _graph(self) noexcept nogil
     cdef void _pull_leaves(self) noexcept nogil
     cdef void _pull(self) noexcept nogil

@@ -24,7 +24,8 @@ OP_NAMES = (
     "leaf", "add", "sub", "mul", "div", "pow", "mse", "mae",
     "neg", "exp", "ln", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "abs", "sqrt",
 )
-assert len(OP_NAMES) == N_OPS
+if len(OP_NAMES) != N_OPS:
+    raise ImportError("ourdl._core: OP_NAMES and the Op enum in _core.pxd disagree")
 
 EpochStats = namedtuple("EpochStats", "epoch loss seconds samples_per_second")
 EpochStats.__doc__ = "One epoch of Tape.fit: mean root value (the training loss), wall time, speed."
@@ -33,6 +34,7 @@ cdef enum:
     # Rows per trip into compiled code: small enough that Ctrl-C and the progress bar
     # answer within milliseconds, large enough that the trips cost nothing.
     CHUNK_ROWS = 1 << 16
+    CHUNK_WORK = 1 << 22   # node evaluations per trip, for graphs too large for CHUNK_ROWS
     # Doubles in the scratch of predict(): the values of every node for a block of rows.
     BLOCK_DOUBLES = 1 << 15
     # Graphs larger than this release the GIL in forward() and backward().
@@ -61,7 +63,7 @@ cdef inline double squared(double d) noexcept nogil:
 
     d * d is correctly rounded, and glibc's pow() is within 0.54 ulp of the exact square (its
     documented worst case), so the two can only differ when the exact square lies within
-    0.46 ulp of a point halfway between two doubles. Dekker's exact product gives the rounding error of d * d; only
+    0.04 ulp of a point halfway between two doubles (at least 0.46 ulp from d * d). Dekker's exact product gives the rounding error of d * d; only
     near a halfway point (about one time in ten), or for huge, tiny or special d, is pow()
     asked. tests/test_core.py holds this to pow() on millions of values.
     """
@@ -295,7 +297,9 @@ cdef class Updates:
     cdef Py_ssize_t n_flagged, batch_size, count
     cdef double seed               # the root's gradient
 
-    def __init__(self, Tape tape, Py_ssize_t batch_size):
+    def __init__(self, Tape tape not None, Py_ssize_t batch_size):
+        if tape.states == NULL:
+            raise RuntimeError("the Tape was never built")
         flagged = np.flatnonzero(np.asarray(tape.flags)).astype(np.intp)
         self.n_flagged = flagged.shape[0]
         self.flagged = np.append(flagged, 0).astype(np.intp)  # never empty, so [0] is valid
@@ -365,8 +369,10 @@ cdef class LinearModel:
     cdef bint is_mse, sum_is_papa
     cdef double seed
 
-    def __init__(self, Tape tape, terms, Py_ssize_t column_step, Py_ssize_t target, int loss_op,
-                 bint sum_is_papa):
+    def __init__(self, Tape tape not None, terms, Py_ssize_t column_step, Py_ssize_t target,
+                 int loss_op, bint sum_is_papa):
+        if tape.states == NULL or not terms or not all(0 <= p < tape.n for _, p in terms):
+            raise ValueError("LinearModel needs a built Tape and terms naming its nodes")
         self.n_terms = len(terms)
         self.offsets, self.lone = _term_layout(terms, column_step)
         self.any_lone = any(self.lone)
@@ -430,7 +436,7 @@ cdef class LinearModel:
         done = stop - start if status == RUN_OK else at[0] - start
         total = loss_sum[0]
         for k in range(done):
-            total += squared(residual[k]) if self.is_mse else fabs(residual[k])
+            total += squared(residual[k]) if is_mse else fabs(residual[k])
         loss_sum[0] = total
         for k in range(K):
             G.values[self.params[k]] = w[k]
@@ -483,9 +489,12 @@ cdef class Node:
 
     def __init__(self, Papa=None, Mama=None, Value=0, Flag=0, lr=0.01, name=None):
         cdef str kind = type(self).__name__
-        cdef int op = type(self).op_code
         if self._built:
             raise TypeError(f"{kind}: a node is built once (its parents are fixed); make a new node")
+        op = type(self).op_code
+        if not isinstance(op, int) or not 0 <= op < N_OPS:
+            raise TypeError(f"{kind}.op_code must be one of ourdl's op codes (0 to {N_OPS - 1}), "
+                            f"not {op!r}")
         for arg, parent in (("Papa", Papa), ("Mama", Mama)):
             if parent is not None and not isinstance(parent, Node):
                 raise TypeError(f"{kind}: {arg} must be a Node or None, not {type(parent).__name__}")
@@ -497,12 +506,15 @@ cdef class Node:
             raise ValueError(f"{kind} needs Papa and takes no Mama")
         if arity == 0 and given:
             raise ValueError(f"{kind} is a leaf and takes no parents; use an op node such as AddNode")
-        self.op = op
+        # Everything is checked before anything is set: a failed __init__ leaves no half-node.
+        cdef double value = _real(kind, "Value", Value), rate = _real(kind, "lr", lr)
+        cdef int flag = _flag(kind, Flag)
+        self.opcode = op
         self.Papa = Papa
         self.Mama = Mama
-        self.s.value = _real(kind, "Value", Value)
-        self.s.flag = _flag(kind, Flag)
-        self.s.lr = _real(kind, "lr", lr)
+        self.s.value = value
+        self.s.flag = flag
+        self.s.lr = rate
         self.s.grad = 1.0
         self.s.papa_grad = 0.0
         self.s.mama_grad = 0.0
@@ -554,7 +566,7 @@ cdef class Node:
 
     @property
     def op(self):
-        return OP_NAMES[self.op]
+        return OP_NAMES[self.opcode]
 
     cdef Tape _cached_tape(self):
         # A node's subgraph is fixed once it exists (parents are read-only), so the tape
@@ -843,7 +855,7 @@ def _progress_bar(total):
 cdef unsigned long _last_stamp = 0
 
 
-def topological_order(Node root):
+def topological_order(Node root not None):
     """The nodes of root's subgraph, parents first, root last: exactly reference.py's order."""
     global _last_stamp
     _last_stamp += 1
@@ -854,6 +866,8 @@ def topological_order(Node root):
     cdef Node node, parent
     while stack:
         node = stack.pop()
+        if not node._built:
+            raise TypeError(f"{node!r} was never built (its __init__ failed or never ran)")
         if parents_done.pop():
             if node._seen != stamp:
                 node._seen = stamp
@@ -885,13 +899,15 @@ cdef class Tape:
     """
 
     def __init__(self, Node root not None):
+        if self.states != NULL:
+            raise TypeError("a Tape is built once; compile the new root instead")
         cdef list order = topological_order(root)
         cdef Py_ssize_t n = len(order), i
         cdef Node node
         self.root = root
-        self.nodes = order
+        self.nodes = tuple(order)  # immutable: the compiled loops trust its indices
         self.n = n
-        self.op = np.empty(n, dtype=np.intc)
+        self.opcodes = np.empty(n, dtype=np.intc)
         self.papa = np.full(n, -1, dtype=np.intp)
         self.mama = np.full(n, -1, dtype=np.intp)
         self.values = np.zeros(n)
@@ -908,18 +924,28 @@ cdef class Tape:
             node = order[i]
             node._slot = i
             self.states[i] = &node.s
-            self.op[i] = node.op
+            self.opcodes[i] = node.opcode
             if node.Papa is not None:
                 self.papa[i] = node.Papa._slot  # parents come first, so their slots are set
             if node.Mama is not None:
                 self.mama[i] = node.Mama._slot
-            if node.op == OP_LEAF:
+            if node.opcode == OP_LEAF:
                 leaves.append(i)
         self.leaves = np.array(leaves, dtype=np.intp)
         self._pull()
 
     def __dealloc__(self):
         PyMem_Free(self.states)
+
+    cdef int _claim(self) except -1:
+        """Mark the tape in use by one call; its arrays are shared state."""
+        if self.states == NULL:
+            raise RuntimeError("this Tape was never built: make one with ourdl.compile(root)")
+        if self._busy:
+            raise RuntimeError("this Tape is in use by another call (another thread?): give "
+                               "each thread its own tape, e.g. ourdl.compile(root) in each")
+        self._busy = True
+        return 0
 
     def __len__(self):
         return self.n
@@ -933,17 +959,19 @@ cdef class Tape:
     @property
     def ops(self):
         """The op name of each node, in tape order."""
-        return [OP_NAMES[self.op[i]] for i in range(self.n)]
+        return [OP_NAMES[self.opcodes[i]] for i in range(self.n)]
 
     @property
     def parents(self):
         """(Papa index, Mama index) of each node in tape order; -1 where there is none."""
+        if self.states == NULL:
+            return np.empty((0, 2), dtype=np.intp)
         return np.stack([np.asarray(self.papa), np.asarray(self.mama)], axis=1)
 
     cdef Graph _graph(self) noexcept nogil:
         cdef Graph G
         G.n = self.n
-        G.op = &self.op[0]
+        G.op = &self.opcodes[0]
         G.papa = &self.papa[0]
         G.mama = &self.mama[0]
         G.values = &self.values[0]
@@ -1004,20 +1032,24 @@ cdef class Tape:
     # Small graphs (the seed's) are run holding the GIL: releasing it costs more than they do.
     cpdef double forward(self):
         """Compute every node, parents first; return the root's value."""
+        self._claim()
         if self.n > NOGIL_NODES:
             with nogil:
                 self._forward()
         else:
             self._forward()
+        self._busy = False
         return self.values[self.n - 1]
 
     cpdef backward(self, bint update=True):
         """Gradients of the root for every node (summed over paths), then one update step."""
+        self._claim()
         if self.n > NOGIL_NODES:
             with nogil:
                 self._backward(update)
         else:
             self._backward(update)
+        self._busy = False
 
     # ------------------------------------------------------------------------- whole datasets
 
@@ -1031,7 +1063,7 @@ cdef class Tape:
         taken = set()
         for j, node in enumerate(inputs):
             i = self._slot_of(node, f"inputs[{j}]")
-            if (<Node>node).op != OP_LEAF:
+            if (<Node>node).opcode != OP_LEAF:
                 raise ValueError(f"inputs[{j}] ({node!r}) is not a leaf: only leaves can be fed from data")
             if (<Node>node).s.flag == 1:
                 raise ValueError(f"inputs[{j}] ({node!r}) is trainable (Flag == 1): data would overwrite it")
@@ -1053,10 +1085,18 @@ cdef class Tape:
         with the parameters as they were before the bad update. Ctrl-C stops within
         milliseconds, with the parameters at the last completed update.
         """
+        self._claim()
+        try:
+            return self._fit(data, inputs, epochs, shuffle, seed, batch_size, progress)
+        finally:
+            self._busy = False
+
+    def _fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress):
         cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
         cdef Py_ssize_t n_epochs = _positive_int("epochs", epochs)
         cdef Py_ssize_t batch = _positive_int("batch_size", batch_size)
         X, names = _as_data(data, slots.shape[0])
+        cdef Py_ssize_t chunk = self._chunk_rows()
 
         cdef Py_ssize_t n_rows = X.shape[0], start, stop, mid, epoch = 0, at = -1, last_row = -1
         cdef RunStatus status = RUN_OK
@@ -1077,8 +1117,8 @@ cdef class Tape:
                 if rng is not None:
                     order = rng.permutation(n_rows).astype(np.int64, copy=False)
                     D.rows = &order[0]
-                for start in range(0, n_rows, CHUNK_ROWS):
-                    stop = min(start + CHUNK_ROWS, n_rows)
+                for start in range(0, n_rows, chunk):
+                    stop = min(start + chunk, n_rows)
                     with nogil:
                         mid = start
                         if model is not None:
@@ -1129,6 +1169,14 @@ cdef class Tape:
         Column j of ``data`` feeds ``inputs[j]``, as in ``fit``. Runs forward only, in blocks
         of rows in compiled code, and changes nothing in the graph. Returns a float64 array.
         """
+        self._claim()
+        try:
+            return self._predict(data, inputs, output)
+        finally:
+            self._busy = False
+
+    def _predict(self, data, inputs, output):
+        cdef Py_ssize_t chunk = self._chunk_rows()
         cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
         cdef Py_ssize_t out = self.n - 1 if output is None else self._slot_of(output, "output")
         X, names = _as_data(data, slots.shape[0])
@@ -1149,8 +1197,8 @@ cdef class Tape:
             offsets, lone = _term_layout(terms, D.s1)
             weights = np.array([self.values[slot] for _, slot in terms])
             lone_p = &lone[0] if np.any(lone) else NULL
-            for start in range(0, n_rows, CHUNK_ROWS):
-                stop = min(start + CHUNK_ROWS, n_rows)
+            for start in range(0, n_rows, chunk):
+                stop = min(start + chunk, n_rows)
                 with nogil:
                     ok = dot_rows(&D, &offsets[0], lone_p, &weights[0], weights.shape[0], start,
                                   stop, &result_v[0])
@@ -1162,18 +1210,18 @@ cdef class Tape:
         needed = np.zeros(n, dtype=bool)
         needed[out] = True
         for i in range(out, -1, -1):
-            if needed[i] and self.op[i] != OP_LEAF:
+            if needed[i] and self.opcodes[i] != OP_LEAF:
                 needed[self.papa[i]] = True
-                if is_binary(self.op[i]):
+                if is_binary(self.opcodes[i]):
                     needed[self.mama[i]] = True
-        cdef Py_ssize_t[::1] program = np.flatnonzero(needed & (np.asarray(self.op) != OP_LEAF)).astype(np.intp)
+        cdef Py_ssize_t[::1] program = np.flatnonzero(needed & (np.asarray(self.opcodes) != OP_LEAF)).astype(np.intp)
         cdef Py_ssize_t n_program = program.shape[0]
         cdef Py_ssize_t B = max(1, min(256, BLOCK_DOUBLES // n))
         cdef double[::1] buf = np.repeat(np.asarray(self.values), B)  # leaves keep their value
         cdef Graph G = self._graph()
         cdef const Py_ssize_t* program_p = &program[0] if n_program else NULL
-        for start in range(0, n_rows, CHUNK_ROWS):
-            stop = min(start + CHUNK_ROWS, n_rows)
+        for start in range(0, n_rows, chunk):
+            stop = min(start + chunk, n_rows)
             with nogil:
                 ok = forward_rows(&G, &D, program_p, n_program, &buf[0], B, start, stop, out, &result_v[0])
             if not ok:
@@ -1184,6 +1232,10 @@ cdef class Tape:
     def evaluate(self, data, inputs):
         """The mean root value (the loss) over the rows of ``data``; changes nothing."""
         return float(np.mean(self.predict(data, inputs)))
+
+    cdef Py_ssize_t _chunk_rows(self):
+        """Rows per trip into compiled code: about the same work per trip for any graph."""
+        return max(1, min(CHUNK_ROWS, CHUNK_WORK // self.n))
 
     cdef Py_ssize_t _slot_of(self, node, str what) except -1:
         if not isinstance(node, Node):
@@ -1196,12 +1248,14 @@ cdef class Tape:
         return i
 
     cdef void _settle(self, const Data* D, Py_ssize_t row):
-        """Leave the nodes consistent after a run: if ``row`` (of data) is given, after a stop
-        part-way, recompute every value from the current parameters on it; then write back."""
+        """Write the run back into the nodes. After a stop part-way (``row`` of data given),
+        first recompute every value and gradient from the current parameters on that row, so
+        the nodes are consistent whichever path trained them."""
         cdef Graph G = self._graph()
         if row >= 0:
             load_row(D, row, G.values)
             forward_pass(&G)
+            backward_pass(&G, self.states[self.n - 1].grad)
         self._push()
 
     cdef object _sum_of_products(self, Py_ssize_t top, dict column):
@@ -1214,17 +1268,17 @@ cdef class Tape:
         # chain may continue on either side, but a tree of sums adds in another order.
         tail, i = [], top
         while True:
-            if self.op[i] != OP_ADD:
+            if self.opcodes[i] != OP_ADD:
                 bottom = [i]
                 break
             walked.add(i)
             left, right = self.papa[i], self.mama[i]
-            if self.op[left] == OP_ADD and self.op[right] == OP_ADD:
+            if self.opcodes[left] == OP_ADD and self.opcodes[right] == OP_ADD:
                 return None
-            if self.op[left] == OP_ADD:
+            if self.opcodes[left] == OP_ADD:
                 tail.append(right)
                 i = left
-            elif self.op[right] == OP_ADD:
+            elif self.opcodes[right] == OP_ADD:
                 tail.append(left)
                 i = right
             else:
@@ -1233,15 +1287,15 @@ cdef class Tape:
         terms = []
         for i in bottom + tail[::-1]:
             walked.add(i)
-            if self.op[i] == OP_MUL:
+            if self.opcodes[i] == OP_MUL:
                 a, b = self.papa[i], self.mama[i]
                 if b in column:
                     a, b = b, a
-                if a not in column or b in column or self.op[b] != OP_LEAF:
+                if a not in column or b in column or self.opcodes[b] != OP_LEAF:
                     return None
                 walked.update((a, b))
                 terms.append((column[a], b))
-            elif self.op[i] == OP_LEAF and i not in column:
+            elif self.opcodes[i] == OP_LEAF and i not in column:
                 terms.append((-1, i))
             else:
                 return None
@@ -1256,7 +1310,7 @@ cdef class Tape:
         computed with the same operations in the same order as the general passes.
         """
         cdef Py_ssize_t root = self.n - 1
-        cdef int root_op = self.op[root]
+        cdef int root_op = self.opcodes[root]
         if root_op != OP_MSE and root_op != OP_MAE:
             return None
         column = {slots[j]: j for j in range(slots.shape[0])}
@@ -1272,8 +1326,8 @@ cdef class Tape:
             return None
         terms, walked = found
         params = [slot for _, slot in terms]
-        if not all(self.flags[slot] for slot in params) or len(set(params)) != len(params):
-            return None  # a fixed or shared factor: the general passes handle it
+        if set(params) != set(np.flatnonzero(np.asarray(self.flags))) or len(set(params)) != len(params):
+            return None  # a fixed or shared weight, or another trainable node: general passes
         if len(walked | {root, target}) != self.n:
             return None  # a node is shared or left over: not the simple shape
         return LinearModel(self, terms, column_step, column[target], root_op, sum_is_papa)

@@ -490,7 +490,7 @@ class SqrtNode(Node):
 def _unary(node_class):
     def apply(x):
         return node_class(_as_node(x))
-    apply.__name__ = node_class.__name__[:-4].lower()
+    apply.__name__ = apply.__qualname__ = node_class.__name__[:-4].lower()
     apply.__doc__ = f"A new {node_class.__name__} on x (a node or a number)."
     return apply
 
