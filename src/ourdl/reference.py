@@ -117,11 +117,12 @@ class Node:
             raise ValueError(f"{kind} needs Papa and takes no Mama")
         if self.arity == 0 and given:
             raise ValueError(f"{kind} is a leaf and takes no parents; use an op node such as AddNode")
-        self._Papa = Papa
+        value, flag, lr = _number("Value", Value, kind), _flag(Flag, kind), _number("lr", lr, kind)
+        self._Papa = Papa  # set only once everything is checked: a failed __init__ builds nothing
         self._Mama = Mama
-        self.value = _number("Value", Value, kind)
-        self.Flag = _flag(Flag, kind)
-        self.lr = _number("lr", lr, kind)
+        self.value = value
+        self.Flag = flag
+        self.lr = lr
         self.grad = 1.0          # backward() seeds the node it is called on with this
         self.Papa_grad = 0.0     # what the last backward() sent to Papa ...
         self.Mama_grad = 0.0     # ... and to Mama
