@@ -169,7 +169,8 @@ def _run_pubg(args) -> int:
     network = pubg.build_network(len(pubg.FEATURES), args.lr)
     history = ourdl.compile(network.loss).fit(
         data, network.x + [network.y], epochs=args.epochs, shuffle=args.shuffle,
-        seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
+        seed=args.seed, batch_size=args.batch_size,
+        progress=not args.quiet and sys.stderr.isatty())  # a bar in a terminal, not in a log
     for number, stats in enumerate(history, start=1):
         say(f"epoch {number}/{len(history)}: training loss {stats.loss:.6g} "
             f"({stats.seconds:.3f} s, {stats.samples_per_second:,.0f} samples/s)")
