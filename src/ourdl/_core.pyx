@@ -311,10 +311,13 @@ cdef class Updates:
 
     cdef RunStatus train(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
                          Py_ssize_t epoch_rows, double* loss_sum, Py_ssize_t* at) noexcept nogil:
-        cdef Py_ssize_t i, k, slot
+        cdef Py_ssize_t i, k, slot, n_flagged = self.n_flagged
         cdef double loss
         cdef bint bad
         cdef double* v = G.values
+        cdef const Py_ssize_t* flagged = &self.flagged[0]
+        cdef double* summed = &self.summed[0]
+        cdef double* before = &self.before[0]
         for i in range(start, stop):
             if not load_row(D, D.rows[i] if D.rows != NULL else i, v):
                 at[0] = i
@@ -326,23 +329,23 @@ cdef class Updates:
                 return RUN_BAD_LOSS
             loss_sum[0] += loss
             backward_pass(G, self.seed)
-            for k in range(self.n_flagged):
-                self.summed[k] += G.grads[self.flagged[k]]
+            for k in range(n_flagged):
+                summed[k] += G.grads[flagged[k]]
             self.count += 1
             if self.count < self.batch_size and i != epoch_rows - 1:
                 continue
             # With one row per batch, -0.0 + g and g / 1 are g: exactly the seed's step.
             bad = False
-            for k in range(self.n_flagged):
-                slot = self.flagged[k]
-                self.before[k] = v[slot]
-                v[slot] = v[slot] - G.lrs[slot] * (self.summed[k] / self.count)
+            for k in range(n_flagged):
+                slot = flagged[k]
+                before[k] = v[slot]
+                v[slot] = v[slot] - G.lrs[slot] * (summed[k] / self.count)
                 bad = bad | nonfinite(v[slot])
-                self.summed[k] = -0.0
+                summed[k] = -0.0
             self.count = 0
             if bad:
-                for k in range(self.n_flagged):
-                    v[self.flagged[k]] = self.before[k]
+                for k in range(n_flagged):
+                    v[flagged[k]] = before[k]
                 at[0] = i
                 return RUN_BAD_PARAM
         return RUN_OK
