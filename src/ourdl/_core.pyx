@@ -63,9 +63,10 @@ cdef inline double squared(double d) noexcept nogil:
 
     d * d is correctly rounded, and glibc's pow() is within 0.54 ulp of the exact square (its
     documented worst case), so the two can only differ when the exact square lies within
-    0.04 ulp of a point halfway between two doubles (at least 0.46 ulp from d * d). Dekker's exact product gives the rounding error of d * d; only
-    near a halfway point (about one time in ten), or for huge, tiny or special d, is pow()
-    asked. tests/test_core.py holds this to pow() on millions of values.
+    0.04 ulp of a point halfway between two doubles (0.46 ulp or more from d * d). Dekker's
+    exact product gives the rounding error of d * d; only near a halfway point (about one
+    time in ten), or for huge, tiny or special d, is pow() asked.
+    tests/test_reference_equivalence.py holds this to pow() on hundreds of thousands of values.
     """
     cdef double p = d * d, a = fabs(d), hi, lo, err, ulp
     cdef uint64_t bits
@@ -458,6 +459,84 @@ cdef class LinearModel:
         return RUN_BAD_LOSS if load_row(D, r, G.values) else RUN_BAD_DATA
 
 
+# ----------------------------------------------------------------------------- prediction
+
+cdef bint forward_rows(const Graph* G, const Data* D, const Py_ssize_t* program,
+                       Py_ssize_t n_program, double* buf, Py_ssize_t B, Py_ssize_t start,
+                       Py_ssize_t stop, Py_ssize_t out, double* result) noexcept nogil:
+    """Forward over rows [start, stop), B rows at a time: node i's values for a block live in
+    buf[i*B : (i+1)*B], so each op is one loop over the block and is dispatched once per
+    block, not once per row. Every row sees the same operations as forward_pass. False if a
+    row holds nan or inf."""
+    cdef Py_ssize_t s, nb, r, j, q, i
+    cdef const double* xr
+    cdef double* dst
+    cdef const double* a
+    cdef const double* b
+    cdef int o
+    cdef bint bad = False
+    s = start
+    while s < stop:
+        nb = min(B, stop - s)
+        for j in range(D.n_inputs):
+            dst = buf + D.slots[j] * B
+            xr = D.x + s * D.s0 + j * D.s1
+            for r in range(nb):
+                dst[r] = xr[r * D.s0]
+                bad = bad | nonfinite(dst[r])
+        if bad:
+            return False
+        for q in range(n_program):
+            i = program[q]
+            o = G.op[i]
+            dst = buf + i * B
+            a = buf + G.papa[i] * B
+            if o == OP_ADD:
+                b = buf + G.mama[i] * B
+                for r in range(nb):
+                    dst[r] = a[r] + b[r]
+            elif o == OP_MUL:
+                b = buf + G.mama[i] * B
+                for r in range(nb):
+                    dst[r] = a[r] * b[r]
+            elif o == OP_SUB:
+                b = buf + G.mama[i] * B
+                for r in range(nb):
+                    dst[r] = a[r] - b[r]
+            elif is_binary(o):
+                b = buf + G.mama[i] * B
+                for r in range(nb):
+                    dst[r] = op_value(o, a[r], b[r])
+            else:
+                for r in range(nb):
+                    dst[r] = op_value(o, a[r], 0.0)
+        memcpy(result + s, buf + out * B, nb * sizeof(double))
+        s += nb
+    return True
+
+
+def _term_layout(terms, Py_ssize_t column_step):
+    """Where each term's input sits in a row (element offsets) and which terms are lone."""
+    offsets = np.array([max(c, 0) * column_step for c, _ in terms], dtype=np.intp)
+    lone = np.array([c < 0 for c, _ in terms], dtype=np.uint8)
+    return offsets, lone
+
+
+cdef bint dot_rows(const Data* D, const Py_ssize_t* offsets, const unsigned char* lone,
+                   const double* w, Py_ssize_t K, Py_ssize_t start, Py_ssize_t stop,
+                   double* result) noexcept nogil:
+    """A sum of products for each row; rows are independent, so the processor overlaps
+    them. False if a row holds nan or inf."""
+    cdef Py_ssize_t r
+    cdef double p
+    for r in range(start, stop):
+        p = dot(D.x + r * D.s0, offsets, lone, w, K)
+        result[r] = p
+        if nonfinite(p) and not all_finite_row(D, r):
+            return False
+    return True
+
+
 # ----------------------------------------------------------------------------- nodes
 
 cdef inline int arity_of(int op) noexcept nogil:
@@ -706,81 +785,6 @@ cdef class AbsNode(Node):
 
 cdef class SqrtNode(Node):
     op_code = OP_SQRT
-
-
-cdef bint forward_rows(const Graph* G, const Data* D, const Py_ssize_t* program,
-                       Py_ssize_t n_program, double* buf, Py_ssize_t B, Py_ssize_t start,
-                       Py_ssize_t stop, Py_ssize_t out, double* result) noexcept nogil:
-    """Forward over rows [start, stop), B rows at a time: node i's values for a block live in
-    buf[i*B : (i+1)*B], so each op is one tight loop over the block (vectorized for + - *).
-    Every row sees the same operations as forward_pass. False if a row holds nan or inf."""
-    cdef Py_ssize_t s, nb, r, j, q, i
-    cdef const double* xr
-    cdef double* dst
-    cdef const double* a
-    cdef const double* b
-    cdef int o
-    cdef bint bad = False
-    s = start
-    while s < stop:
-        nb = min(B, stop - s)
-        for j in range(D.n_inputs):
-            dst = buf + D.slots[j] * B
-            xr = D.x + s * D.s0 + j * D.s1
-            for r in range(nb):
-                dst[r] = xr[r * D.s0]
-                bad = bad | nonfinite(dst[r])
-        if bad:
-            return False
-        for q in range(n_program):
-            i = program[q]
-            o = G.op[i]
-            dst = buf + i * B
-            a = buf + G.papa[i] * B
-            if o == OP_ADD:
-                b = buf + G.mama[i] * B
-                for r in range(nb):
-                    dst[r] = a[r] + b[r]
-            elif o == OP_MUL:
-                b = buf + G.mama[i] * B
-                for r in range(nb):
-                    dst[r] = a[r] * b[r]
-            elif o == OP_SUB:
-                b = buf + G.mama[i] * B
-                for r in range(nb):
-                    dst[r] = a[r] - b[r]
-            elif is_binary(o):
-                b = buf + G.mama[i] * B
-                for r in range(nb):
-                    dst[r] = op_value(o, a[r], b[r])
-            else:
-                for r in range(nb):
-                    dst[r] = op_value(o, a[r], 0.0)
-        memcpy(result + s, buf + out * B, nb * sizeof(double))
-        s += nb
-    return True
-
-
-def _term_layout(terms, Py_ssize_t column_step):
-    """Where each term's input sits in a row (element offsets) and which terms are lone."""
-    offsets = np.array([max(c, 0) * column_step for c, _ in terms], dtype=np.intp)
-    lone = np.array([c < 0 for c, _ in terms], dtype=np.uint8)
-    return offsets, lone
-
-
-cdef bint dot_rows(const Data* D, const Py_ssize_t* offsets, const unsigned char* lone,
-                   const double* w, Py_ssize_t K, Py_ssize_t start, Py_ssize_t stop,
-                   double* result) noexcept nogil:
-    """A sum of products for each row; rows are independent, so the processor overlaps
-    them. False if a row holds nan or inf."""
-    cdef Py_ssize_t r
-    cdef double p
-    for r in range(start, stop):
-        p = dot(D.x + r * D.s0, offsets, lone, w, K)
-        result[r] = p
-        if nonfinite(p) and not all_finite_row(D, r):
-            return False
-    return True
 
 
 # ----------------------------------------------------------------------------- checking data
