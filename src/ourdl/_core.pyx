@@ -251,6 +251,7 @@ cdef inline bint all_finite(const double* x, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline bint all_finite_row(const Data* D, Py_ssize_t r) noexcept nogil:
+    """False if row r of the data holds nan or inf."""
     cdef const double* xr = D.x + r * D.s0
     cdef Py_ssize_t j
     for j in range(D.n_inputs):
@@ -281,11 +282,9 @@ cdef inline bint load_row(const Data* D, Py_ssize_t r, double* values) noexcept 
     """Write row r into the input nodes; False if it holds nan or inf."""
     cdef const double* xr = D.x + r * D.s0
     cdef Py_ssize_t j
-    cdef bint bad = False
     for j in range(D.n_inputs):
         values[D.slots[j]] = xr[j * D.s1]
-        bad = bad | nonfinite(xr[j * D.s1])
-    return not bad
+    return all_finite_row(D, r)
 
 
 @cython.final
@@ -421,7 +420,7 @@ cdef class LinearModel:
             # nan or inf in the data, or in a parameter after the last update, always reaches
             # d; and d * d overflows exactly when the loss pow(d, 2) does.
             if nonfinite(d * d if is_mse else d):
-                status = self._stopped(G, D, i, start, r, at)
+                status = self._stopped(D, i, start, r, at)
                 break
             residual[i - start] = d
             t = twice_seed * d if is_mse else seed * sign(d)
@@ -446,7 +445,7 @@ cdef class LinearModel:
             G.values[self.params[k]] = w[k]
         return status
 
-    cdef RunStatus _stopped(self, const Graph* G, const Data* D, Py_ssize_t i, Py_ssize_t start,
+    cdef RunStatus _stopped(self, const Data* D, Py_ssize_t i, Py_ssize_t start,
                             Py_ssize_t r, Py_ssize_t* at) noexcept nogil:
         """Why row i could not be trained on. A bad parameter comes from the update of the row
         before (parameters enter a chunk finite): that update is undone."""
@@ -456,7 +455,7 @@ cdef class LinearModel:
             at[0] = i - 1
             return RUN_BAD_PARAM
         at[0] = i
-        return RUN_BAD_LOSS if load_row(D, r, G.values) else RUN_BAD_DATA
+        return RUN_BAD_LOSS if all_finite_row(D, r) else RUN_BAD_DATA
 
 
 # ----------------------------------------------------------------------------- prediction
