@@ -26,11 +26,14 @@ directives = {
 compile_args = ["-ffp-contract=off", "-fno-builtin-pow"]
 compile_args += ["-O0", "-g"] if DEBUG else ["-O3", "-fno-tree-vectorize"]
 
+# The compiled core, one extension per module (see the docstring of _core.pyx).
+MODULES = ["_nodes", "_passes", "_kernels", "_tape", "_core"]
 extensions = [
-    Extension("ourdl._core", ["src/ourdl/_core.pyx"], extra_compile_args=compile_args),
+    Extension(f"ourdl.{name}", [f"src/ourdl/{name}.pyx"], extra_compile_args=compile_args)
+    for name in MODULES
 ]
 
 setup(
-    ext_modules=cythonize(extensions, compiler_directives=directives),
+    ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["src"]),
     package_dir={"": "src"},
 )

@@ -17,7 +17,7 @@ def test_import_ourdl_uses_the_compiled_core():
 def test_without_the_compiled_core_import_fails_saying_how_to_build_it(tmp_path):
     """Never a silent fall-back to slow code: a copy of the package minus the extension."""
     shutil.copytree(Path(ourdl.__file__).parent, tmp_path / "ourdl",
-                    ignore=shutil.ignore_patterns("_core.*.so", "_core.*.pyd", "__pycache__"))
+                    ignore=shutil.ignore_patterns("_*.so", "_*.pyd", "__pycache__"))
     done = subprocess.run([sys.executable, "-c", "import ourdl"], cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(tmp_path)},
                           capture_output=True, text=True, timeout=60)

@@ -1,0 +1,379 @@
+"""ourdl's nodes: the tutorial's graph of Papa/Mama nodes as typed classes.
+
+A node holds its state (value, grad, Flag, lr and what it last sent each parent) in a C
+struct that a Tape (ourdl._tape) reads and writes through a pointer. Parents are fixed at
+construction, so a graph is always a DAG and a node's subgraph never changes.
+"""
+
+cimport cython
+from ourdl._ops cimport *
+
+import numbers
+import threading
+
+# Mirrors the Op enum in _ops.pxd, in the same order.
+OP_NAMES = (
+    "leaf", "add", "sub", "mul", "div", "pow", "mse", "mae",
+    "neg", "exp", "ln", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "abs", "sqrt",
+)
+if len(OP_NAMES) != N_OPS:
+    raise ImportError("ourdl._nodes: OP_NAMES and the Op enum in _ops.pxd disagree")
+
+# How forward() and backward() reach a tape: set by ourdl._tape, the layer above this one.
+_tape_forward = None
+_tape_backward = None
+
+
+cdef double _real(str kind, str arg, object x) except? -1.0:
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise TypeError(f"{kind}: {arg} must be a real number, not {type(x).__name__}")
+    return <double>x
+
+
+cdef int _flag(str kind, object x) except -1:
+    # Compare a plain number, never x itself: an object may claim to equal anything.
+    if not isinstance(x, numbers.Real) or float(x) not in (0.0, 1.0):
+        raise ValueError(f"{kind}: Flag must be 0 (fixed) or 1 (trainable), not {x!r}")
+    return 1 if float(x) == 1.0 else 0
+
+
+cdef int _op_code(type cls) except -1:
+    """The class's op code as a plain int, checked against the range of the Op enum."""
+    op = cls.op_code
+    cdef long long code = -1
+    try:
+        code = op  # to a C integer: an int subclass's own comparisons never decide the range
+    except (TypeError, OverflowError):
+        pass
+    if isinstance(op, bool) or not 0 <= code < N_OPS:
+        raise TypeError(f"{cls.__name__}.op_code must be one of ourdl's op codes "
+                        f"(0 to {N_OPS - 1}), not {op!r}")
+    return code
+
+
+cdef Node _as_node(object x):
+    return x if isinstance(x, Node) else Node(Value=x)
+
+
+@cython.trashcan(True)  # deallocating a long chain must not recurse once per node
+cdef class Node:
+    """A leaf: an input, a constant or (with ``Flag=1``) a trainable parameter.
+
+    ``Node(Papa=None, Mama=None, Value=0, Flag=0, lr=0.01, name=None)``; the op nodes
+    (``AddNode``, ``MulNode``, ...) take their parents the same way.
+    """
+
+    op_code = OP_LEAF
+
+    def __init__(self, Papa=None, Mama=None, Value=0, Flag=0, lr=0.01, name=None):
+        cdef str kind = type(self).__name__
+        if self._built:
+            raise TypeError(f"{kind}: a node is built once (its parents are fixed); make a new node")
+        cdef int op = _op_code(type(self))
+        for arg, parent in (("Papa", Papa), ("Mama", Mama)):
+            if parent is not None and not isinstance(parent, Node):
+                raise TypeError(f"{kind}: {arg} must be a Node or None, not {type(parent).__name__}")
+            if parent is not None and not (<Node>parent)._built:
+                # Only built nodes can be parents, so every parent is older than its child
+                # and no graph can hold a cycle.
+                raise TypeError(f"{kind}: {arg} was never built (its __init__ failed or never "
+                                f"ran); make it with {type(parent).__name__}(...)")
+        cdef int given = (Papa is not None) + (Mama is not None)
+        cdef int arity = arity_of(op)
+        if arity == 2 and given < 2:
+            raise ValueError(f"{kind} needs both Papa and Mama")
+        if arity == 1 and (Papa is None or Mama is not None):
+            raise ValueError(f"{kind} needs Papa and takes no Mama")
+        if arity == 0 and given:
+            raise ValueError(f"{kind} is a leaf and takes no parents; use an op node such as AddNode")
+        # Everything is checked before anything is set: a failed __init__ leaves no half-node.
+        cdef double value = _real(kind, "Value", Value), rate = _real(kind, "lr", lr)
+        cdef int flag = _flag(kind, Flag)
+        self.opcode = op
+        self.Papa = Papa
+        self.Mama = Mama
+        self.s.value = value
+        self.s.flag = flag
+        self.s.lr = rate
+        self.s.grad = 1.0
+        self.s.papa_grad = 0.0
+        self.s.mama_grad = 0.0
+        self.name = name
+        self._built = True
+
+    @property
+    def value(self):
+        return self.s.value
+
+    @value.setter
+    def value(self, double v):
+        self.s.value = v
+
+    @property
+    def grad(self):
+        """The gradient from the last backward(); on the node backward() is called on, its seed."""
+        return self.s.grad
+
+    @grad.setter
+    def grad(self, double g):
+        self.s.grad = g
+
+    @property
+    def lr(self):
+        return self.s.lr
+
+    @lr.setter
+    def lr(self, double lr):
+        self.s.lr = lr
+
+    @property
+    def Flag(self):
+        return self.s.flag
+
+    @Flag.setter
+    def Flag(self, Flag):
+        self.s.flag = _flag(type(self).__name__, Flag)
+
+    @property
+    def Papa_grad(self):
+        """What the last backward() sent to Papa."""
+        return self.s.papa_grad
+
+    @property
+    def Mama_grad(self):
+        """What the last backward() sent to Mama."""
+        return self.s.mama_grad
+
+    @property
+    def op(self):
+        return OP_NAMES[self.opcode]
+
+    def forward(self):
+        """Compute every node of this node's subgraph, parents first; return this value."""
+        return _tape_forward(self)
+
+    def backward(self, update=True):
+        """Push ``grad`` back to every ancestor, then (if ``update``) step the trainable ones."""
+        _tape_backward(self, update)
+
+    def updata(self):
+        """One gradient step, for trainable nodes only (the seed's spelling)."""
+        if self.s.flag == 1:
+            self.s.value = self.s.value - self.s.lr * self.s.grad
+
+    def update(self):
+        """Same as ``updata()``."""
+        self.updata()
+
+    def __repr__(self):
+        label = f"name={self.name!r}, " if self.name is not None else ""
+        return f"{type(self).__name__}({label}value={self.s.value!r}, grad={self.s.grad!r})"
+
+    def __reduce__(self):
+        # Pickle (and deepcopy) recurse into a node's parents before the node itself, so a
+        # deep graph would exhaust the stack. The node pickled first lists its ancestors,
+        # parents first, ahead of its own fields: each of them then finds its parents
+        # already saved, and is saved without such a list (see _Ancestors).
+        fields = (type(self), self.Papa, self.Mama, self.s.value, self.s.flag, self.s.lr,
+                  self.name, (self.s.grad, self.s.papa_grad, self.s.mama_grad))
+        if _Ancestors.being_saved(self):
+            return (_rebuild_node, (None,) + fields)
+        return (_rebuild_node, (_Ancestors(self),) + fields)
+
+    def __copy__(self):
+        """A new node with the same parents and state (the parents are shared, not copied)."""
+        return _rebuild_node(None, type(self), self.Papa, self.Mama, self.s.value, self.s.flag,
+                             self.s.lr, self.name,
+                             (self.s.grad, self.s.papa_grad, self.s.mama_grad))
+
+    def __add__(self, other):
+        return AddNode(self, _as_node(other))
+
+    def __radd__(self, other):
+        return AddNode(_as_node(other), self)
+
+    def __sub__(self, other):
+        return SubNode(self, _as_node(other))
+
+    def __rsub__(self, other):
+        return SubNode(_as_node(other), self)
+
+    def __mul__(self, other):
+        return MulNode(self, _as_node(other))
+
+    def __rmul__(self, other):
+        return MulNode(_as_node(other), self)
+
+    def __truediv__(self, other):
+        return DivNode(self, _as_node(other))
+
+    def __rtruediv__(self, other):
+        return DivNode(_as_node(other), self)
+
+    def __pow__(self, other, modulo):
+        if modulo is not None:
+            return NotImplemented  # pow(a, b, m) has no node
+        return PowNode(self, _as_node(other))
+
+    def __rpow__(self, other, modulo):
+        if modulo is not None:
+            return NotImplemented
+        return PowNode(_as_node(other), self)
+
+    def __neg__(self):
+        return NegNode(self)
+
+    def __abs__(self):
+        return AbsNode(self)
+
+
+def _rebuild_node(ancestors, cls, Papa, Mama, value, flag, lr, name, state):
+    """Unpickle a node; ``ancestors`` were unpickled before it only to keep the recursion flat."""
+    cdef Node node = cls(Papa, Mama, value, flag, lr, name)
+    node.s.grad, node.s.papa_grad, node.s.mama_grad = state
+    return node
+
+
+# Ancestors listed ahead of the node pickled first: one list per such node, innermost last,
+# each holding the ids of the ancestors not saved yet (per thread, as picklers are).
+_saving = threading.local()
+
+
+class _Ancestors:
+    """The ancestors of a node (parents first) as pickle and deepcopy see them: a list whose
+    items are saved while this object's id set is on top of the thread's stack, then a
+    marker that takes it off."""
+
+    def __init__(self, node):
+        self.node = node
+
+    @staticmethod
+    def being_saved(node):
+        """True (once) if node is saved as an item of the innermost list of ancestors."""
+        stack = getattr(_saving, "stack", None)
+        if not stack:
+            return False
+        pending = stack[len(stack) - 1]  # (no negative indices: this module has wraparound off)
+        if id(node) in pending:
+            pending.discard(id(node))
+            return True
+        return False
+
+    def __reduce__(self):
+        nodes = topological_order(self.node)
+        nodes.pop()  # the node itself
+        if not hasattr(_saving, "stack"):
+            _saving.stack = []
+        _saving.stack.append({id(node) for node in nodes})
+        return (list, (), None, iter(nodes + [_EndOfAncestors()]))
+
+
+class _EndOfAncestors:
+    def __reduce__(self):
+        stack = getattr(_saving, "stack", None)
+        if stack:
+            stack.pop()
+        return (_nothing, ())
+
+
+def _nothing():
+    return None
+
+
+cdef unsigned long _last_stamp = 0
+
+
+cpdef list topological_order(Node root):
+    """The nodes of root's subgraph, parents first, root last: exactly reference.py's order."""
+    if root is None:
+        raise TypeError("topological_order needs a Node, not None")
+    global _last_stamp
+    _last_stamp += 1
+    cdef unsigned long stamp = _last_stamp
+    cdef list order = []
+    cdef list stack = [root]
+    cdef list parents_done = [False]
+    cdef Node node, parent
+    cdef int arity
+    while stack:
+        node = stack.pop()
+        if not node._built:
+            raise TypeError(f"{node!r} was never built (its __init__ failed or never ran)")
+        if parents_done.pop():
+            if node._seen != stamp:
+                node._seen = stamp
+                order.append(node)
+            continue
+        if node._seen == stamp:
+            continue
+        arity = arity_of(node.opcode)
+        if (arity >= 1 and node.Papa is None) or (arity == 2 and node.Mama is None):
+            # Only the garbage collector unsets parents, while it frees a reference cycle.
+            raise RuntimeError(f"{node!r} lost its parents to the garbage collector (it is "
+                               f"being freed) and cannot be computed")
+        stack.append(node)
+        parents_done.append(True)
+        for parent in (node.Mama, node.Papa):  # Mama first so Papa is visited first
+            if parent is not None and parent._seen != stamp:
+                stack.append(parent)
+                parents_done.append(False)
+    return order
+
+
+cdef class AddNode(Node):
+    op_code = OP_ADD
+
+cdef class SubNode(Node):
+    op_code = OP_SUB
+
+cdef class MulNode(Node):
+    op_code = OP_MUL
+
+cdef class DivNode(Node):
+    op_code = OP_DIV
+
+cdef class PowNode(Node):
+    op_code = OP_POW
+
+cdef class MSENode(Node):
+    """Squared error (Papa - Mama)**2, with the seed's gradient 2 * (Papa - Mama)."""
+    op_code = OP_MSE
+
+cdef class MAENode(Node):
+    """Absolute error |Papa - Mama|."""
+    op_code = OP_MAE
+
+cdef class NegNode(Node):
+    op_code = OP_NEG
+
+cdef class ExpNode(Node):
+    op_code = OP_EXP
+
+cdef class LnNode(Node):
+    op_code = OP_LN
+
+cdef class SinNode(Node):
+    op_code = OP_SIN
+
+cdef class CosNode(Node):
+    op_code = OP_COS
+
+cdef class TanNode(Node):
+    op_code = OP_TAN
+
+cdef class TanhNode(Node):
+    op_code = OP_TANH
+
+cdef class SigmoidNode(Node):
+    op_code = OP_SIGMOID
+
+cdef class ReluNode(Node):
+    op_code = OP_RELU
+
+cdef class AbsNode(Node):
+    op_code = OP_ABS
+
+cdef class SqrtNode(Node):
+    op_code = OP_SQRT
+
+

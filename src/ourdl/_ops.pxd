@@ -1,0 +1,165 @@
+# The op codes of ourdl and their arithmetic: a node's value from its parents', and what it
+# owes each parent in backward. Inline, so every module that cimports this compiles the same
+# operations in the same order (reference.py spells out the same rules in Python).
+
+from libc.math cimport cos, exp, fabs, log, pow, sin, sqrt, tan, tanh
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
+
+# One code per op. The Python mirror is OP_NAMES in _nodes.pyx (same order).
+cdef enum Op:
+    OP_LEAF = 0
+    OP_ADD
+    OP_SUB
+    OP_MUL
+    OP_DIV
+    OP_POW
+    OP_MSE
+    OP_MAE
+    OP_NEG
+    OP_EXP
+    OP_LN
+    OP_SIN
+    OP_COS
+    OP_TAN
+    OP_TANH
+    OP_SIGMOID
+    OP_RELU
+    OP_ABS
+    OP_SQRT
+    N_OPS
+
+
+cdef inline bint is_binary(int op) noexcept nogil:
+    return OP_ADD <= op <= OP_MAE
+
+
+cdef inline int arity_of(int op) noexcept nogil:
+    return 0 if op == OP_LEAF else (2 if is_binary(op) else 1)
+
+
+cdef inline bint nonfinite(double x) noexcept nogil:
+    return x - x != 0.0  # nan for inf and nan, 0 for every finite x
+
+
+cdef inline double sign(double a) noexcept nogil:
+    return 1.0 if a > 0.0 else (-1.0 if a < 0.0 else 0.0)
+
+
+cdef inline double squared(double d) noexcept nogil:
+    """``pow(d, 2.0)`` exactly as libm computes it (and so Python's ``d ** 2``), mostly without
+    calling pow().
+
+    d * d is correctly rounded, and glibc's pow() is within 0.54 ulp of the exact square (its
+    documented worst case), so the two can only differ when the exact square lies within
+    0.04 ulp of a point halfway between two doubles (0.46 ulp or more from d * d). Dekker's
+    exact product gives the rounding error of d * d; only near a halfway point (about one
+    time in ten), or for huge, tiny or special d, is pow() asked.
+    tests/test_reference_equivalence.py holds this to pow() on hundreds of thousands of values.
+    """
+    cdef double p = d * d, a = fabs(d), hi, lo, err, ulp
+    cdef uint64_t bits
+    if not (1e-140 < a < 1e140):
+        return pow(d, 2.0)
+    hi = 134217729.0 * d          # Veltkamp: d = hi + lo, each half fits in 26 bits
+    hi = hi - (hi - d)
+    lo = d - hi
+    err = ((hi * hi - p) + 2.0 * hi * lo) + lo * lo   # d*d - p, exactly
+    memcpy(&bits, &p, sizeof(double))
+    bits &= <uint64_t>0x7ff0000000000000ULL  # 2**exponent(p), so ulp(p) = that * 2**-52
+    memcpy(&ulp, &bits, sizeof(double))
+    if fabs(err) >= 0.44 * 2.220446049250313e-16 * ulp:
+        return pow(d, 2.0)
+    return p
+
+
+cdef inline double op_value(int op, double a, double b) noexcept nogil:
+    """The value of a node from its parents' values (b is 0 for unary ops)."""
+    if op == OP_ADD:
+        return a + b
+    elif op == OP_SUB:
+        return a - b
+    elif op == OP_MUL:
+        return a * b
+    elif op == OP_DIV:
+        return a / b
+    elif op == OP_POW:
+        return pow(a, b)
+    elif op == OP_MSE:
+        return squared(a - b)
+    elif op == OP_MAE:
+        return fabs(a - b)
+    elif op == OP_NEG:
+        return -a
+    elif op == OP_EXP:
+        return exp(a)
+    elif op == OP_LN:
+        return log(a)
+    elif op == OP_SIN:
+        return sin(a)
+    elif op == OP_COS:
+        return cos(a)
+    elif op == OP_TAN:
+        return tan(a)
+    elif op == OP_TANH:
+        return tanh(a)
+    elif op == OP_SIGMOID:
+        return 1.0 / (1.0 + exp(-a))
+    elif op == OP_RELU:
+        return 0.0 if a <= 0.0 else a
+    elif op == OP_ABS:
+        return fabs(a)
+    else:  # OP_SQRT
+        return sqrt(a)
+
+
+cdef inline void op_grads(int op, double a, double b, double v, double g,
+                          double* to_papa, double* to_mama) noexcept nogil:
+    """What a node with value v and gradient g owes its parents (written as in reference.py)."""
+    cdef double t
+    to_mama[0] = 0.0
+    if op == OP_ADD:
+        to_papa[0] = g
+        to_mama[0] = g
+    elif op == OP_SUB:
+        to_papa[0] = g
+        to_mama[0] = -g
+    elif op == OP_MUL:
+        to_papa[0] = g * b
+        to_mama[0] = g * a
+    elif op == OP_DIV:
+        to_papa[0] = g / b
+        to_mama[0] = (-g * a) / (b * b)
+    elif op == OP_POW:
+        to_papa[0] = g * b * pow(a, b - 1.0)
+        to_mama[0] = 0.0 if (a == 0.0 and b >= 0.0) else g * v * log(a)
+    elif op == OP_MSE:
+        t = g * 2.0 * (a - b)
+        to_papa[0] = t
+        to_mama[0] = -t
+    elif op == OP_MAE:
+        t = g * sign(a - b)
+        to_papa[0] = t
+        to_mama[0] = -t
+    elif op == OP_NEG:
+        to_papa[0] = -g
+    elif op == OP_EXP:
+        to_papa[0] = g * v
+    elif op == OP_LN:
+        to_papa[0] = g / a
+    elif op == OP_SIN:
+        to_papa[0] = g * cos(a)
+    elif op == OP_COS:
+        to_papa[0] = g * -sin(a)
+    elif op == OP_TAN:
+        to_papa[0] = g * (1.0 + v * v)
+    elif op == OP_TANH:
+        to_papa[0] = g * (1.0 - v * v)
+    elif op == OP_SIGMOID:
+        to_papa[0] = g * (v * (1.0 - v))
+    elif op == OP_RELU:
+        to_papa[0] = g if a > 0.0 else 0.0
+    elif op == OP_ABS:
+        to_papa[0] = g * sign(a)
+    else:  # OP_SQRT
+        to_papa[0] = g / (2.0 * v)

@@ -1,0 +1,41 @@
+# The C-level interface of the tape: a graph flattened into arrays, with its state.
+
+from ourdl._nodes cimport Node, NodeState
+from ourdl._passes cimport Data, Graph
+
+cdef class Tape:
+    cdef readonly tuple nodes
+    cdef readonly Node root
+    cdef Py_ssize_t n
+    # The flattened graph: op code and parent indices (-1 for none) per node, in tape order.
+    cdef int[::1] opcodes
+    cdef Py_ssize_t[::1] papa
+    cdef Py_ssize_t[::1] mama
+    # Contiguous state, one slot per node.
+    cdef double[::1] values
+    cdef double[::1] grads
+    cdef double[::1] papa_grads
+    cdef double[::1] mama_grads
+    cdef double[::1] lrs
+    cdef unsigned char[::1] flags
+    cdef Py_ssize_t[::1] leaves   # indices of the leaves, read back before each forward()
+    cdef NodeState** states       # each node's own state, for copying in and out
+    cdef dict _index              # id(node) -> tape index, built on first use
+    cdef bint _busy               # a call is using the arrays (see _claim)
+    cdef object _turn             # for a node's own tape: callers from other threads wait here
+
+    cdef int _claim(self) except -1
+    cdef Py_ssize_t _chunk_rows(self)
+    cdef Graph _graph(self) noexcept nogil
+    cdef void _pull_leaves(self) noexcept nogil
+    cdef void _pull(self) noexcept nogil
+    cdef void _push(self) noexcept nogil
+    cdef void _forward(self) noexcept nogil
+    cdef void _backward(self, bint update) noexcept nogil
+    cdef Py_ssize_t[::1] _input_slots(self, inputs) except *
+    cdef object _sum_of_products(self, Py_ssize_t top, dict column)
+    cdef object _linear_model(self, Py_ssize_t[::1] slots, Py_ssize_t column_step)
+    cdef Py_ssize_t _slot_of(self, node, str what) except -1
+    cdef void _settle(self, const Data* D, Py_ssize_t row)
+    cpdef double forward(self)
+    cpdef backward(self, bint update=*)

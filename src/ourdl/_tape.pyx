@@ -1,0 +1,575 @@
+"""ourdl's tape: a graph flattened into arrays, and the drivers that run the compiled loops.
+
+Data flows one way: Python ``Node`` objects -> ``Tape`` (an iterative topological sort into
+flat arrays of op codes, parent indices, values and gradients) -> typed loops without the
+GIL (ourdl._passes, ourdl._kernels) -> results copied back into the nodes.
+"""
+
+cimport cython
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport int64_t
+from ourdl._kernels cimport CHUNK_ROWS, LinearModel, RunStatus, RUN_OK, RUN_BAD_LOSS, Updates, dot_rows
+from ourdl._nodes cimport Node, NodeState, topological_order
+from ourdl._ops cimport *
+from ourdl._passes cimport (Data, Graph, backward_pass, forward_pass, forward_rows, load_row,
+                            update_pass)
+
+import threading
+import time
+import weakref
+from collections import namedtuple
+
+import numpy as np
+
+from ourdl import _checks as checks
+from ourdl import _nodes
+from ourdl._kernels import _term_layout as term_layout
+from ourdl._nodes import OP_NAMES
+
+EpochStats = namedtuple("EpochStats", "epoch loss seconds samples_per_second")
+EpochStats.__doc__ = "One epoch of Tape.fit: mean root value (the training loss), wall time, speed."
+
+cdef enum:
+    CHUNK_WORK = 1 << 22   # node evaluations per trip, for graphs too large for CHUNK_ROWS
+    # Doubles in the scratch of predict(): the values of every node for a block of rows.
+    BLOCK_DOUBLES = 1 << 15
+    # Graphs larger than this release the GIL in forward() and backward().
+    NOGIL_NODES = 4096
+
+
+cdef Py_ssize_t _slot_before(Node parent, Py_ssize_t i, list order) except -1:
+    """The tape index of a parent of node i, which the sort placed before i. Read from the
+    node's scratch, and checked: code run meanwhile (a finaliser) may have compiled another
+    tape through the same node."""
+    cdef Py_ssize_t p = parent._slot
+    if 0 <= p < i and order[p] is parent:
+        return p
+    for p in range(i):
+        if order[p] is parent:
+            return p
+    raise RuntimeError(f"{parent!r} is not before its child in the tape")
+
+
+def compile(Node root not None):
+    """Flatten root's subgraph into a Tape (the same as ``Tape(root)``)."""
+    return Tape(root)
+
+
+# ----------------------------------------------------------------------------- a node's own tape
+# Node.forward() and Node.backward() compile the node's subgraph once and keep the tape on the
+# node (parents are fixed, so it never goes stale; values are read afresh on every call). So
+# that a graph grown step by step (an RNN-style loop calling forward() on each new node) does
+# not keep one tape per step, only the most recent tapes are kept, within a budget of nodes.
+
+cdef enum:
+    KEPT_TAPES = 8            # at most this many nodes keep their tape ...
+    KEPT_NODES = 1 << 21      # ... and together at most this many tape slots (beyond the newest)
+
+_kept = []                    # (weak reference to a node, its tape's length), oldest first
+_kept_lock = threading.Lock()
+
+
+cdef Tape _own_tape(Node node):
+    cdef Tape tape = node._tape
+    if tape is not None:
+        return tape
+    tape = Tape(node)
+    tape._turn = threading.RLock()
+    with _kept_lock:
+        if node._tape is not None:  # another thread compiled it meanwhile: use that one
+            return node._tape
+        node._tape = tape
+        _kept.append((weakref.ref(node), tape.n))
+        total = sum(n for _, n in _kept)
+        while len(_kept) > 1 and (len(_kept) > KEPT_TAPES or total - tape.n > KEPT_NODES):
+            ref, n = _kept.pop(0)
+            total -= n
+            old = ref()
+            if old is not None:
+                (<Node>old)._tape = None
+    return tape
+
+
+def _node_forward(Node node):
+    cdef Tape tape = _own_tape(node)
+    if tape.n <= NOGIL_NODES:  # runs holding the GIL: no other thread can come between
+        return tape.forward()
+    with tape._turn:  # threads take turns on a node's tape rather than fail
+        return tape.forward()
+
+
+def _node_backward(Node node, update):
+    cdef Tape tape = _own_tape(node)
+    if tape.n <= NOGIL_NODES:
+        tape.backward(update)
+        return
+    with tape._turn:
+        tape.backward(update)
+
+
+_nodes._tape_forward = _node_forward
+_nodes._tape_backward = _node_backward
+
+
+cdef Data _data_view(const double[:, :] X, Py_ssize_t[::1] slots):
+    """Raw pointers into X and slots; the caller keeps both alive while they are used."""
+    cdef Data D
+    D.x = &X[0, 0]
+    D.s0 = X.strides[0] // <Py_ssize_t>sizeof(double)  # signed: strides may be negative
+    D.s1 = X.strides[1] // <Py_ssize_t>sizeof(double)
+    D.slots = &slots[0]
+    D.n_inputs = slots.shape[0]
+    D.rows = NULL
+    return D
+
+
+# ----------------------------------------------------------------------------- the tape
+
+@cython.final
+@cython.no_gc_clear  # its raw pointers into the nodes must never outlive its hold on them
+cdef class Tape:
+    """A graph flattened for speed: op codes, parent indices and contiguous state arrays.
+
+    ``Tape(root)`` (or ``ourdl.compile(root)``) sorts root's subgraph once. ``forward()``,
+    ``backward()``, ``fit()``, ``predict()`` and ``evaluate()`` then run typed loops over
+    the arrays, reading node values in and writing results back.
+    """
+
+    def __init__(self, Node root not None):
+        if self.states != NULL:
+            raise TypeError("a Tape is built once; compile the new root instead")
+        cdef list order = topological_order(root)
+        cdef Py_ssize_t n = len(order), i
+        cdef Node node
+        self.root = root
+        self.nodes = tuple(order)  # immutable: the compiled loops trust its indices
+        self.n = n
+        self.opcodes = np.empty(n, dtype=np.intc)
+        self.papa = np.full(n, -1, dtype=np.intp)
+        self.mama = np.full(n, -1, dtype=np.intp)
+        self.values = np.zeros(n)
+        self.grads = np.zeros(n)
+        self.papa_grads = np.zeros(n)
+        self.mama_grads = np.zeros(n)
+        self.lrs = np.zeros(n)
+        self.flags = np.zeros(n, dtype=np.uint8)
+        self.states = <NodeState**>PyMem_Malloc(n * sizeof(NodeState*))
+        if self.states == NULL:
+            raise MemoryError(f"cannot allocate a tape of {n} nodes")
+        leaves = []
+        for i in range(n):
+            node = order[i]
+            node._slot = i
+            self.states[i] = &node.s
+            self.opcodes[i] = node.opcode
+            if node.Papa is not None:
+                self.papa[i] = _slot_before(node.Papa, i, order)
+            if node.Mama is not None:
+                self.mama[i] = _slot_before(node.Mama, i, order)
+            if node.opcode == OP_LEAF:
+                leaves.append(i)
+        self.leaves = np.array(leaves, dtype=np.intp)
+        self._pull()
+
+    def __dealloc__(self):
+        PyMem_Free(self.states)
+
+    cdef int _claim(self) except -1:
+        """Mark the tape in use by one call; its arrays are shared state."""
+        if self.states == NULL or self.nodes is None:
+            raise RuntimeError("this Tape was never built: make one with ourdl.compile(root)")
+        if self._busy:
+            raise RuntimeError("this Tape is in use by another call (another thread?): give "
+                               "each thread its own tape, e.g. ourdl.compile(root) in each")
+        self._busy = True
+        return 0
+
+    def __len__(self):
+        return self.n
+
+    def __repr__(self):
+        return f"<Tape of {self.n} nodes, root {self.root!r}>"
+
+    def __reduce__(self):
+        return (Tape, (self.root,))
+
+    @property
+    def ops(self):
+        """The op name of each node, in tape order."""
+        return [OP_NAMES[self.opcodes[i]] for i in range(self.n)]
+
+    @property
+    def parents(self):
+        """(Papa index, Mama index) of each node in tape order; -1 where there is none."""
+        if self.states == NULL:
+            return np.empty((0, 2), dtype=np.intp)
+        return np.stack([np.asarray(self.papa), np.asarray(self.mama)], axis=1)
+
+    cdef Graph _graph(self) noexcept nogil:
+        cdef Graph G
+        G.n = self.n
+        G.op = &self.opcodes[0]
+        G.papa = &self.papa[0]
+        G.mama = &self.mama[0]
+        G.values = &self.values[0]
+        G.grads = &self.grads[0]
+        G.papa_grads = &self.papa_grads[0]
+        G.mama_grads = &self.mama_grads[0]
+        G.lrs = &self.lrs[0]
+        G.flags = &self.flags[0]
+        return G
+
+    cdef void _pull_leaves(self) noexcept nogil:
+        cdef Py_ssize_t k, i
+        for k in range(self.leaves.shape[0]):
+            i = self.leaves[k]
+            self.values[i] = self.states[i].value
+
+    cdef void _pull(self) noexcept nogil:
+        """Read every node's state (users may set any of it between calls), so that what
+        _push() writes back is the node's own unless a pass has recomputed it."""
+        cdef Py_ssize_t i
+        cdef NodeState* s
+        for i in range(self.n):
+            s = self.states[i]
+            self.values[i] = s.value
+            self.grads[i] = s.grad
+            self.papa_grads[i] = s.papa_grad
+            self.mama_grads[i] = s.mama_grad
+            self.lrs[i] = s.lr
+            self.flags[i] = s.flag == 1
+
+    cdef void _push(self) noexcept nogil:
+        """Write values and gradients back into the nodes."""
+        cdef Py_ssize_t i
+        cdef NodeState* s
+        for i in range(self.n):
+            s = self.states[i]
+            s.value = self.values[i]
+            s.grad = self.grads[i]
+            s.papa_grad = self.papa_grads[i]
+            s.mama_grad = self.mama_grads[i]
+
+    cdef void _forward(self) noexcept nogil:
+        cdef Graph G = self._graph()
+        cdef Py_ssize_t i
+        self._pull_leaves()
+        forward_pass(&G)
+        for i in range(self.n):
+            self.states[i].value = self.values[i]
+
+    cdef void _backward(self, bint update) noexcept nogil:
+        cdef Graph G = self._graph()
+        self._pull()
+        backward_pass(&G, self.states[self.n - 1].grad)
+        if update:
+            update_pass(&G)
+        self._push()
+
+    # Small graphs (the seed's) are run holding the GIL: releasing it costs more than they do.
+    cpdef double forward(self):
+        """Compute every node, parents first; return the root's value."""
+        self._claim()
+        if self.n > NOGIL_NODES:
+            with nogil:
+                self._forward()
+        else:
+            self._forward()
+        self._busy = False
+        return self.values[self.n - 1]
+
+    cpdef backward(self, bint update=True):
+        """Gradients of the root for every node (summed over paths), then one update step."""
+        self._claim()
+        if self.n > NOGIL_NODES:
+            with nogil:
+                self._backward(update)
+        else:
+            self._backward(update)
+        self._busy = False
+
+    # ------------------------------------------------------------------------- whole datasets
+
+    cdef Py_ssize_t[::1] _input_slots(self, inputs) except *:
+        """Validate the nodes that data columns feed; return their tape indices."""
+        inputs = checks.node_list("inputs", inputs, "one per data column")
+        if len(inputs) == 0:
+            raise ValueError("inputs is empty: name the leaf that each data column feeds")
+        slots = np.empty(len(inputs), dtype=np.intp)
+        taken = set()
+        for j, node in enumerate(inputs):
+            i = self._slot_of(node, f"inputs[{j}]")
+            if (<Node>node).opcode != OP_LEAF:
+                raise ValueError(f"inputs[{j}] ({node!r}) is not a leaf: only leaves can be fed from data")
+            if (<Node>node).s.flag == 1:
+                raise ValueError(f"inputs[{j}] ({node!r}) is trainable (Flag == 1): data would overwrite it")
+            if i in taken:
+                raise ValueError(f"inputs[{j}] ({node!r}) is given twice")
+            taken.add(i)
+            slots[j] = i
+        return slots
+
+    def fit(self, data, inputs, epochs=1, shuffle=False, seed=None, batch_size=1, progress=False):
+        """Train on every row of ``data``: the seed's per-sample loop, run in compiled code.
+
+        For each row, column j is written into ``inputs[j].value``; then forward, backward
+        and (every ``batch_size`` rows, with the gradients averaged) an update of every node
+        with ``Flag == 1``. With ``shuffle`` the rows are visited in a new order each epoch,
+        drawn from ``numpy.random.default_rng(seed)``. Returns one ``EpochStats`` per epoch.
+
+        Bad input raises before anything changes. Divergence raises ``FloatingPointError``
+        with the parameters as they were before the bad update. Ctrl-C stops within
+        milliseconds, with the parameters at the last completed update.
+        """
+        self._claim()
+        try:
+            return self._fit(data, inputs, epochs, shuffle, seed, batch_size, progress)
+        finally:
+            self._busy = False
+
+    def _fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress):
+        cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
+        cdef Py_ssize_t n_epochs = checks.count("epochs", epochs)
+        cdef Py_ssize_t batch = checks.count("batch_size", batch_size)
+        X, names = checks.as_data(data, slots.shape[0])
+        cdef Py_ssize_t chunk = self._chunk_rows()
+
+        cdef Py_ssize_t n_rows = X.shape[0], start, stop, mid, epoch = 0, at = -1, last_row = -1
+        cdef RunStatus status = RUN_OK
+        cdef double loss_sum = 0.0
+        cdef int64_t[::1] order
+        self._pull()
+        cdef Graph G = self._graph()
+        cdef Data D = _data_view(X, slots)
+        cdef LinearModel model = self._linear_model(slots, D.s1) if batch == 1 else None
+        cdef Updates U = Updates(self.flags, batch, self.states[self.n - 1].grad)
+        rng = np.random.default_rng(seed) if shuffle else None
+        bar = checks.progress_bar(n_epochs * n_rows) if progress else None
+        history = []
+        try:
+            for epoch in range(n_epochs):
+                t0 = time.perf_counter()
+                loss_sum = 0.0
+                if rng is not None:
+                    order = rng.permutation(n_rows).astype(np.int64, copy=False)
+                    D.rows = &order[0]
+                for start in range(0, n_rows, chunk):
+                    stop = min(start + chunk, n_rows)
+                    with nogil:
+                        mid = start
+                        if model is not None:
+                            # The very last row goes through the general passes below, so
+                            # every node ends exactly as the seed's loop would leave it.
+                            mid = stop - 1 if (stop == n_rows and epoch == n_epochs - 1) else stop
+                            status = model.train(&G, &D, start, mid, &loss_sum, &at)
+                        if status == RUN_OK and mid < stop:
+                            status = U.train(&G, &D, mid, stop, n_rows, &loss_sum, &at)
+                    if status != RUN_OK:
+                        break
+                    last_row = D.rows[stop - 1] if D.rows != NULL else stop - 1
+                    if bar is not None:
+                        bar.update(stop - start)
+                        bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / stop:.4g}", refresh=False)
+                    PyErr_CheckSignals()  # Ctrl-C arrives here, between chunks
+                if status != RUN_OK:
+                    break
+                seconds = time.perf_counter() - t0
+                history.append(EpochStats(epoch + 1, loss_sum / n_rows, seconds, n_rows / seconds))
+        except BaseException:
+            self._settle(&D, last_row)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if status != RUN_OK and epoch == 0:
+            # Every row is seen in the first epoch: bad data there is reported as such, even
+            # where training went wrong before reaching it.
+            error = checks.nonfinite_error(X, names)
+            if error is not None:
+                self._pull()  # the nodes were never written: forget what the run did
+                raise error
+        if status == RUN_OK:
+            self._settle(&D, -1)
+            return history
+        if not 0 <= at < n_rows:  # never expected: refuse to read outside the data
+            raise SystemError(f"ourdl: a training kernel stopped at row {at} of {n_rows}")
+        row = D.rows[at] if D.rows != NULL else at
+        if epoch > 0 or at >= batch:
+            self._settle(&D, row)
+        # else no update was made: every node stays as it was, untouched.
+        what = "the loss" if status == RUN_BAD_LOSS else "a parameter"
+        raise FloatingPointError(
+            f"training diverged in epoch {epoch + 1} at row {row} of data: {what} became nan "
+            f"or inf. The parameters are as they were before that update. Try a smaller lr "
+            f"or normalized inputs (e.g. each column divided by its maximum).")
+
+    def predict(self, data, inputs, output=None):
+        """The value of ``output`` (the root by default) for every row of ``data``.
+
+        Column j of ``data`` feeds ``inputs[j]``, as in ``fit``. Runs forward only, in blocks
+        of rows in compiled code, and changes nothing in the graph. Returns a float64 array.
+        """
+        self._claim()
+        try:
+            return self._predict(data, inputs, output)
+        finally:
+            self._busy = False
+
+    def _predict(self, data, inputs, output):
+        cdef Py_ssize_t chunk = self._chunk_rows()
+        cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
+        cdef Py_ssize_t out = self.n - 1 if output is None else self._slot_of(output, "output")
+        X, names = checks.as_data(data, slots.shape[0])
+        cdef Py_ssize_t n_rows = X.shape[0], n = self.n, i, start, stop
+        self._pull()
+        result = np.empty(n_rows)
+        cdef double[::1] result_v = result
+        cdef Data D = _data_view(X, slots)
+        cdef bint ok = True
+        cdef Py_ssize_t[::1] offsets
+        cdef unsigned char[::1] lone
+        cdef const unsigned char* lone_p
+        cdef double[::1] weights
+        found = self._sum_of_products(out, {slots[j]: j for j in range(slots.shape[0])})
+        if found is not None and {c for c, _ in found[0]} >= set(range(slots.shape[0])):
+            # A linear model reading every input column: one dot product per row.
+            terms = found[0]
+            offsets, lone = term_layout(terms, D.s1)
+            weights = np.array([self.values[slot] for _, slot in terms])
+            lone_p = &lone[0] if np.any(lone) else NULL
+            for start in range(0, n_rows, chunk):
+                stop = min(start + chunk, n_rows)
+                with nogil:
+                    ok = dot_rows(&D, &offsets[0], lone_p, &weights[0], weights.shape[0], start,
+                                  stop, &result_v[0])
+                if not ok:
+                    raise checks.nonfinite_error(X, names)
+                PyErr_CheckSignals()
+            return result
+        # Only the nodes output depends on, in tape order.
+        needed = np.zeros(n, dtype=bool)
+        needed[out] = True
+        for i in range(out, -1, -1):
+            if needed[i] and self.opcodes[i] != OP_LEAF:
+                needed[self.papa[i]] = True
+                if is_binary(self.opcodes[i]):
+                    needed[self.mama[i]] = True
+        cdef Py_ssize_t[::1] program = np.flatnonzero(needed & (np.asarray(self.opcodes) != OP_LEAF)).astype(np.intp)
+        cdef Py_ssize_t n_program = program.shape[0]
+        cdef Py_ssize_t B = max(1, min(256, BLOCK_DOUBLES // n))
+        cdef double[::1] buf = np.repeat(np.asarray(self.values), B)  # leaves keep their value
+        cdef Graph G = self._graph()
+        cdef const Py_ssize_t* program_p = &program[0] if n_program else NULL
+        for start in range(0, n_rows, chunk):
+            stop = min(start + chunk, n_rows)
+            with nogil:
+                ok = forward_rows(&G, &D, program_p, n_program, &buf[0], B, start, stop, out, &result_v[0])
+            if not ok:
+                raise checks.nonfinite_error(X, names)
+            PyErr_CheckSignals()
+        return result
+
+    def evaluate(self, data, inputs):
+        """The mean root value (the loss) over the rows of ``data``; changes nothing."""
+        return float(np.mean(self.predict(data, inputs)))
+
+    cdef Py_ssize_t _chunk_rows(self):
+        """Rows per trip into compiled code: about the same work per trip for any graph."""
+        return max(1, min(CHUNK_ROWS, CHUNK_WORK // self.n))
+
+    cdef Py_ssize_t _slot_of(self, node, str what) except -1:
+        if not isinstance(node, Node):
+            raise TypeError(f"{what} must be a Node, not {type(node).__name__}")
+        if self._index is None:
+            self._index = {id(node): i for i, node in enumerate(self.nodes)}
+        i = self._index.get(id(node), -1)
+        if i < 0:
+            raise ValueError(f"{what} ({node!r}) is not a node of this tape")
+        return i
+
+    cdef void _settle(self, const Data* D, Py_ssize_t row):
+        """Write the run back into the nodes. After a stop part-way (``row`` of data given),
+        first recompute every value and gradient from the current parameters on that row, so
+        the nodes are consistent whichever path trained them."""
+        cdef Graph G = self._graph()
+        if row >= 0:
+            load_row(D, row, G.values)
+            forward_pass(&G)
+            backward_pass(&G, self.states[self.n - 1].grad)
+        self._push()
+
+    cdef object _sum_of_products(self, Py_ssize_t top, dict column):
+        """If ``top`` is a chain of additions of terms, each an input times a leaf or a lone
+        leaf, its terms in the chain's order, as (data column or -1 for a lone leaf, leaf
+        slot), and the set of nodes walked; else None. ``column`` maps input slots to data
+        columns."""
+        walked = set()
+        # Walk down the chain of additions; addition commutes exactly, so at each step the
+        # chain may continue on either side, but a tree of sums adds in another order.
+        tail, i = [], top
+        while True:
+            if self.opcodes[i] != OP_ADD:
+                bottom = [i]
+                break
+            walked.add(i)
+            left, right = self.papa[i], self.mama[i]
+            if self.opcodes[left] == OP_ADD and self.opcodes[right] == OP_ADD:
+                return None
+            if self.opcodes[left] == OP_ADD:
+                tail.append(right)
+                i = left
+            elif self.opcodes[right] == OP_ADD:
+                tail.append(left)
+                i = right
+            else:
+                bottom = [left, right]
+                break
+        terms = []
+        for i in bottom + tail[::-1]:
+            walked.add(i)
+            if self.opcodes[i] == OP_MUL:
+                a, b = self.papa[i], self.mama[i]
+                if b in column:
+                    a, b = b, a
+                if a not in column or b in column or self.opcodes[b] != OP_LEAF:
+                    return None
+                walked.update((a, b))
+                terms.append((column[a], b))
+            elif self.opcodes[i] == OP_LEAF and i not in column:
+                terms.append((-1, i))
+            else:
+                return None
+        return terms, walked
+
+    cdef object _linear_model(self, Py_ssize_t[::1] slots, Py_ssize_t column_step):
+        """A fused kernel for the seed's model, if this tape is one (else None).
+
+        The shape: root = MSE or MAE of (a chain of additions of terms) and a target fed from
+        data, where each term is input * parameter or a bare parameter (a bias), every node
+        used once. Then one sample is a dot product, a subtraction and one axpy-like update,
+        computed with the same operations in the same order as the general passes.
+        """
+        cdef Py_ssize_t root = self.n - 1
+        cdef int root_op = self.opcodes[root]
+        if root_op != OP_MSE and root_op != OP_MAE:
+            return None
+        column = {slots[j]: j for j in range(slots.shape[0])}
+        papa, mama = self.papa[root], self.mama[root]
+        if mama in column and papa not in column:
+            top, target, sum_is_papa = papa, mama, True
+        elif papa in column and mama not in column:
+            top, target, sum_is_papa = mama, papa, False
+        else:
+            return None
+        found = self._sum_of_products(top, column)
+        if found is None:
+            return None
+        terms, walked = found
+        params = [slot for _, slot in terms]
+        if set(params) != set(np.flatnonzero(np.asarray(self.flags))) or len(set(params)) != len(params):
+            return None  # a fixed or shared weight, or another trainable node: general passes
+        if len(walked | {root, target}) != self.n:
+            return None  # a node is shared or left over: not the simple shape
+        return LinearModel(terms, self.lrs, column_step, column[target], root_op, sum_is_papa,
+                           self.states[root].grad)
