@@ -45,7 +45,7 @@ cdef int _op_code(type cls) except -1:
         code = op  # to a C integer: an int subclass's own comparisons never decide the range
     except (TypeError, OverflowError):
         pass
-    if isinstance(op, bool) or not 0 <= code < N_OPS:
+    if isinstance(op, bool) or not isinstance(op, numbers.Integral) or not 0 <= code < N_OPS:
         raise TypeError(f"{cls.__name__}.op_code must be one of ourdl's op codes "
                         f"(0 to {N_OPS - 1}), not {op!r}")
     return code

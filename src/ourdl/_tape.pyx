@@ -64,7 +64,7 @@ def compile(Node root not None):
 
 cdef enum:
     KEPT_TAPES = 8            # at most this many nodes keep their tape ...
-    KEPT_NODES = 1 << 21      # ... and together at most this many tape slots (beyond the newest)
+    KEPT_NODES = 1 << 20      # ... and together at most this many tape slots (beyond the newest)
 
 _kept = []                    # (weak reference to a node, its tape's length), oldest first
 _kept_lock = threading.Lock()

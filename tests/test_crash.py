@@ -1,0 +1,337 @@
+"""No Python code, however odd, crashes the compiled core (issue 8, items 1-7 and 12).
+
+Each reproducer runs in a fresh interpreter with a timeout (and a memory limit where memory
+is the point), so that a segfault, a hang or a runaway allocation fails one test instead of
+killing the whole run. A reproducer prints what it observed; the test checks those lines.
+"""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+PRELUDE = """
+import ctypes, gc, pickle, copy, resource, sys, threading
+import numpy as np
+import ourdl
+from ourdl import Node, AddNode, MulNode, MSENode, TanhNode
+
+def seed_net(n=3):
+    x = [Node(name=f"x{i}") for i in range(n)]
+    w = [Node(Value=0.1 * (i + 1), Flag=1, name=f"w{i}") for i in range(n)]
+    s = MulNode(x[0], w[0])
+    for i in range(1, n):
+        s = AddNode(s, MulNode(x[i], w[i]))
+    y = Node(name="y")
+    return x, w, y, MSENode(s, y)
+
+def raises(fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return "no error"
+"""
+
+
+def run(code, timeout=120, memory_mb=None):
+    """Run code after PRELUDE in a new interpreter; return its stdout lines."""
+    script = PRELUDE
+    if memory_mb is not None:
+        script += (f"\nresource.setrlimit(resource.RLIMIT_DATA, ({memory_mb} << 20, "
+                   f"{memory_mb} << 20))\n")
+    script += "\n".join(textwrap.dedent(part) for part in code.split("#: ---\n"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
+    return done.stdout.splitlines()
+
+
+# ----------------------------------------------------------------------------- 1. objects that lie
+
+def test_inputs_whose_len_lies_are_read_once_and_checked():
+    out = run("""
+        x, w, y, loss = seed_net()
+        tape = ourdl.compile(loss)
+        class Liar:
+            def __len__(self): return 4
+            def __iter__(self): return iter([x[0]])
+        data = np.ones((5, 4))
+        print(raises(tape.fit, data, Liar()))
+        print(raises(tape.predict, data, Liar()))
+        print([n.value for n in w])
+    """)
+    assert out[0].startswith("ValueError: data has 4 columns but 1 inputs were given")
+    assert out[1].startswith("ValueError: data has 4 columns but 1 inputs were given")
+    assert out[2] == "[0.1, 0.2, 0.30000000000000004]"
+
+
+def test_an_op_code_that_lies_about_its_range_is_refused():
+    out = run("""
+        class Sly(int):
+            def __lt__(self, other): return True
+            def __le__(self, other): return True
+            def __ge__(self, other): return True
+            def __gt__(self, other): return True
+        class Bad(Node):
+            op_code = Sly(99)
+        print(raises(Bad))
+        class Floaty(Node):
+            op_code = 2.0
+        print(raises(Floaty, Node(), Node()))
+    """)
+    assert out[0].startswith("TypeError: Bad.op_code must be one of ourdl's op codes (0 to 18)")
+    assert out[1].startswith("TypeError: Floaty.op_code must be one of ourdl's op codes")
+
+
+def test_a_flag_that_claims_to_equal_anything_is_refused():
+    out = run("""
+        class Yes:
+            def __eq__(self, other): return True
+            __hash__ = None
+        print(raises(Node, Flag=Yes()))
+        n = Node()
+        print(raises(setattr, n, "Flag", Yes()), n.Flag)
+        print(Node(Flag=1.0).Flag, Node(Flag=True).Flag, Node(Flag=np.int8(0)).Flag)
+    """)
+    assert out[0].startswith("ValueError: Node: Flag must be 0 (fixed) or 1 (trainable)")
+    assert out[1].startswith("ValueError: Node: Flag must be 0") and out[1].endswith(" 0")
+    assert out[2] == "1 1 0"
+
+
+def test_counts_that_lie_are_converted_before_their_range_is_checked():
+    out = run("""
+        class Big(int):
+            def __lt__(self, other): return False
+        x, w, y, loss = seed_net()
+        tape = ourdl.compile(loss)
+        data = np.ones((3, 4))
+        print(raises(tape.fit, data, x + [y], batch_size=Big(0)))
+        print(raises(tape.fit, data, x + [y], epochs=Big(-5)))
+    """)
+    assert out == ["ValueError: batch_size must be at least 1, not 0",
+                   "ValueError: epochs must be at least 1, not -5"]
+
+
+# ----------------------------------------------------------------------------- 2. half-built and cleared
+
+def test_an_unbuilt_node_cannot_be_a_parent_so_no_cycle_can_be_made():
+    out = run("""
+        n1 = AddNode.__new__(AddNode)
+        x = Node(Value=1.0)
+        print(raises(AddNode, n1, x))
+        print(raises(MulNode, x, MulNode.__new__(MulNode)))
+        print(raises(n1.forward))
+        print(raises(ourdl.compile, n1))
+        # n1 can still be built, but only from parents that exist already: never a cycle.
+        n1.__init__(x, x)
+        print(n1.forward())
+    """)
+    assert out[0].startswith("TypeError: AddNode: Papa was never built")
+    assert out[1].startswith("TypeError: MulNode: Mama was never built")
+    assert out[2].startswith("TypeError: ") and "never built" in out[2]
+    assert out[3].startswith("TypeError: ") and "never built" in out[3]
+    assert out[4] == "2.0"
+
+
+# What the garbage collector does to an object in a reference cycle: call its type's tp_clear.
+GC_CLEAR = """
+TP_CLEAR = 24 * ctypes.sizeof(ctypes.c_void_p)  # offset of tp_clear in PyTypeObject
+def gc_clear(obj):
+    slot = ctypes.c_void_p.from_address(id(type(obj)) + TP_CLEAR).value
+    if not slot:
+        return False
+    ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object)(slot)(obj)  # holds the GIL
+    return True
+#: ---
+"""
+
+
+def test_a_node_cleared_by_the_garbage_collector_raises_instead_of_reading_garbage():
+    out = run(GC_CLEAR + """
+        x, w, y, loss = seed_net()
+        for i, v in enumerate((1.0, 2.0, 3.0)):
+            x[i].value = v
+        y.value = 1.0
+        loss.forward()
+        mul = loss.Papa.Mama            # x2 * w2
+        print(gc_clear(mul), mul.Papa, mul.Mama)
+        print(raises(mul.forward))
+        print(raises(AddNode(mul, x[0]).forward))
+        print(raises(pickle.dumps, mul))
+        print(loss.forward())           # its tape still holds every node: still right
+        print(gc_clear(loss), raises(loss.forward))
+    """)
+    assert out[0] == "True None None"
+    assert out[1].startswith("RuntimeError: ") and "garbage collector" in out[1]
+    assert out[2].startswith("RuntimeError: ") and "garbage collector" in out[2]
+    assert out[3].startswith("RuntimeError: ") and "garbage collector" in out[3]
+    assert out[4] == "0.16000000000000011"
+    assert out[5].startswith("True RuntimeError: ") and "garbage collector" in out[5]
+
+
+def test_a_tape_is_never_cleared_while_it_lives_so_its_pointers_stay_valid():
+    out = run(GC_CLEAR + """
+        x, w, y, loss = seed_net()
+        tape = ourdl.compile(loss)
+        print(gc_clear(tape))
+        del x, w, y, loss
+        gc.collect()
+        junk = [Node(Value=123.0) for _ in range(10000)]  # would reuse freed node memory
+        print(tape.forward(), len(tape.nodes))
+        tape.backward()
+        print(all(n.value != 123.0 for n in tape.nodes))
+    """)
+    assert out == ["False", "0.0 13", "True"]
+
+
+def test_a_finaliser_in_a_collected_cycle_can_use_the_graph_safely():
+    out = run("""
+        class Finaliser:
+            def __del__(self):
+                print("forward", self.node.forward(), "tape", self.tape.forward())
+                self.tape.backward()
+        for round in range(3):
+            x, w, y, loss = seed_net()
+            keeper = Finaliser()
+            keeper.node, keeper.tape = loss, ourdl.compile(loss)
+            loss.name = keeper          # a cycle: loss -> keeper -> loss
+            loss.forward()              # and loss -> its own tape -> loss
+            del x, w, y, loss, keeper
+            gc.collect()
+        junk = [Node(Value=7.0) for _ in range(10000)]
+        print("done")
+    """)
+    assert out == ["forward 0.0 tape 0.0"] * 3 + ["done"]
+
+
+# ----------------------------------------------------------------------------- 3. errors leave nothing behind
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_a_nan_weight_stops_at_row_0_with_every_node_as_it_was(shuffle):
+    out = run(f"""
+        x, w, y, loss = seed_net()
+        w[1].value = float("nan")
+        nodes = ourdl.compile(loss).nodes
+        before = [(n.value, n.grad, n.Papa_grad, n.Mama_grad) for n in nodes]
+        tape = ourdl.compile(loss)
+        print(raises(tape.fit, np.ones((1, 4)), x + [y], shuffle={shuffle}, seed=0))
+        after = [(n.value, n.grad, n.Papa_grad, n.Mama_grad) for n in nodes]
+        print(repr(before) == repr(after))
+        print(raises(tape.fit, np.ones((3, 4)), x + [y], shuffle={shuffle}, seed=0))
+        print(repr(before) == repr([(n.value, n.grad, n.Papa_grad, n.Mama_grad) for n in nodes]))
+    """)
+    assert out[0].startswith("FloatingPointError: training diverged in epoch 1 at row 0 of data")
+    assert out[1] == "True"
+    assert out[2].startswith("FloatingPointError: training diverged in epoch 1 at row ")
+    assert out[3] == "True"
+
+
+# ----------------------------------------------------------------------------- 4. unordered inputs
+
+def test_unordered_inputs_are_refused_with_a_hint_to_pass_a_list():
+    out = run("""
+        x, w, y, loss = seed_net()
+        tape = ourdl.compile(loss)
+        data = np.ones((2, 4))
+        for inputs in (set(x + [y]), frozenset(x + [y]), dict.fromkeys(x + [y]), "abcd"):
+            print(raises(tape.fit, data, inputs))
+        print(raises(tape.predict, data, set(x + [y])))
+        print(raises(tape.fit, data, tuple(x + [y])), raises(tape.fit, data, np.array(x + [y])))
+    """)
+    for line in out[:5]:
+        assert line.startswith("TypeError: inputs must be a list of Nodes"), line
+        assert "pass a list or tuple" in line
+    assert out[5] == "no error no error"
+
+
+# ----------------------------------------------------------------------------- 5. bounded memory
+
+def test_forward_on_each_step_of_a_growing_graph_keeps_memory_bounded():
+    out = run("""
+        def peak_mb():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        w = Node(Value=0.5, Flag=1)
+        h = Node(Value=0.0)
+        start = peak_mb()
+        for t in range(4000):            # an RNN-style loop: h = tanh(h * w + x_t)
+            h = TanhNode(AddNode(MulNode(h, w), Node(Value=0.001 * t)))
+            h.forward()
+        h.backward()
+        print(round(peak_mb() - start), w.grad != 0.0)
+    """, timeout=300, memory_mb=2048)
+    grown_mb, learned = out[0].split()
+    assert int(grown_mb) < 150, f"{grown_mb} MB for 4,000 steps (was 2.4 GB with a tape per step)"
+    assert learned == "True"
+
+
+# ----------------------------------------------------------------------------- 6. deep graphs
+
+def test_a_deep_chain_pickles_and_deep_copies_with_its_sharing():
+    out = run("""
+        w = Node(Value=1.0, Flag=1, name="w")
+        x = Node(Value=2.0)
+        h = x
+        for _ in range(100_000):
+            h = AddNode(MulNode(h, w), x)   # w and x are shared by every level
+        h.forward()
+        for copied in (pickle.loads(pickle.dumps((h, w, x))), copy.deepcopy((h, w, x))):
+            h2, w2, x2 = copied
+            order = ourdl.topological_order(h2)
+            print(len(order), sum(n is w2 for n in order), sum(n is x2 for n in order),
+                  h2.value == h.value, h2.forward() == h.forward())
+        print(pickle.loads(pickle.dumps(w)).name)
+    """, timeout=300)
+    assert out[0] == "200002 1 1 True True"
+    assert out[1] == "200002 1 1 True True"
+    assert out[2] == "w"
+
+
+def test_shallow_copy_shares_the_parents():
+    out = run("""
+        a, b = Node(Value=1.0), Node(Value=2.0)
+        s = AddNode(a, b, name="s")
+        c = copy.copy(s)
+        print(c is not s, c.Papa is a, c.Mama is b, c.name, c.forward())
+    """)
+    assert out == ["True True True s 3.0"]
+
+
+# ----------------------------------------------------------------------------- 7. huge counts
+
+@pytest.mark.parametrize("setting", ["epochs", "batch_size"])
+def test_counts_beyond_a_c_integer_are_refused_by_name_before_any_work(setting):
+    out = run(f"""
+        x, w, y, loss = seed_net()
+        tape = ourdl.compile(loss)
+        print(raises(tape.fit, np.ones((2, 4)), x + [y], {setting}=2**63))
+        print(raises(tape.fit, np.ones((2, 4)), x + [y], {setting}=2**200))
+        print([n.value for n in w])
+    """)
+    assert out[0] == f"ValueError: {setting} must be at most 9223372036854775807 (2**63 - 1), not {2**63}"
+    assert out[1].startswith(f"ValueError: {setting} must be at most 9223372036854775807")
+    assert out[2] == "[0.1, 0.2, 0.30000000000000004]"
+
+
+# ----------------------------------------------------------------------------- 12. threads
+
+def test_threads_take_turns_on_a_nodes_own_tape():
+    out = run("""
+        # Above the size at which forward() and backward() release the GIL.
+        x, w, y, loss = seed_net(3000)
+        for i, node in enumerate(x):
+            node.value = 1.0 / (i + 1)
+        errors = []
+        def work():
+            try:
+                for _ in range(30):
+                    loss.forward()
+                    loss.backward(update=False)
+            except Exception as error:
+                errors.append(repr(error))
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print(len(ourdl.compile(loss)), errors)
+    """, timeout=300)
+    assert out == ["12001 []"]
