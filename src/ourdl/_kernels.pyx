@@ -1,10 +1,12 @@
-"""ourdl's training kernels: the seed's loop (write a row into the inputs, forward, backward,
-update) run over many rows in compiled code.
+"""ourdl's row loops that are chains of dependent operations: the seed's loop (write a row
+into the inputs, forward, backward, update) over many rows in compiled code.
 
-``Updates`` is the general step for any graph, built on the general passes; ``LinearModel``
-is the fused step for the tutorial's model. Each does the same floating-point operations in
-the same order as the general passes, so results agree to the last bit. Indices were checked
-by the Tape before they get here.
+``Updates`` is the general step for any graph, built on the general passes; ``linear_rows``
+is the tutorial's model, the one-unit case of a fused dense layer with its loss; ``dot_rows``
+predicts with it. Each does the same floating-point operations in the same order as the
+general passes, so results agree to the last bit. Every operation of a row waits for the
+one before, so this module is compiled without vectorization (setup.py says why). Indices
+were checked by the Tape before they get here.
 """
 
 cimport cython
@@ -12,27 +14,10 @@ from libc.math cimport fabs
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 from ourdl._ops cimport *
-from ourdl._passes cimport all_finite, all_finite_row, backward_pass, forward_pass, load_row
+from ourdl._passes cimport (RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM, RUN_OK, all_finite,
+                            all_finite_row, backward_pass, forward_pass, load_row)
 
 import numpy as np
-
-
-cdef inline double term_input(const double* xr, const Py_ssize_t* offsets,
-                              const unsigned char* lone, Py_ssize_t k) noexcept nogil:
-    """The input of term k of a sum of products: the row's element at offsets[k], or 1 where
-    the term is a weight alone (a bias: 1 * b is b exactly). lone is NULL when no term is;
-    that test is the same for every row, so the compiler takes it out of the loops."""
-    return 1.0 if (lone != NULL and lone[k]) else xr[offsets[k]]
-
-
-cdef inline double dot(const double* xr, const Py_ssize_t* offsets, const unsigned char* lone,
-                       const double* w, Py_ssize_t K) noexcept nogil:
-    """Sum of term_input * w over the terms, added left to right as the chain of AddNodes."""
-    cdef double p = term_input(xr, offsets, lone, 0) * w[0]
-    cdef Py_ssize_t k
-    for k in range(1, K):
-        p = p + term_input(xr, offsets, lone, k) * w[k]
-    return p
 
 
 @cython.final
@@ -92,124 +77,108 @@ cdef class Updates:
         return RUN_OK
 
 
-@cython.final
-cdef class LinearModel:
-    """The fused step for the seed's model: loss(sum_k x_k * w_k, y), one row at a time.
+cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const Data* D,
+                          Py_ssize_t start, Py_ssize_t stop, double* loss_sum,
+                          Py_ssize_t* at) noexcept nogil:
+    """The tutorial's model, loss(x . w + b, y), on rows [start, stop) (at most CHUNK_ROWS): the
+    one-unit case of a fused dense layer (ourdl._fused), its loss fused in.
 
-    Every floating-point operation is the one the general passes do, in the same order
-    (x * w commutes exactly, the sum is the same left-to-right chain, the gradient reaching
-    w_k is (the loss gradient) * x_k), so the results are the same to the last bit.
-    """
-
-
-    def __init__(self, terms, const double[::1] lrs, Py_ssize_t column_step, Py_ssize_t target,
-                 int loss_op, bint sum_is_papa, double seed):
-        """terms: (data column or -1 for a bias, tape index of the parameter) in the order of
-        the sum; lrs: the tape's learning rates; seed: the root's gradient."""
-        if not terms or not all(0 <= p < lrs.shape[0] for _, p in terms):
-            raise ValueError("LinearModel needs terms naming nodes of the tape")
-        self.n_terms = len(terms)
-        self.offsets, self.lone = _term_layout(terms, column_step)
-        self.any_lone = any(self.lone)
-        self.params = np.array([p for _, p in terms], dtype=np.intp)
-        self.lrs = np.array([lrs[p] for _, p in terms])
-        self.w = np.empty(self.n_terms)
-        self.w_before = np.empty(self.n_terms)
-        self.residuals = np.empty(CHUNK_ROWS)
-        self.target = target
-        self.is_mse = loss_op == OP_MSE
-        self.sum_is_papa = sum_is_papa
-        self.seed = seed
-
-    cdef RunStatus train(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
-                         double* loss_sum, Py_ssize_t* at) noexcept nogil:
-        """Rows [start, stop) of one epoch, at most CHUNK_ROWS of them."""
-        cdef Py_ssize_t i, r, k, K = self.n_terms, done
-        cdef const Py_ssize_t* offsets = &self.offsets[0]
-        cdef const unsigned char* lone = &self.lone[0] if self.any_lone else NULL
-        cdef const double* lr = &self.lrs[0]
-        cdef double* w = &self.w[0]
-        cdef double* w_before = &self.w_before[0]
-        cdef double* residual = &self.residuals[0]
-        cdef const double* xr
-        cdef double p, d, t, x, total
-        cdef double twice_seed = self.seed * 2.0
-        cdef Py_ssize_t target = self.target * D.s1
-        cdef RunStatus status = RUN_OK
-        # Locals, so the compiler knows the writes through w cannot change them.
-        cdef bint is_mse = self.is_mse, sum_is_papa = self.sum_is_papa
-        cdef double seed = self.seed
-        cdef const int64_t* rows = D.rows
-        cdef const double* x0 = D.x
-        cdef Py_ssize_t s0 = D.s0
+    The same operations in the same order as the general passes (the bias is the last term
+    of the sum; the gradient at the sum is the loss's; weight k gets that times x_k), with
+    the weights in registers and the data read in place. Each row's update is checked by the
+    next row, whose residual a nan or inf parameter reaches."""
+    cdef Py_ssize_t i, r, k, K = L.n_in, done
+    cdef const Py_ssize_t* offsets = S.offsets
+    cdef const double* lr = L.w_lr
+    cdef double* w = L.w
+    cdef double* w_before = L.w_before
+    cdef double* b = L.b
+    cdef double* residual = S.residuals
+    cdef const double* xr
+    cdef double p, d, t, total
+    cdef RunStatus status = RUN_OK
+    # Locals, so the compiler knows the writes through w cannot change them.
+    cdef bint is_mse = S.is_mse, sum_is_papa = S.sum_is_papa
+    cdef double seed = S.seed, twice_seed = S.seed * 2.0
+    cdef Py_ssize_t target = S.target, s0 = D.s0
+    cdef const int64_t* rows = D.rows
+    cdef const double* x0 = D.x
+    for i in range(start, stop):
+        r = rows[i] if rows != NULL else i
+        xr = x0 + r * s0
+        p = xr[offsets[0]] * w[0]
+        for k in range(1, K):
+            p = p + xr[offsets[k]] * w[k]
+        if b != NULL:
+            p = p + b[0]
+        d = p - xr[target] if sum_is_papa else xr[target] - p
+        # nan or inf in the data, or in a parameter after the last update, always reaches
+        # d; and d * d overflows exactly when the loss pow(d, 2) does.
+        if nonfinite(d * d if is_mse else d):
+            status = _stopped(L, D, i, start, r, at)
+            break
+        residual[i - start] = d
+        t = twice_seed * d if is_mse else seed * sign(d)
+        if not sum_is_papa:
+            t = -t  # the sum is Mama: it receives the negated gradient
         for k in range(K):
-            w[k] = G.values[self.params[k]]
-        for i in range(start, stop):
-            r = rows[i] if rows != NULL else i
-            xr = x0 + r * s0
-            p = dot(xr, offsets, lone, w, K)
-            d = p - xr[target] if sum_is_papa else xr[target] - p
-            # nan or inf in the data, or in a parameter after the last update, always reaches
-            # d; and d * d overflows exactly when the loss pow(d, 2) does.
-            if nonfinite(d * d if is_mse else d):
-                status = self._stopped(D, i, start, r, at)
-                break
-            residual[i - start] = d
-            t = twice_seed * d if is_mse else seed * sign(d)
-            if not sum_is_papa:
-                t = -t  # the sum is Mama: it receives the negated gradient
-            for k in range(K):
-                x = term_input(xr, offsets, lone, k)
-                w_before[k] = w[k]
-                w[k] = w[k] - lr[k] * (t * x)
-        else:
-            # The chunk's last update, which no row has checked yet (none if it had no rows).
-            if stop > start and not all_finite(w, K):
-                memcpy(w, w_before, K * sizeof(double))
-                at[0] = stop - 1
-                status = RUN_BAD_PARAM
-        # The loss of each row, summed in order, off the chain of dependent operations above.
-        done = stop - start if status == RUN_OK else at[0] - start
-        total = loss_sum[0]
-        for k in range(done):
-            total += squared(residual[k]) if is_mse else fabs(residual[k])
-        loss_sum[0] = total
-        for k in range(K):
-            G.values[self.params[k]] = w[k]
-        return status
-
-    cdef RunStatus _stopped(self, const Data* D, Py_ssize_t i, Py_ssize_t start,
-                            Py_ssize_t r, Py_ssize_t* at) noexcept nogil:
-        """Why row i could not be trained on. A bad parameter comes from the update of the row
-        before (parameters enter a chunk finite): that update is undone."""
-        cdef double* w = &self.w[0]
-        if i > start and not all_finite(w, self.n_terms):
-            memcpy(w, &self.w_before[0], self.n_terms * sizeof(double))
-            at[0] = i - 1
-            return RUN_BAD_PARAM
-        at[0] = i
-        return RUN_BAD_LOSS if all_finite_row(D, r) else RUN_BAD_DATA
+            w_before[k] = w[k]
+            w[k] = w[k] - lr[k] * (t * xr[offsets[k]])
+        if b != NULL:
+            L.b_before[0] = b[0]
+            b[0] = b[0] - L.b_lr[0] * t
+    else:
+        # The chunk's last update, which no row has checked yet (none if it had no rows).
+        if stop > start and not _params_finite(L):
+            _undo(L)
+            at[0] = stop - 1
+            status = RUN_BAD_PARAM
+    # The loss of each row, summed in order, off the chain of dependent operations above.
+    done = stop - start if status == RUN_OK else at[0] - start
+    total = loss_sum[0]
+    for k in range(done):
+        total += squared(residual[k]) if is_mse else fabs(residual[k])
+    loss_sum[0] = total
+    return status
 
 
-def _term_layout(terms, Py_ssize_t column_step):
-    """Where each term's input sits in a row (element offsets) and which terms are lone."""
-    offsets = np.array([max(c, 0) * column_step for c, _ in terms], dtype=np.intp)
-    lone = np.array([c < 0 for c, _ in terms], dtype=np.uint8)
-    return offsets, lone
+cdef inline bint _params_finite(const Dense* L) noexcept nogil:
+    return all_finite(L.w, L.n_in) and (L.b == NULL or all_finite(L.b, 1))
 
 
-cdef bint dot_rows(const Data* D, const Py_ssize_t* offsets, const unsigned char* lone,
-                   const double* w, Py_ssize_t K, Py_ssize_t start, Py_ssize_t stop,
-                   double* result) noexcept nogil:
-    """A sum of products for each row; rows are independent, so the processor overlaps
-    them. False if a row holds nan or inf."""
-    cdef Py_ssize_t r
+cdef inline void _undo(Dense* L) noexcept nogil:
+    memcpy(L.w, L.w_before, L.n_in * sizeof(double))
+    if L.b != NULL:
+        L.b[0] = L.b_before[0]
+
+
+cdef RunStatus _stopped(Dense* L, const Data* D, Py_ssize_t i, Py_ssize_t start, Py_ssize_t r,
+                        Py_ssize_t* at) noexcept nogil:
+    """Why row i could not be trained on. A bad parameter comes from the update of the row
+    before (parameters enter a chunk finite): that update is undone."""
+    if i > start and not _params_finite(L):
+        _undo(L)
+        at[0] = i - 1
+        return RUN_BAD_PARAM
+    at[0] = i
+    return RUN_BAD_LOSS if all_finite_row(D, r) else RUN_BAD_DATA
+
+
+cdef bint dot_rows(const Data* D, const Py_ssize_t* offsets, const double* w, Py_ssize_t K,
+                   const double* b, Py_ssize_t start, Py_ssize_t stop, double* result) noexcept nogil:
+    """x . w (+ b) for each row, summed as the unit's chain; rows are independent, so the
+    processor overlaps them. False if a row holds nan or inf."""
+    cdef Py_ssize_t r, k
+    cdef const double* xr
     cdef double p
     for r in range(start, stop):
-        p = dot(D.x + r * D.s0, offsets, lone, w, K)
+        xr = D.x + r * D.s0
+        p = xr[offsets[0]] * w[0]
+        for k in range(1, K):
+            p = p + xr[offsets[k]] * w[k]
+        if b != NULL:
+            p = p + b[0]
         result[r] = p
         if nonfinite(p) and not all_finite_row(D, r):
             return False
     return True
-
-

@@ -1,5 +1,6 @@
 # The C-level interface of the tape: a graph flattened into arrays, with its state.
 
+from ourdl._fused cimport Fused
 from ourdl._nodes cimport Node, NodeState
 from ourdl._passes cimport Data, Graph
 
@@ -23,6 +24,8 @@ cdef class Tape:
     cdef dict _index              # id(node) -> tape index, built on first use
     cdef bint _busy               # a call is using the arrays (see _claim)
     cdef object _turn             # for a node's own tape: callers from other threads wait here
+    cdef readonly bint fuse       # fit and predict run dense layers as fused kernels
+    cdef dict _layers             # the dense layers found, by the set of leaves data feeds
 
     cdef int _claim(self) except -1
     cdef Py_ssize_t _chunk_rows(self)
@@ -33,8 +36,7 @@ cdef class Tape:
     cdef void _forward(self) noexcept nogil
     cdef void _backward(self, bint update) noexcept nogil
     cdef Py_ssize_t[::1] _input_slots(self, inputs) except *
-    cdef object _sum_of_products(self, Py_ssize_t top, dict column)
-    cdef object _linear_model(self, Py_ssize_t[::1] slots, Py_ssize_t column_step)
+    cdef Fused _fused(self, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t column_step)
     cdef Py_ssize_t _slot_of(self, node, str what) except -1
     cdef void _settle(self, const Data* D, Py_ssize_t row)
     cpdef double forward(self)

@@ -9,11 +9,12 @@ cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t
-from ourdl._kernels cimport CHUNK_ROWS, LinearModel, RunStatus, RUN_OK, RUN_BAD_LOSS, Updates, dot_rows
+from ourdl._fused cimport Fused
+from ourdl._kernels cimport Updates, dot_rows
 from ourdl._nodes cimport Node, NodeState, topological_order
 from ourdl._ops cimport *
-from ourdl._passes cimport (Data, Graph, backward_pass, forward_pass, forward_rows, load_row,
-                            update_pass)
+from ourdl._passes cimport (CHUNK_ROWS, RUN_BAD_LOSS, RUN_OK, Data, Graph, RunStatus,
+                            backward_pass, forward_pass, forward_rows, load_row, update_pass)
 
 import threading
 import time
@@ -24,7 +25,6 @@ import numpy as np
 
 from ourdl import _checks as checks
 from ourdl import _nodes
-from ourdl._kernels import _term_layout as term_layout
 from ourdl._nodes import OP_NAMES
 
 EpochStats = namedtuple("EpochStats", "epoch loss seconds samples_per_second")
@@ -51,9 +51,12 @@ cdef Py_ssize_t _slot_before(Node parent, Py_ssize_t i, list order) except -1:
     raise RuntimeError(f"{parent!r} is not before its child in the tape")
 
 
-def compile(Node root not None):
-    """Flatten root's subgraph into a Tape (the same as ``Tape(root)``)."""
-    return Tape(root)
+def compile(Node root not None, fuse=True):
+    """Flatten root's subgraph into a Tape (the same as ``Tape(root, fuse)``).
+
+    With ``fuse`` (the default), ``fit`` and ``predict`` run each dense layer of the graph as
+    one fused kernel (see ``Tape.kernels``); the results are the same to the last bit."""
+    return Tape(root, fuse)
 
 
 # ----------------------------------------------------------------------------- a node's own tape
@@ -136,13 +139,14 @@ cdef class Tape:
     the arrays, reading node values in and writing results back.
     """
 
-    def __init__(self, Node root not None):
+    def __init__(self, Node root not None, fuse=True):
         if self.states != NULL:
             raise TypeError("a Tape is built once; compile the new root instead")
         cdef list order = topological_order(root)
         cdef Py_ssize_t n = len(order), i
         cdef Node node
         self.root = root
+        self.fuse = bool(fuse)
         self.nodes = tuple(order)  # immutable: the compiled loops trust its indices
         self.n = n
         self.opcodes = np.empty(n, dtype=np.intc)
@@ -192,7 +196,7 @@ cdef class Tape:
         return f"<Tape of {self.n} nodes, root {self.root!r}>"
 
     def __reduce__(self):
-        return (Tape, (self.root,))
+        return (Tape, (self.root, self.fuse))
 
     @property
     def ops(self):
@@ -335,15 +339,16 @@ cdef class Tape:
         X, names = checks.as_data(data, slots.shape[0])
         cdef Py_ssize_t chunk = self._chunk_rows()
 
-        cdef Py_ssize_t n_rows = X.shape[0], start, stop, mid, epoch = 0, at = -1, last_row = -1
+        cdef Py_ssize_t n_rows = X.shape[0], start, stop, epoch = 0, at = -1, last_row = -1
         cdef RunStatus status = RUN_OK
         cdef double loss_sum = 0.0
         cdef int64_t[::1] order
         self._pull()
         cdef Graph G = self._graph()
         cdef Data D = _data_view(X, slots)
-        cdef LinearModel model = self._linear_model(slots, D.s1) if batch == 1 else None
-        cdef Updates U = Updates(self.flags, batch, self.states[self.n - 1].grad)
+        # The fused kernels when the graph has dense layers, else the general passes.
+        cdef Fused fused = self._fused(slots, batch, D.s1)
+        cdef Updates U = Updates(self.flags, batch, self.states[self.n - 1].grad) if fused is None else None
         rng = np.random.default_rng(seed) if shuffle else None
         bar = checks.progress_bar(n_epochs * n_rows) if progress else None
         history = []
@@ -357,14 +362,10 @@ cdef class Tape:
                 for start in range(0, n_rows, chunk):
                     stop = min(start + chunk, n_rows)
                     with nogil:
-                        mid = start
-                        if model is not None:
-                            # The very last row goes through the general passes below, so
-                            # every node ends exactly as the seed's loop would leave it.
-                            mid = stop - 1 if (stop == n_rows and epoch == n_epochs - 1) else stop
-                            status = model.train(&G, &D, start, mid, &loss_sum, &at)
-                        if status == RUN_OK and mid < stop:
-                            status = U.train(&G, &D, mid, stop, n_rows, &loss_sum, &at)
+                        if fused is not None:
+                            status = fused.train(&G, &D, start, stop, n_rows, &loss_sum, &at)
+                        else:
+                            status = U.train(&G, &D, start, stop, n_rows, &loss_sum, &at)
                     if status != RUN_OK:
                         break
                     last_row = D.rows[stop - 1] if D.rows != NULL else stop - 1
@@ -376,6 +377,8 @@ cdef class Tape:
                     break
                 seconds = time.perf_counter() - t0
                 history.append(EpochStats(epoch + 1, loss_sum / n_rows, seconds, n_rows / seconds))
+                if bar is not None:
+                    bar.refresh()  # every epoch shows its loss, however fast it ran
         except BaseException:
             self._settle(&D, last_row)
             raise
@@ -390,6 +393,8 @@ cdef class Tape:
                 self._pull()  # the nodes were never written: forget what the run did
                 raise error
         if status == RUN_OK:
+            if fused is not None:  # the nodes as the general passes leave them, on the last row
+                fused.settle_last_update(&G, &D, last_row)
             self._settle(&D, -1)
             return history
         if not 0 <= at < n_rows:  # never expected: refuse to read outside the data
@@ -427,22 +432,39 @@ cdef class Tape:
         cdef double[::1] result_v = result
         cdef Data D = _data_view(X, slots)
         cdef bint ok = True
+        cdef Graph G = self._graph()
         cdef Py_ssize_t[::1] offsets
-        cdef unsigned char[::1] lone
-        cdef const unsigned char* lone_p
-        cdef double[::1] weights
-        found = self._sum_of_products(out, {slots[j]: j for j in range(slots.shape[0])})
-        if found is not None and {c for c, _ in found[0]} >= set(range(slots.shape[0])):
-            # A linear model reading every input column: one dot product per row.
-            terms = found[0]
-            offsets, lone = term_layout(terms, D.s1)
-            weights = np.array([self.values[slot] for _, slot in terms])
-            lone_p = &lone[0] if np.any(lone) else NULL
+        cdef double[::1] weights, bias
+        cdef const double* bias_p
+        cdef Fused fused
+        layers = self._layers_fed(slots)
+        if any(out in layer.nodes and out not in layer.outputs for layer in layers):
+            layers = []  # a node inside a layer: only the general passes compute it
+        column = {slots[j]: j for j in range(slots.shape[0])}
+        unit = next((layer for layer in layers if layer.outputs == [out]), None)
+        if (unit is not None and unit.activation == OP_LEAF
+                and sorted(column.get(i, -1) for i in unit.inputs) == list(range(len(column)))):
+            # One unit reading every data column (the tutorial's model): a dot product a row.
+            offsets = np.array([column[i] * D.s1 for i in unit.inputs], dtype=np.intp)
+            weights = np.array([self.values[row[0]] for row in unit.weights])
+            bias = np.array([self.values[b] for b in unit.biases] or [0.0])
+            bias_p = &bias[0] if unit.biases else NULL
             for start in range(0, n_rows, chunk):
                 stop = min(start + chunk, n_rows)
                 with nogil:
-                    ok = dot_rows(&D, &offsets[0], lone_p, &weights[0], weights.shape[0], start,
+                    ok = dot_rows(&D, &offsets[0], &weights[0], weights.shape[0], bias_p, start,
                                   stop, &result_v[0])
+                if not ok:
+                    raise checks.nonfinite_error(X, names)
+                PyErr_CheckSignals()
+            return result
+        if layers:  # each row through the fused layers and the nodes between them
+            fused = Fused(self.opcodes, self.papa, self.mama, self.values, self.lrs, self.flags,
+                          layers, 1, self.states[self.n - 1].grad, slots, D.s1)
+            for start in range(0, n_rows, chunk):
+                stop = min(start + chunk, n_rows)
+                with nogil:
+                    ok = fused.predict(&G, &D, start, stop, out, &result_v[0])
                 if not ok:
                     raise checks.nonfinite_error(X, names)
                 PyErr_CheckSignals()
@@ -459,7 +481,6 @@ cdef class Tape:
         cdef Py_ssize_t n_program = program.shape[0]
         cdef Py_ssize_t B = max(1, min(256, BLOCK_DOUBLES // n))
         cdef double[::1] buf = np.repeat(np.asarray(self.values), B)  # leaves keep their value
-        cdef Graph G = self._graph()
         cdef const Py_ssize_t* program_p = &program[0] if n_program else NULL
         for start in range(0, n_rows, chunk):
             stop = min(start + chunk, n_rows)
@@ -499,77 +520,36 @@ cdef class Tape:
             backward_pass(&G, self.states[self.n - 1].grad)
         self._push()
 
-    cdef object _sum_of_products(self, Py_ssize_t top, dict column):
-        """If ``top`` is a chain of additions of terms, each an input times a leaf or a lone
-        leaf, its terms in the chain's order, as (data column or -1 for a lone leaf, leaf
-        slot), and the set of nodes walked; else None. ``column`` maps input slots to data
-        columns."""
-        walked = set()
-        # Walk down the chain of additions; addition commutes exactly, so at each step the
-        # chain may continue on either side, but a tree of sums adds in another order.
-        tail, i = [], top
-        while True:
-            if self.opcodes[i] != OP_ADD:
-                bottom = [i]
-                break
-            walked.add(i)
-            left, right = self.papa[i], self.mama[i]
-            if self.opcodes[left] == OP_ADD and self.opcodes[right] == OP_ADD:
-                return None
-            if self.opcodes[left] == OP_ADD:
-                tail.append(right)
-                i = left
-            elif self.opcodes[right] == OP_ADD:
-                tail.append(left)
-                i = right
-            else:
-                bottom = [left, right]
-                break
-        terms = []
-        for i in bottom + tail[::-1]:
-            walked.add(i)
-            if self.opcodes[i] == OP_MUL:
-                a, b = self.papa[i], self.mama[i]
-                if b in column:
-                    a, b = b, a
-                if a not in column or b in column or self.opcodes[b] != OP_LEAF:
-                    return None
-                walked.update((a, b))
-                terms.append((column[a], b))
-            elif self.opcodes[i] == OP_LEAF and i not in column:
-                terms.append((-1, i))
-            else:
-                return None
-        return terms, walked
+    def layers(self, inputs=()):
+        """The dense layers that run as fused kernels when ``inputs`` are fed from data (a
+        layer's weights are never fed), as ``ourdl._fusion.Layer``s of tape indices."""
+        if self.states == NULL:
+            return []
+        return self._layers_fed(self._input_slots(inputs) if len(inputs) else ())
 
-    cdef object _linear_model(self, Py_ssize_t[::1] slots, Py_ssize_t column_step):
-        """A fused kernel for the seed's model, if this tape is one (else None).
+    def _layers_fed(self, slots):
+        if not self.fuse:
+            return []
+        fed = frozenset(int(i) for i in slots)
+        if self._layers is None:
+            self._layers = {}
+        if fed not in self._layers:
+            from ourdl._fusion import find_layers
+            self._layers[fed] = find_layers(self.opcodes, self.papa, self.mama, self.flags, fed)
+        return self._layers[fed]
 
-        The shape: root = MSE or MAE of (a chain of additions of terms) and a target fed from
-        data, where each term is input * parameter or a bare parameter (a bias), every node
-        used once. Then one sample is a dot product, a subtraction and one axpy-like update,
-        computed with the same operations in the same order as the general passes.
-        """
-        cdef Py_ssize_t root = self.n - 1
-        cdef int root_op = self.opcodes[root]
-        if root_op != OP_MSE and root_op != OP_MAE:
+    @property
+    def kernels(self):
+        """What the compiler made of this tape: one line per fused layer (which nodes, which
+        kernel); every other node runs one by one in the general passes."""
+        layers = self.layers()
+        inside = sum(len(layer.nodes) for layer in layers)
+        return [layer.describe() for layer in layers] + [
+            f"general passes: {self.n - inside} nodes, one by one"]
+
+    cdef Fused _fused(self, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t column_step):
+        layers = self._layers_fed(slots)
+        if not layers:
             return None
-        column = {slots[j]: j for j in range(slots.shape[0])}
-        papa, mama = self.papa[root], self.mama[root]
-        if mama in column and papa not in column:
-            top, target, sum_is_papa = papa, mama, True
-        elif papa in column and mama not in column:
-            top, target, sum_is_papa = mama, papa, False
-        else:
-            return None
-        found = self._sum_of_products(top, column)
-        if found is None:
-            return None
-        terms, walked = found
-        params = [slot for _, slot in terms]
-        if set(params) != set(np.flatnonzero(np.asarray(self.flags))) or len(set(params)) != len(params):
-            return None  # a fixed or shared weight, or another trainable node: general passes
-        if len(walked | {root, target}) != self.n:
-            return None  # a node is shared or left over: not the simple shape
-        return LinearModel(terms, self.lrs, column_step, column[target], root_op, sum_is_papa,
-                           self.states[root].grad)
+        return Fused(self.opcodes, self.papa, self.mama, self.values, self.lrs, self.flags,
+                     layers, batch, self.states[self.n - 1].grad, slots, column_step)

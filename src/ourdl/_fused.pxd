@@ -1,0 +1,34 @@
+# The fused kernels: dense layers run as whole loops, general nodes between them one by one.
+
+from ourdl._passes cimport Data, Dense, Graph, LinearLoss, RunStatus
+
+cdef class Fused:
+    cdef Dense* layers
+    cdef Py_ssize_t n_layers
+    cdef list _arrays               # what the pointers in layers point into
+    cdef Py_ssize_t[::1] steps      # >= 0: a general node's tape index; < 0: layer -1 - s
+    cdef Py_ssize_t[::1] zeroed     # nodes whose gradient restarts at -0.0 each row
+    cdef Py_ssize_t[::1] flagged    # trainable nodes outside the layers
+    cdef double[::1] summed, before, after
+    cdef Py_ssize_t n_flagged, batch_size, count
+    cdef double seed
+    cdef readonly list descriptions
+    # The tutorial's model (one layer of one unit fed from data, its loss the root) runs in
+    # ourdl._kernels.linear_rows, a loop that must not be vectorized.
+    cdef readonly bint linear
+    cdef LinearLoss loss
+    cdef Py_ssize_t[::1] offsets
+    cdef double[::1] residuals
+
+    cdef double* _doubles(self, values) except NULL
+    cdef Py_ssize_t* _indices(self, values) except NULL
+    cdef int _build_layer(self, Dense* L, layer, values, lrs, const int[::1] opcodes,
+                          const unsigned char[::1] flags) except -1
+    cdef void gather(self, const Graph* G) noexcept nogil
+    cdef void scatter(self, const Graph* G) noexcept nogil
+    cdef void forward_row(self, const Graph* G) noexcept nogil
+    cdef RunStatus train(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
+                         Py_ssize_t epoch_rows, double* loss_sum, Py_ssize_t* at) noexcept nogil
+    cdef bint predict(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
+                      Py_ssize_t out, double* result) noexcept nogil
+    cdef void settle_last_update(self, const Graph* G, const Data* D, Py_ssize_t row) noexcept nogil

@@ -1,0 +1,447 @@
+"""ourdl's fused kernels: a tape's dense layers (found by ourdl._fusion) each run as a few
+loops over contiguous weights, and the nodes between them run one by one as in the general
+passes.
+
+A row is the seed's step: write the row into the input nodes, forward, backward, update.
+Forward runs the steps in tape order (a layer at the place of its last node), backward in
+the reverse order. Each layer computes exactly what its nodes would, in the same order:
+
+- forward, per unit j: ``sum = x[0]*w[0][j]``, then ``sum = sum + x[i]*w[i][j]`` for each
+  further input, then ``+ b[j]``, then the activation. The loops run over the units, which
+  are independent, so the compiler vectorizes them without reordering any unit's sum;
+- backward: the gradient at unit j's sum is ``delta[j]`` (the output's gradient times the
+  activation's slope, as the activation node computes it); every product and partial sum
+  of the unit passes it on unchanged, so weight w[i][j] receives ``delta[j]*x[i]``, the
+  bias ``delta[j]``, and input i the sum of ``delta[j]*w[i][j]`` over the units in the
+  order the general pass would visit them (``fold``), from the weights before the update;
+- update: ``w = w - lr*grad`` as update_pass does (with a batch, ``lr*(sum/count)``).
+"""
+
+cimport cython
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.string cimport memcpy, memset
+from ourdl._kernels cimport linear_rows
+from ourdl._passes cimport CHUNK_ROWS, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM, RUN_OK
+from ourdl._ops cimport *
+from ourdl._passes cimport backward_pass, forward_pass, load_row
+
+import numpy as np
+
+
+cdef inline void dense_forward(Dense* L, double* v) noexcept nogil:
+    cdef Py_ssize_t i, j, n_in = L.n_in, n_out = L.n_out
+    cdef double xi
+    cdef double* x = L.x
+    cdef double* acc = L.pre
+    cdef const double* w = L.w
+    for i in range(n_in):
+        x[i] = v[L.inputs[i]]
+    xi = x[0]
+    for j in range(n_out):
+        acc[j] = xi * w[j]
+    for i in range(1, n_in):
+        xi = x[i]
+        w = L.w + i * n_out
+        for j in range(n_out):
+            acc[j] = acc[j] + xi * w[j]
+    if L.b != NULL:
+        for j in range(n_out):
+            acc[j] = acc[j] + L.b[j]
+    if L.act != OP_LEAF:
+        for j in range(n_out):
+            L.out[j] = op_value(L.act, acc[j], 0.0)
+    for j in range(n_out):
+        v[L.outputs[j]] = L.out[j]
+
+
+cdef inline bint dense_backward(Dense* L, double* g, bint step) noexcept nogil:
+    """Gradients from the outputs' gradients in g; with step (one row per batch) also the
+    update, else the gradients are summed for the batch. False if a parameter became nan or
+    inf."""
+    cdef Py_ssize_t i, j, q, n_in = L.n_in, n_out = L.n_out
+    cdef double xi, acc, grad
+    cdef double* d = L.delta
+    cdef double* w
+    cdef double* before
+    cdef double* wsum
+    cdef const double* lr
+    cdef bint bad = False
+    for j in range(n_out):
+        grad = g[L.outputs[j]]
+        if L.act == OP_TANH:
+            d[j] = grad * (1.0 - L.out[j] * L.out[j])
+        elif L.act == OP_SIGMOID:
+            d[j] = grad * (L.out[j] * (1.0 - L.out[j]))
+        elif L.act == OP_RELU:
+            d[j] = grad if L.pre[j] > 0.0 else 0.0
+        else:
+            d[j] = grad
+    if L.in_grads:  # from the weights before this row's update
+        for i in range(n_in):
+            w = L.w + i * n_out
+            acc = -0.0
+            for q in range(n_out):
+                j = L.fold[q]
+                acc = acc + d[j] * w[j]
+            g[L.inputs[i]] = acc
+    if not L.trainable:
+        return True
+    for i in range(n_in):
+        xi = L.x[i]
+        w = L.w + i * n_out
+        if step:
+            before = L.w_before + i * n_out
+            lr = L.w_lr + i * n_out
+            for j in range(n_out):
+                before[j] = w[j]
+                w[j] = w[j] - lr[j] * (d[j] * xi)
+                bad = bad | nonfinite(w[j])
+        else:
+            wsum = L.w_sum + i * n_out
+            for j in range(n_out):
+                wsum[j] = wsum[j] + d[j] * xi
+    if L.b != NULL:
+        if step:
+            for j in range(n_out):
+                L.b_before[j] = L.b[j]
+                L.b[j] = L.b[j] - L.b_lr[j] * d[j]
+                bad = bad | nonfinite(L.b[j])
+        else:
+            for j in range(n_out):
+                L.b_sum[j] = L.b_sum[j] + d[j]
+    return not bad
+
+
+cdef inline bint dense_step(Dense* L, Py_ssize_t count) noexcept nogil:
+    """The update from the gradients summed over a batch of count rows."""
+    cdef Py_ssize_t k, n = L.n_in * L.n_out
+    cdef bint bad = False
+    if not L.trainable:
+        return True
+    for k in range(n):
+        L.w_before[k] = L.w[k]
+        L.w[k] = L.w[k] - L.w_lr[k] * (L.w_sum[k] / count)
+        bad = bad | nonfinite(L.w[k])
+        L.w_sum[k] = -0.0
+    if L.b != NULL:
+        for k in range(L.n_out):
+            L.b_before[k] = L.b[k]
+            L.b[k] = L.b[k] - L.b_lr[k] * (L.b_sum[k] / count)
+            bad = bad | nonfinite(L.b[k])
+            L.b_sum[k] = -0.0
+    return not bad
+
+
+cdef inline void dense_undo(Dense* L) noexcept nogil:
+    if L.trainable:
+        memcpy(L.w, L.w_before, L.n_in * L.n_out * sizeof(double))
+        if L.b != NULL:
+            memcpy(L.b, L.b_before, L.n_out * sizeof(double))
+
+
+cdef inline void general_forward(const Graph* G, Py_ssize_t i) noexcept nogil:
+    cdef int o = G.op[i]
+    if o == OP_LEAF:
+        return
+    G.values[i] = op_value(o, G.values[G.papa[i]],
+                           G.values[G.mama[i]] if is_binary(o) else 0.0)
+
+
+cdef inline void general_backward(const Graph* G, Py_ssize_t i) noexcept nogil:
+    cdef int o = G.op[i]
+    cdef Py_ssize_t p, m
+    cdef double to_papa, to_mama
+    cdef const double* v = G.values
+    if o == OP_LEAF:
+        return
+    p = G.papa[i]
+    if is_binary(o):
+        m = G.mama[i]
+        op_grads(o, v[p], v[m], v[i], G.grads[i], &to_papa, &to_mama)
+        G.papa_grads[i] = to_papa
+        G.grads[p] += to_papa
+        G.mama_grads[i] = to_mama
+        G.grads[m] += to_mama
+    else:
+        op_grads(o, v[p], 0.0, v[i], G.grads[i], &to_papa, &to_mama)
+        G.papa_grads[i] = to_papa
+        G.grads[p] += to_papa
+
+
+def _array(values, dtype=np.float64):
+    """A contiguous array that is never empty, so that &a[0] is always valid."""
+    a = np.ascontiguousarray(values, dtype=dtype).ravel()
+    return a if a.size else np.zeros(1, dtype=dtype)
+
+
+@cython.final
+cdef class Fused:
+    """A tape's training and prediction step with its dense layers fused.
+
+    ``Fused(tape_arrays, layers, batch_size, seed)``: ``layers`` come from
+    ``ourdl._fusion.find_layers``; the arrays are the tape's op codes, parents, values,
+    learning rates and flags, whose indices the layers name.
+    """
+
+    def __init__(self, const int[::1] opcodes, const Py_ssize_t[::1] papa,
+                 const Py_ssize_t[::1] mama, const double[::1] values, const double[::1] lrs,
+                 const unsigned char[::1] flags, list layers, Py_ssize_t batch_size, double seed,
+                 const Py_ssize_t[::1] slots, Py_ssize_t column_step):
+        cdef Py_ssize_t n = opcodes.shape[0], k, i
+        cdef Dense* L
+        if self.layers != NULL:
+            raise TypeError("a Fused kernel is built once")
+        inside = set()
+        for layer in layers:
+            inside |= layer.nodes
+        for index in (i for layer in layers for i in (*layer.inputs, *layer.outputs, *layer.nodes)):
+            if not 0 <= index < n:
+                raise ValueError(f"a layer names node {index}, outside the tape of {n} nodes")
+        self.layers = <Dense*>PyMem_Malloc(max(1, len(layers)) * sizeof(Dense))
+        if self.layers == NULL:
+            raise MemoryError("cannot allocate the fused layers")
+        memset(self.layers, 0, max(1, len(layers)) * sizeof(Dense))
+        self.n_layers = len(layers)
+        self._arrays = []
+        self.descriptions = [layer.describe() for layer in layers]
+        values_a, lrs_a = np.asarray(values), np.asarray(lrs)
+        for k, layer in enumerate(layers):
+            self._build_layer(&self.layers[k], layer, values_a, lrs_a, opcodes, flags)
+
+        # The steps: every op node outside the layers at its place, each layer at its last node
+        # (leaves have nothing to compute or pass on).
+        at_end = {layer.last: -1 - k for k, layer in enumerate(layers)}
+        steps = [at_end.get(i, i) for i in range(n)
+                 if i in at_end or (i not in inside and opcodes[i] != OP_LEAF)]
+        self.steps = np.array(steps, dtype=np.intp)
+        # Gradients that are summed with += in a row: parents of general nodes, and layer
+        # outputs (which may have no reader at all, and then stay -0.0).
+        zeroed = set(o for layer in layers for o in layer.outputs)
+        for i in range(n):
+            if i not in inside and opcodes[i] != OP_LEAF:
+                zeroed.add(papa[i])
+                if is_binary(opcodes[i]):
+                    zeroed.add(mama[i])
+        zeroed.discard(n - 1)  # the root is seeded
+        self.zeroed = np.array(sorted(zeroed), dtype=np.intp)
+        flagged = [i for i in range(n) if flags[i] and i not in inside]
+        self.n_flagged = len(flagged)
+        self.flagged = _array(flagged, np.intp)
+        self.summed = np.full(self.n_flagged + 1, -0.0)
+        self.before = np.empty(self.n_flagged + 1)
+        self.after = np.empty(self.n_flagged + 1)
+        self.batch_size = batch_size
+        self.count = 0
+        self.seed = seed
+        self._find_linear(opcodes, papa, mama, layers, slots, column_step)
+
+    def _find_linear(self, opcodes, papa, mama, layers, slots, Py_ssize_t column_step):
+        """Is this the tutorial's model: loss(one unit over data columns, a target column),
+        trained a row at a time? Then train() runs it in one tight loop."""
+        cdef Py_ssize_t n = opcodes.shape[0], root = n - 1
+        column = {slots[j]: j for j in range(slots.shape[0])}
+        self.linear = False
+        if len(layers) != 1 or self.batch_size != 1 or self.n_flagged:
+            return
+        layer = layers[0]
+        if (len(layer.outputs) != 1 or layer.activation != OP_LEAF
+                or opcodes[root] not in (OP_MSE, OP_MAE)
+                or not all(i in column for i in layer.inputs)):
+            return
+        out = layer.outputs[0]
+        if papa[root] == out and mama[root] in column:
+            target, sum_is_papa = mama[root], True
+        elif mama[root] == out and papa[root] in column:
+            target, sum_is_papa = papa[root], False
+        else:
+            return
+        if len(layer.nodes) + len(layer.inputs) + 2 != n:
+            return  # other nodes need computing each row: the general steps do that
+        self.offsets = np.array([column[i] * column_step for i in layer.inputs], dtype=np.intp)
+        self.residuals = np.empty(CHUNK_ROWS)
+        self.loss.offsets = &self.offsets[0]
+        self.loss.target = column[target] * column_step
+        self.loss.is_mse = opcodes[root] == OP_MSE
+        self.loss.sum_is_papa = sum_is_papa
+        self.loss.seed = self.seed
+        self.loss.residuals = &self.residuals[0]
+        self.linear = True
+
+    cdef double* _doubles(self, values) except NULL:
+        cdef double[::1] a = _array(values)
+        self._arrays.append(a)
+        return &a[0]
+
+    cdef Py_ssize_t* _indices(self, values) except NULL:
+        cdef Py_ssize_t[::1] a = _array(values, np.intp)
+        self._arrays.append(a)
+        return &a[0]
+
+    cdef int _build_layer(self, Dense* L, layer, values, lrs, const int[::1] opcodes,
+                          const unsigned char[::1] flags) except -1:
+        n_in, n_out = len(layer.inputs), len(layer.outputs)
+        w_slots = np.array(layer.weights, dtype=np.intp).reshape(n_in, n_out)
+        L.n_in, L.n_out = n_in, n_out
+        L.inputs = self._indices(layer.inputs)
+        L.outputs = self._indices(layer.outputs)
+        L.fold = self._indices(layer.fold)
+        L.w_slots = self._indices(w_slots)
+        L.act = layer.activation
+        L.trainable = flags[w_slots[0, 0]] != 0
+        # An input's gradient matters unless it is a fixed leaf: nothing upstream to train.
+        L.in_grads = any(opcodes[i] != OP_LEAF or flags[i] for i in layer.inputs)
+        L.w = self._doubles(values[w_slots])
+        L.w_before = self._doubles(values[w_slots])
+        L.w_sum = self._doubles(np.full(n_in * n_out, -0.0))
+        L.w_lr = self._doubles(lrs[w_slots])
+        if layer.biases:
+            L.b_slots = self._indices(layer.biases)
+            L.b = self._doubles(values[layer.biases])
+            L.b_before = self._doubles(values[layer.biases])
+            L.b_sum = self._doubles(np.full(n_out, -0.0))
+            L.b_lr = self._doubles(lrs[layer.biases])
+        L.x = self._doubles(np.zeros(n_in))
+        L.pre = self._doubles(np.zeros(n_out))
+        L.out = L.pre if L.act == OP_LEAF else self._doubles(np.zeros(n_out))
+        L.delta = self._doubles(np.zeros(n_out))
+        return 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.layers)
+
+    cdef void gather(self, const Graph* G) noexcept nogil:
+        """The parameters from the tape's values into the layers."""
+        cdef Py_ssize_t k, i
+        cdef Dense* L
+        for k in range(self.n_layers):
+            L = &self.layers[k]
+            for i in range(L.n_in * L.n_out):
+                L.w[i] = G.values[L.w_slots[i]]
+            if L.b != NULL:
+                for i in range(L.n_out):
+                    L.b[i] = G.values[L.b_slots[i]]
+
+    cdef void scatter(self, const Graph* G) noexcept nogil:
+        """The parameters from the layers back into the tape's values."""
+        cdef Py_ssize_t k, i
+        cdef Dense* L
+        for k in range(self.n_layers):
+            L = &self.layers[k]
+            for i in range(L.n_in * L.n_out):
+                G.values[L.w_slots[i]] = L.w[i]
+            if L.b != NULL:
+                for i in range(L.n_out):
+                    G.values[L.b_slots[i]] = L.b[i]
+
+    cdef void forward_row(self, const Graph* G) noexcept nogil:
+        cdef Py_ssize_t q, s
+        for q in range(self.steps.shape[0]):
+            s = self.steps[q]
+            if s >= 0:
+                general_forward(G, s)
+            else:
+                dense_forward(&self.layers[-1 - s], G.values)
+
+    cdef RunStatus train(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
+                         Py_ssize_t epoch_rows, double* loss_sum, Py_ssize_t* at) noexcept nogil:
+        """Rows [start, stop) of an epoch of epoch_rows rows, as Updates.train does them."""
+        cdef Py_ssize_t i, k, q, s, slot, root = G.n - 1, n_steps = self.steps.shape[0]
+        cdef Py_ssize_t n_flagged = self.n_flagged
+        cdef double loss
+        cdef bint ok, one_row = self.batch_size == 1
+        cdef double* v = G.values
+        cdef double* g = G.grads
+        cdef const Py_ssize_t* steps = &self.steps[0] if n_steps else NULL
+        cdef const Py_ssize_t* zeroed = &self.zeroed[0] if self.zeroed.shape[0] else NULL
+        cdef const Py_ssize_t* flagged = &self.flagged[0]
+        cdef double* summed = &self.summed[0]
+        cdef double* before = &self.before[0]
+        cdef RunStatus status = RUN_OK
+        self.gather(G)
+        if self.linear:
+            status = linear_rows(&self.layers[0], &self.loss, G, D, start, stop, loss_sum, at)
+            self.scatter(G)
+            return status
+        for i in range(start, stop):
+            if not load_row(D, D.rows[i] if D.rows != NULL else i, v):
+                at[0] = i
+                status = RUN_BAD_DATA
+                break
+            self.forward_row(G)
+            loss = v[root]
+            if nonfinite(loss):
+                at[0] = i
+                status = RUN_BAD_LOSS
+                break
+            loss_sum[0] += loss
+            for q in range(self.zeroed.shape[0]):
+                g[zeroed[q]] = -0.0
+            g[root] = self.seed
+            ok = True
+            for q in range(n_steps - 1, -1, -1):
+                s = steps[q]
+                if s >= 0:
+                    general_backward(G, s)
+                else:
+                    ok = dense_backward(&self.layers[-1 - s], g, one_row) and ok
+            for k in range(n_flagged):
+                summed[k] += g[flagged[k]]
+            self.count += 1
+            if self.count < self.batch_size and i != epoch_rows - 1:
+                continue
+            # The update (the layers' already happened in their backward with one row a batch).
+            if not one_row:
+                for k in range(self.n_layers):
+                    ok = dense_step(&self.layers[k], self.count) and ok
+            for k in range(n_flagged):
+                slot = flagged[k]
+                before[k] = v[slot]
+                v[slot] = v[slot] - G.lrs[slot] * (summed[k] / self.count)
+                ok = ok and not nonfinite(v[slot])
+                summed[k] = -0.0
+            self.count = 0
+            if not ok:
+                for k in range(self.n_layers):
+                    dense_undo(&self.layers[k])
+                for k in range(n_flagged):
+                    v[flagged[k]] = before[k]
+                at[0] = i
+                status = RUN_BAD_PARAM
+                break
+        self.scatter(G)
+        return status
+
+    cdef bint predict(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
+                      Py_ssize_t out, double* result) noexcept nogil:
+        """The value of node out for rows [start, stop); False if a row holds nan or inf."""
+        cdef Py_ssize_t r
+        self.gather(G)
+        for r in range(start, stop):
+            if not load_row(D, r, G.values):
+                return False
+            self.forward_row(G)
+            result[r] = G.values[out]
+        return True
+
+    cdef void settle_last_update(self, const Graph* G, const Data* D, Py_ssize_t row) noexcept nogil:
+        """Leave every node as the general passes would after the update on ``row``: its
+        values and gradients from the parameters before that update, the parameters after."""
+        cdef Py_ssize_t k, i
+        cdef Dense* L
+        for k in range(self.n_flagged):
+            self.after[k] = G.values[self.flagged[k]]
+            G.values[self.flagged[k]] = self.before[k]
+        for k in range(self.n_layers):
+            L = &self.layers[k]
+            if L.trainable:
+                for i in range(L.n_in * L.n_out):
+                    G.values[L.w_slots[i]] = L.w_before[i]
+                if L.b != NULL:
+                    for i in range(L.n_out):
+                        G.values[L.b_slots[i]] = L.b_before[i]
+        load_row(D, row, G.values)
+        forward_pass(G)
+        backward_pass(G, self.seed)
+        for k in range(self.n_flagged):
+            G.values[self.flagged[k]] = self.after[k]
+        self.scatter(G)

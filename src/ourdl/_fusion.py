@@ -1,0 +1,210 @@
+"""Finding dense layers in a flattened graph, so the tape can run each as one fused kernel.
+
+A dense unit is the graph ``ourdl.nn.Linear`` builds and a learner wires by hand: a chain of
+additions over products ``input * weight`` (the weight a leaf used nowhere else), then
+optionally ``+ bias`` (a leaf used nowhere else), then optionally an activation (tanh, relu,
+sigmoid). Units that read the same inputs in the same order form a layer.
+
+Fusing a layer must not change a single bit of any result, so a layer is fused only where
+the general passes would do the very same operations in the same order:
+
+- every node inside a unit (products, partial sums, the pre-activation) has exactly one
+  child, the next node of its unit: nothing else reads it or sends it a gradient;
+- every input of the layer is used by this layer's products and by nothing else, each unit
+  once, so its gradient is a sum over the units alone. The order of that sum is the order in
+  which the general backward pass visits the products (latest in the tape first): it is read
+  off the tape (``fold``) and must be the same for every input;
+- no node inside a unit is trainable except the weights and biases;
+- every node outside the layers that reads a layer's output comes after the whole layer in
+  the tape, so the layer can run as one step at the place of its last node.
+
+Whatever does not fit (a shared weight, an extra edge, a tree of sums) stays with the general
+passes, node by node; the rest is still fused. Values do not depend on evaluation order, and
+every gradient sum keeps the tape's order, so fused and unfused tapes agree bit for bit.
+"""
+from dataclasses import dataclass, field
+
+from ourdl._nodes import OP_NAMES
+
+LEAF, ADD, MUL = OP_NAMES.index("leaf"), OP_NAMES.index("add"), OP_NAMES.index("mul")
+ACTIVATIONS = {OP_NAMES.index(name) for name in ("tanh", "relu", "sigmoid")}
+BINARY = {OP_NAMES.index(name) for name in ("add", "sub", "mul", "div", "pow", "mse", "mae")}
+
+
+@dataclass
+class Layer:
+    """One dense layer, as tape indices."""
+    inputs: list          # the nodes it reads, in the chain's order
+    outputs: list         # per unit: what it hands on (the activation, else the sum)
+    weights: list         # [input][unit]
+    biases: list          # per unit, or empty
+    activation: int       # op code of the activation, LEAF for none
+    fold: list            # units in the order their gradients reach each input
+    nodes: set = field(repr=False)  # every node of the layer (its inputs excluded)
+
+    @property
+    def last(self):
+        """Where the layer runs in the tape: at its last node."""
+        return max(self.nodes)
+
+    def describe(self):
+        act = OP_NAMES[self.activation] if self.activation != LEAF else "linear"
+        bias = " + bias" if self.biases else ""
+        return (f"dense {len(self.inputs)} -> {len(self.outputs)}{bias}, {act} "
+                f"({len(self.nodes)} nodes from {min(self.nodes)} to {self.last})")
+
+
+def find_layers(opcodes, papa, mama, flags, fed=()):
+    """The dense layers of a tape (its op codes, parent indices and flags), in tape order of
+    their last node. ``fed`` are the leaves that data writes each row: never weights."""
+    n = len(opcodes)
+    ops = [int(o) for o in opcodes]
+    papa, mama = [int(p) for p in papa], [int(m) for m in mama]
+    children = [[] for _ in range(n)]
+    for i in range(n):
+        if ops[i] != LEAF:
+            children[papa[i]].append(i)
+            if ops[i] in BINARY:
+                children[mama[i]].append(i)
+    fed = set(fed)
+
+    def lone(i):
+        """A leaf with one child, not fed from data: a weight or bias can be this."""
+        return ops[i] == LEAF and len(children[i]) == 1 and i not in fed
+
+    def term(m):
+        """(input, weight) of a product input * weight, or None."""
+        if ops[m] != MUL:
+            return None
+        a, b = papa[m], mama[m]
+        weight_first = lone(a) and (not lone(b) or (flags[a] and not flags[b]))
+        if weight_first:
+            return b, a
+        return (a, b) if lone(b) else None
+
+    def chain(top):
+        """[(input, weight, product)] of a chain of additions of products, bottom first, and
+        the additions walked; None if top is not one."""
+        adds, tail, i = [], [], top
+        while ops[i] == ADD:
+            if i != top and len(children[i]) != 1:
+                return None
+            adds.append(i)
+            left, right = papa[i], mama[i]
+            if ops[left] == ADD and ops[right] == MUL:
+                tail.append(right)
+                i = left
+            elif ops[right] == ADD and ops[left] == MUL:
+                tail.append(left)
+                i = right
+            elif ops[left] == MUL and ops[right] == MUL:
+                tail += [right, left]
+                break
+            else:
+                return None
+        else:
+            tail.append(i)
+        terms = []
+        for m in reversed(tail):
+            found = term(m)
+            if found is None or (m != top and len(children[m]) != 1):
+                return None
+            terms.append(found + (m,))
+        return terms, adds
+
+    def unit(out):
+        """The parts of the unit whose output is out, or None."""
+        act, top = LEAF, out
+        if ops[out] in ACTIVATIONS:
+            act, top = ops[out], papa[out]
+            if len(children[top]) != 1:
+                return None
+        bias = None
+        if ops[top] == ADD:
+            for b, rest in ((mama[top], papa[top]), (papa[top], mama[top])):
+                if lone(b) and ops[rest] in (ADD, MUL) and len(children[rest]) == 1:
+                    bias, top = b, rest
+                    break
+        found = chain(top) if ops[top] in (ADD, MUL) else None
+        if found is None:
+            return None
+        terms, adds = found
+        inputs = tuple(t[0] for t in terms)
+        if len(set(inputs)) != len(inputs):
+            return None
+        inner = {t[2] for t in terms} | set(adds) | {out, top}
+        if bias is not None:
+            inner.add(children[bias][0])
+        if any(flags[i] for i in inner):
+            return None
+        return dict(inputs=inputs, weights=[t[1] for t in terms], products=[t[2] for t in terms],
+                    bias=bias, activation=act, out=out,
+                    nodes=inner | {t[1] for t in terms} | ({bias} if bias is not None else set()))
+
+    units, used = [], set()
+    for out in range(n - 1, -1, -1):  # a unit's output comes after its other nodes
+        if out in used or (ops[out] not in ACTIVATIONS and ops[out] not in (ADD, MUL)):
+            continue
+        found = unit(out)
+        if found is not None:
+            units.append(found)
+            used |= found["nodes"]
+
+    groups = {}
+    for u in reversed(units):
+        groups.setdefault((u["inputs"], u["bias"] is not None, u["activation"]), []).append(u)
+    layers = [layer for group in groups.values() if (layer := _layer(group, children, flags))]
+    return _runnable(layers, ops, papa, mama)
+
+
+def _layer(units, children, flags):
+    """A Layer from units reading the same inputs, if every input is theirs alone and its
+    parameters are all trainable or all fixed."""
+    units.sort(key=lambda u: u["out"])
+    params = [w for u in units for w in u["weights"]] + [u["bias"] for u in units if u["bias"] is not None]
+    if len({bool(flags[p]) for p in params}) != 1:
+        return None
+    inputs = list(units[0]["inputs"])
+    fold = None
+    for i, x in enumerate(inputs):
+        products = [u["products"][i] for u in units]
+        if sorted(children[x]) != sorted(products):
+            return None
+        order = sorted(range(len(units)), key=lambda j: -products[j])
+        if fold is None:
+            fold = order
+        elif order != fold:
+            return None
+    return Layer(
+        inputs=inputs,
+        outputs=[u["out"] for u in units],
+        weights=[[u["weights"][i] for u in units] for i in range(len(inputs))],
+        biases=[u["bias"] for u in units] if units[0]["bias"] is not None else [],
+        activation=units[0]["activation"],
+        fold=fold,
+        nodes=set().union(*(u["nodes"] for u in units)),
+    )
+
+
+def _runnable(layers, ops, papa, mama):
+    """The layers that can run as one step at their last node: every node outside the layers
+    that reads an output comes after that. Unfusing one layer can make another's reader a
+    general node, so repeat until nothing changes."""
+    while True:
+        owner = {}
+        for k, layer in enumerate(layers):
+            for i in layer.nodes:
+                owner[i] = k
+        outputs = {out: k for k, layer in enumerate(layers) for out in layer.outputs}
+        bad = set()
+        for c in range(len(ops)):
+            if ops[c] == LEAF or c in owner:
+                continue
+            parents = (papa[c], mama[c]) if ops[c] in BINARY else (papa[c],)
+            for p in parents:
+                k = outputs.get(p)
+                if k is not None and c < layers[k].last:
+                    bad.add(k)
+        if not bad:
+            return sorted(layers, key=lambda layer: layer.last)
+        layers = [layer for k, layer in enumerate(layers) if k not in bad]

@@ -1,0 +1,155 @@
+"""Layers made of nodes: ``Linear`` and ``MLP``.
+
+A layer is only a convenient way to wire the tutorial's nodes. Calling it on a list of nodes
+builds, for each output unit, exactly the graph a learner would wire by hand::
+
+    out_j = act(((x_0 * W[0][j] + x_1 * W[1][j]) + ... + x_{n-1} * W[n-1][j]) + b[j])
+
+a chain of ``AddNode``s over ``MulNode(Papa=x_i, Mama=W[i][j])`` terms in input order, then
+``AddNode(Papa=sum, Mama=b[j])`` for the bias, then the activation node. The outputs are
+ordinary nodes: losses, ``Tape.fit``, ``predict`` and everything else in ourdl work on them.
+``ourdl.compile`` recognizes this shape (however it was built) and runs each layer as one
+fused kernel; see ``Tape.kernels``.
+
+Weights are laid out ``[input][output]``, as numpy's ``X @ W`` and PyTorch's
+``linear.weight.T``.
+
+Initialization, from ``numpy.random.default_rng(seed)``:
+
+- ``tanh``, ``sigmoid`` and no activation: Xavier/Glorot uniform,
+  ``U(-a, a)`` with ``a = sqrt(6 / (n_in + n_out))``;
+- ``relu``: He normal, ``N(0, 2 / n_in)``;
+- biases start at 0.
+"""
+import math
+
+import numpy as np
+
+from ourdl._core import AddNode, MulNode, Node, ReluNode, SigmoidNode, TanhNode
+
+ACTIVATIONS = {None: None, "tanh": TanhNode, "relu": ReluNode, "sigmoid": SigmoidNode}
+
+__all__ = ["Linear", "MLP"]
+
+
+def _activation(activation):
+    if activation not in ACTIVATIONS:
+        choices = ", ".join(repr(name) for name in ACTIVATIONS)
+        raise ValueError(f"activation must be one of {choices}, not {activation!r}")
+    return ACTIVATIONS[activation]
+
+
+def _size(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
+def _initial_weights(rng, n_in, n_out, activation):
+    if activation == "relu":
+        return rng.normal(0.0, math.sqrt(2.0 / n_in), size=(n_in, n_out))
+    limit = math.sqrt(6.0 / (n_in + n_out))
+    return rng.uniform(-limit, limit, size=(n_in, n_out))
+
+
+class Linear:
+    """``n_in`` inputs to ``n_out`` outputs: ``act(x @ W + b)``, wired from nodes.
+
+    ``Linear(n_in, n_out, bias=True, activation=None, seed=None, lr=0.01)``. ``seed`` may
+    be an int or a ``numpy.random.Generator`` (``MLP`` passes one to each of its layers).
+    ``W[i][j]`` and ``b[j]`` are trainable nodes (``Flag=1``) with learning rate ``lr``.
+    """
+
+    def __init__(self, n_in, n_out, bias=True, activation=None, seed=None, lr=0.01):
+        self.n_in, self.n_out = _size("n_in", n_in), _size("n_out", n_out)
+        self.activation = activation
+        self._act = _activation(activation)
+        rng = np.random.default_rng(seed)
+        start = _initial_weights(rng, self.n_in, self.n_out, activation)
+        self.W = [[Node(Value=float(start[i, j]), Flag=1, lr=lr, name=f"W[{i}][{j}]")
+                   for j in range(self.n_out)] for i in range(self.n_in)]
+        self.b = [Node(Value=0.0, Flag=1, lr=lr, name=f"b[{j}]")
+                  for j in range(self.n_out)] if bias else []
+
+    def __call__(self, inputs):
+        """The output nodes of this layer on ``inputs`` (n_in nodes or numbers)."""
+        inputs = [x if isinstance(x, Node) else Node(Value=x) for x in _node_list(inputs)]
+        if len(inputs) != self.n_in:
+            raise ValueError(f"this layer takes {self.n_in} inputs, not {len(inputs)}")
+        outputs = []
+        for j in range(self.n_out):
+            total = MulNode(inputs[0], self.W[0][j])
+            for i in range(1, self.n_in):
+                total = AddNode(total, MulNode(inputs[i], self.W[i][j]))
+            if self.b:
+                total = AddNode(total, self.b[j])
+            outputs.append(self._act(total) if self._act is not None else total)
+        return outputs
+
+    def parameters(self):
+        """The trainable nodes: every weight (input by input), then the biases."""
+        return [w for row in self.W for w in row] + list(self.b)
+
+    @property
+    def weights(self):
+        """The weights' values as an array of shape (n_in, n_out)."""
+        return np.array([[w.value for w in row] for row in self.W])
+
+    @property
+    def biases(self):
+        """The biases' values as an array of shape (n_out,) (empty without a bias)."""
+        return np.array([b.value for b in self.b])
+
+    def __repr__(self):
+        return (f"Linear({self.n_in}, {self.n_out}, bias={bool(self.b)}, "
+                f"activation={self.activation!r})")
+
+
+class MLP:
+    """A stack of ``Linear`` layers: ``sizes[0]`` inputs, ``sizes[-1]`` outputs.
+
+    ``MLP(sizes, activation="tanh", bias=True, seed=None, lr=0.01)``: every layer but the
+    last applies ``activation``; the last is linear, as for regression.
+    """
+
+    def __init__(self, sizes, activation="tanh", bias=True, seed=None, lr=0.01):
+        sizes = [_size(f"sizes[{k}]", n) for k, n in enumerate(_node_list(sizes, "sizes"))]
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least 2 entries (inputs and outputs), not {sizes}")
+        _activation(activation)
+        rng = np.random.default_rng(seed)
+        last = len(sizes) - 2
+        self.layers = [Linear(n_in, n_out, bias=bias, seed=rng, lr=lr,
+                              activation=activation if k < last else None)
+                       for k, (n_in, n_out) in enumerate(zip(sizes, sizes[1:]))]
+        self.sizes = sizes
+        self.activation = activation
+
+    def __call__(self, inputs):
+        """The output nodes of the network on ``inputs``."""
+        for layer in self.layers:
+            inputs = layer(inputs)
+        return inputs
+
+    def parameters(self):
+        """Every layer's trainable nodes, first layer first."""
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    @property
+    def weights(self):
+        """Each layer's weight values, arrays of shape (n_in, n_out)."""
+        return [layer.weights for layer in self.layers]
+
+    @property
+    def biases(self):
+        """Each layer's bias values."""
+        return [layer.biases for layer in self.layers]
+
+    def __repr__(self):
+        return f"MLP({self.sizes}, activation={self.activation!r}, bias={bool(self.layers[0].b)})"
+
+
+def _node_list(items, name="inputs"):
+    if isinstance(items, (str, bytes, set, frozenset, dict)) or not hasattr(items, "__iter__"):
+        raise TypeError(f"{name} must be a list, not {type(items).__name__}")
+    return list(items)
