@@ -335,3 +335,138 @@ def test_threads_take_turns_on_a_nodes_own_tape():
         print(len(ourdl.compile(loss)), errors)
     """, timeout=300)
     assert out == ["12001 []"]
+
+
+# ----------------------------------------------------------------------------- found by a hostile try
+
+def test_a_seed_generator_that_lies_about_its_permutation_cannot_reach_the_loops():
+    out = run("""
+        x, y, w = Node(), Node(), Node(Value=0.5, Flag=1)
+        tape = ourdl.compile(MSENode(MulNode(x, w), y))
+        class Evil(np.random.Generator):
+            def permutation(self, n):
+                return np.full(n, 10**11, dtype=np.int64)
+        history = tape.fit(np.ones((100, 2)), [x, y], shuffle=True, seed=Evil(np.random.PCG64(0)))
+        print(len(history), w.value != 0.5)
+        print(raises(tape.fit, np.ones((3, 2)), [x, y], shuffle=True, seed="abc"))
+        print(raises(tape.fit, np.ones((3, 2)), [x, y], shuffle="no"))
+        print(raises(tape.fit, np.ma.masked_array(np.ones((3, 2)), mask=[[0, 1]] * 3), [x, y]))
+    """)
+    assert out[0] == "1 True"  # the base class's permutation: a real one
+    assert out[1].startswith("TypeError: seed must be None, an int, a SeedSequence or a numpy")
+    assert out[2] == "TypeError: shuffle must be True or False, not 'no'"
+    assert out[3].startswith("TypeError: data is a masked array: fill or drop the masked values")
+
+
+def test_tape_init_reentered_from_the_garbage_collector_builds_one_tape_or_refuses():
+    out = run("""
+        small = AddNode(Node(Value=1.0), Node(Value=2.0))
+        big = Node(Value=1.0)
+        for _ in range(20000):
+            big = AddNode(big, Node(Value=1.0))
+        t = ourdl.Tape.__new__(ourdl.Tape)
+        inner = []
+        def once(phase, info):
+            gc.callbacks.remove(once)
+            inner.append(raises(t.__init__, big))
+        gc.callbacks.append(once)
+        gc.set_threshold(1)
+        outer = raises(t.__init__, small)
+        gc.set_threshold(700)
+        print(len(t), t.forward(), sorted([outer] + inner)[0][:40])
+    """)
+    assert out[0] in ("40001 20001.0 TypeError: a Tape is built once; compile",
+                      "3 3.0 TypeError: a Tape is built once; compile")
+
+
+def test_an_unbuilt_tape_has_no_ops_and_does_not_pickle():
+    out = run("""
+        t = ourdl.Tape.__new__(ourdl.Tape)
+        print(t.ops, len(t), t.parents.shape, raises(pickle.dumps, t))
+    """)
+    assert out == ["[] 0 (0, 2) TypeError: a Tape that was never built cannot be pickled"]
+
+
+def test_a_failed_pickle_leaves_nothing_behind_and_names_may_refer_to_their_node():
+    out = run("""
+        leaf = Node(Value=1.0, name=lambda: 0)       # a name pickle cannot save
+        h = leaf
+        for _ in range(2000):
+            h = AddNode(h, leaf)
+        for _ in range(50):
+            print(raises(pickle.dumps, h)[:15]) if _ == 0 else raises(pickle.dumps, h)
+        leaf.name = "leaf"
+        print(len(pickle.dumps(h.Papa)) > 0, len(ourdl._nodes._pending()))
+        n = Node(Value=2.0)
+        n.name = n
+        back = pickle.loads(pickle.dumps(n))
+        print(back.name is back, copy.deepcopy(n).name is not n)
+    """)
+    assert out == ["PicklingError: ", "True 0", "True True"]
+
+
+def test_data_that_turns_nan_in_a_later_epoch_is_a_data_error_with_nodes_settled():
+    out = run("""
+        x = [Node() for i in range(3)]
+        w = [Node(Value=0.1 * (i + 1), Flag=1) for i in range(3)]
+        s = MulNode(x[0], w[0])
+        for i in range(1, 3):
+            s = AddNode(s, TanhNode(MulNode(x[i], w[i])))
+        y = Node()
+        tape = ourdl.compile(MSENode(s, y))
+        X = np.random.default_rng(0).normal(size=(1000, 4)) * 0.1
+        class Poison:
+            def __init__(self): self.calls = 0
+            def __call__(self, *args):
+                self.calls += 1
+                if self.calls == 2:
+                    X[500, 1] = np.nan
+        import ourdl._checks as checks
+        stats = []
+        real_bar = checks.progress_bar
+        class Bar:
+            def __init__(self, total): self.poison = Poison()
+            def update(self, n): pass
+            def set_postfix(self, **kw): pass
+            def refresh(self): self.poison()
+            def close(self): pass
+        checks.progress_bar = Bar
+        print(raises(tape.fit, X, x + [y], epochs=5, progress=True))
+        print(all(np.isfinite(n.value) and np.isfinite(n.grad) for n in tape.nodes))
+    """)
+    assert out[0] == "ValueError: data has nan in column 1 at row 500: every value must be " \
+                     "finite (drop or fill such rows first, e.g. DataFrame.dropna())"
+    assert out[1] == "True"
+
+
+def test_a_node_cannot_be_rebuilt_by_code_its_own_checks_run():
+    out = run("""
+        import numbers
+        a, b, c = Node(Value=1.0), Node(Value=2.0), Node(Value=100.0)
+        n = AddNode.__new__(AddNode)
+        class V:
+            def __float__(self):
+                n.__init__(a, b)
+                return 0.0
+        numbers.Real.register(V)
+        print(raises(n.__init__, c, c, Value=V()), n.Papa is a, n.forward())
+    """)
+    assert out == ["TypeError: AddNode: a node is built once (its parents are fixed); make a new "
+                   "node True 3.0"]
+
+
+def test_the_reference_refuses_unbuilt_parents_and_lying_flags_too():
+    out = run("""
+        from ourdl import reference as ref
+        x = ref.Node(Value=1.0)
+        n1 = ref.AddNode.__new__(ref.AddNode)
+        print(raises(ref.AddNode, n1, x))
+        class Yes:
+            def __eq__(self, other): return True
+            __hash__ = None
+        print(raises(ref.Node, Flag=Yes()))
+        print(raises(setattr, x, "Flag", 5), x.Flag)
+    """)
+    assert out[0].startswith("TypeError: AddNode: Papa was never built")
+    assert out[1].startswith("ValueError: Node: Flag must be 0 (fixed) or 1 (trainable)")
+    assert out[2].startswith("ValueError: Node: Flag must be 0") and out[2].endswith(" 0")

@@ -37,9 +37,39 @@ def node_list(name, nodes, what):
     return list(nodes)
 
 
+def switch(name, value):
+    """A yes/no setting: a bool (or 0 or 1), never any truthy object (shuffle="no" is no yes)."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral)
+                                                and int.__index__(operator.index(value)) in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, not {value!r}")
+
+
+def generator(seed):
+    """The random generator of a shuffled fit: numpy.random.default_rng(seed)."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"seed must be None, an int, a SeedSequence or a numpy Generator, "
+                          f"not {seed!r} ({error})") from None
+
+
+def permutation(rng, n_rows):
+    """A new order of the rows 0 .. n_rows-1 from rng, checked: the compiled loops read the
+    rows it names, and a Generator subclass may return anything."""
+    order = np.asarray(np.random.Generator.permutation(rng, n_rows))
+    if order.shape != (n_rows,) or order.dtype.kind not in "iu" or (
+            n_rows and not (0 <= order.min() and order.max() < n_rows)):
+        raise ValueError(f"the seed's generator did not give a permutation of {n_rows} rows")
+    return np.ascontiguousarray(order, dtype=np.int64)
+
+
 def as_data(data, n_inputs):
     """``data`` as a 2-D float64 array (a view where possible, else one converted copy),
     and a name for each column."""
+    if np.ma.isMaskedArray(data):
+        raise TypeError("data is a masked array: fill or drop the masked values first "
+                        "(e.g. data.filled(...) or data.compressed())")
     columns = getattr(data, "columns", None)
     if columns is not None and hasattr(data, "dtypes"):  # a pandas DataFrame
         for name, dtype in zip(columns, data.dtypes):
@@ -67,17 +97,24 @@ def as_data(data, n_inputs):
     return X, names
 
 
-def nonfinite_error(X, names):
-    """The error for data holding nan or inf, naming the first such row and its column;
-    None if every value is finite."""
-    bad = ~np.isfinite(X)
-    rows = np.flatnonzero(bad.any(axis=1))
-    if rows.size == 0:
-        return None
-    row = int(rows[0])
-    j = int(np.flatnonzero(bad[row])[0])
-    return ValueError(f"data has {X[row, j]} in column {names[j]} at row {row}: every value must "
-                      f"be finite (drop or fill such rows first, e.g. DataFrame.dropna())")
+SCAN_ROWS = 1 << 16  # rows checked at a time, so that the check needs little memory
+
+
+def nonfinite_error(X, names, first=None):
+    """The error for data holding nan or inf, naming the first such row (row ``first`` if it
+    is one) and its column; None if every value is finite."""
+    spans = [(first, first + 1)] if first is not None else []
+    spans += [(start, min(start + SCAN_ROWS, X.shape[0])) for start in range(0, X.shape[0], SCAN_ROWS)]
+    for start, stop in spans:
+        bad = ~np.isfinite(X[start:stop])
+        rows = np.flatnonzero(bad.any(axis=1))
+        if rows.size:
+            row = start + int(rows[0])
+            j = int(np.flatnonzero(bad[rows[0]])[0])
+            return ValueError(f"data has {X[row, j]} in column {names[j]} at row {row}: every "
+                              f"value must be finite (drop or fill such rows first, e.g. "
+                              f"DataFrame.dropna())")
+    return None
 
 
 def progress_bar(total):

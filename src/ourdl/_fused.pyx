@@ -178,14 +178,16 @@ def _array(values, dtype=np.float64):
 cdef class Fused:
     """A tape's training and prediction step with its dense layers fused.
 
-    ``Fused(tape_arrays, layers, batch_size, seed)``: ``layers`` come from
-    ``ourdl._fusion.find_layers``; the arrays are the tape's op codes, parents, values,
-    learning rates and flags, whose indices the layers name.
+    ``Fused(tape arrays, layers, steps, batch_size, seed, slots, column_step)``: ``layers``
+    and ``steps`` come from ``ourdl._fusion.plan``; the arrays are the tape's op codes,
+    parents, values, learning rates and flags, whose indices they name; slots are the
+    tape indices that data columns feed, column_step the data's stride between columns.
     """
 
     def __init__(self, const int[::1] opcodes, const Py_ssize_t[::1] papa,
                  const Py_ssize_t[::1] mama, const double[::1] values, const double[::1] lrs,
-                 const unsigned char[::1] flags, list layers, Py_ssize_t batch_size, double seed,
+                 const unsigned char[::1] flags, list layers, list steps, Py_ssize_t batch_size,
+                 double seed,
                  const Py_ssize_t[::1] slots, Py_ssize_t column_step):
         cdef Py_ssize_t n = opcodes.shape[0], k, i
         cdef Dense* L
@@ -208,11 +210,11 @@ cdef class Fused:
         for k, layer in enumerate(layers):
             self._build_layer(&self.layers[k], layer, values_a, lrs_a, opcodes, flags)
 
-        # The steps: every op node outside the layers at its place, each layer at its last node
-        # (leaves have nothing to compute or pass on).
-        at_end = {layer.last: -1 - k for k, layer in enumerate(layers)}
-        steps = [at_end.get(i, i) for i in range(n)
-                 if i in at_end or (i not in inside and opcodes[i] != OP_LEAF)]
+        # The steps, in forward order: op nodes outside the layers, and layers (-1 - k).
+        if (sorted(s for s in steps if s < 0) != list(range(-len(layers), 0))
+                or sorted(s for s in steps if s >= 0) !=
+                [i for i in range(n) if i not in inside and opcodes[i] != OP_LEAF]):
+            raise ValueError("steps must name every op node outside the layers once, and layers")
         self.steps = np.array(steps, dtype=np.intp)
         # Gradients that are summed with += in a row: parents of general nodes, and layer
         # outputs (which may have no reader at all, and then stay -0.0).

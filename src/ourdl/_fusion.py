@@ -15,8 +15,9 @@ the general passes would do the very same operations in the same order:
   which the general backward pass visits the products (latest in the tape first): it is read
   off the tape (``fold``) and must be the same for every input;
 - no node inside a unit is trainable except the weights and biases;
-- every node outside the layers that reads a layer's output comes after the whole layer in
-  the tape, so the layer can run as one step at the place of its last node.
+- a layer runs as one step at the place of its last node; a node that reads its output
+  earlier in the tape waits for it, unless waiting would change the order in which some
+  node's gradient is summed (its readers must run in tape order).
 
 Whatever does not fit (a shared weight, an extra edge, a tree of sums) stays with the general
 passes, node by node; the rest is still fused. Values do not depend on evaluation order, and
@@ -54,9 +55,11 @@ class Layer:
                 f"({len(self.nodes)} nodes from {min(self.nodes)} to {self.last})")
 
 
-def find_layers(opcodes, papa, mama, flags, fed=()):
-    """The dense layers of a tape (its op codes, parent indices and flags), in tape order of
-    their last node. ``fed`` are the leaves that data writes each row: never weights."""
+def plan(opcodes, papa, mama, flags, fed=()):
+    """(layers, steps): the dense layers of a tape (given its op codes, parent indices and
+    flags) that run fused, and the order to run them in with the other op nodes (a tape
+    index for a node, -1 - k for layer k). ``fed`` are the leaves that data writes each row:
+    never weights."""
     n = len(opcodes)
     ops = [int(o) for o in opcodes]
     papa, mama = [int(p) for p in papa], [int(m) for m in mama]
@@ -154,6 +157,7 @@ def find_layers(opcodes, papa, mama, flags, fed=()):
     for u in reversed(units):
         groups.setdefault((u["inputs"], u["bias"] is not None, u["activation"]), []).append(u)
     layers = [layer for group in groups.values() if (layer := _layer(group, children, flags))]
+    layers.sort(key=lambda layer: layer.last)
     return _runnable(layers, ops, papa, mama)
 
 
@@ -187,24 +191,80 @@ def _layer(units, children, flags):
 
 
 def _runnable(layers, ops, papa, mama):
-    """The layers that can run as one step at their last node: every node outside the layers
-    that reads an output comes after that. Unfusing one layer can make another's reader a
-    general node, so repeat until nothing changes."""
+    """The layers that can run as steps, and the steps: (layers, [tape index of a general
+    node, or -1 - k for layer k]).
+
+    Forward runs the steps in order, backward in reverse. The steps follow the tape, but a
+    layer runs at its last node, so a node that reads a layer's output earlier in the tape
+    waits for it (and what reads that node waits too). Waiting must not change the order in
+    which any node's gradient is summed: a node's readers outside the layers must run in
+    tape order. Where waiting would change it, the layer waited for is not fused; repeat
+    until the steps keep every order."""
     while True:
-        owner = {}
-        for k, layer in enumerate(layers):
-            for i in layer.nodes:
-                owner[i] = k
-        outputs = {out: k for k, layer in enumerate(layers) for out in layer.outputs}
-        bad = set()
-        for c in range(len(ops)):
-            if ops[c] == LEAF or c in owner:
-                continue
-            parents = (papa[c], mama[c]) if ops[c] in BINARY else (papa[c],)
-            for p in parents:
-                k = outputs.get(p)
-                if k is not None and c < layers[k].last:
-                    bad.add(k)
-        if not bad:
-            return sorted(layers, key=lambda layer: layer.last)
-        layers = [layer for k, layer in enumerate(layers) if k not in bad]
+        steps, blame = _steps(layers, ops, papa, mama)
+        position = {s: q for q, s in enumerate(steps)}
+        readers = {}
+        for c in steps:
+            if c >= 0:
+                for p in _parents(c, ops, papa, mama):
+                    readers.setdefault(p, []).append(c)
+        unordered = [found for found in readers.values() if sorted(found) != found]
+        if not unordered:
+            return layers, steps
+        bad = {blame[c] for found in unordered for c in found if c in blame}
+        layers = [layer for k, layer in enumerate(layers) if k not in bad] if bad else []
+
+
+def _parents(i, ops, papa, mama):
+    if ops[i] == LEAF:
+        return ()
+    return (papa[i], mama[i]) if ops[i] in BINARY else (papa[i],)
+
+
+def _steps(layers, ops, papa, mama):
+    """The steps in tape order with waiting (see _runnable), and for each node that waited,
+    the layer it waited for."""
+    n = len(ops)
+    owner, outputs = {}, {}
+    for k, layer in enumerate(layers):
+        for i in layer.nodes:
+            owner[i] = k
+        for i in layer.outputs:
+            outputs[i] = k
+    last = {layer.last: k for k, layer in enumerate(layers)}
+    done = [False] * n
+    steps, waiting, blame = [], [], {}
+
+    def needs(item):
+        return layers[-1 - item].inputs if item < 0 else _parents(item, ops, papa, mama)
+
+    def run(item):
+        steps.append(item)
+        for i in (layers[-1 - item].nodes if item < 0 else (item,)):
+            done[i] = True
+
+    for i in range(n):
+        if ops[i] == LEAF:
+            done[i] = True
+            continue
+        if i in owner and i not in last:
+            continue
+        item = -1 - last[i] if i in last else i
+        missing = [p for p in needs(item) if not done[p]]
+        if missing:  # a layer's output not computed yet, or a node that waits itself
+            p = missing[0]
+            blame[item] = outputs[p] if p in outputs else blame[p]
+            waiting.append(item)
+            continue
+        run(item)
+        progress = True
+        while waiting and progress:  # what waited may run now, in tape order
+            progress = False
+            for item in list(waiting):
+                if all(done[p] for p in needs(item)):
+                    waiting.remove(item)
+                    run(item)
+                    progress = True
+    if waiting:  # never expected: every step's inputs come before it in the tape
+        raise RuntimeError("ourdl._fusion: steps left waiting")
+    return steps, blame

@@ -10,6 +10,7 @@ from ourdl._ops cimport *
 
 import numbers
 import threading
+import weakref
 
 # Mirrors the Op enum in _ops.pxd, in the same order.
 OP_NAMES = (
@@ -89,6 +90,8 @@ cdef class Node:
         # Everything is checked before anything is set: a failed __init__ leaves no half-node.
         cdef double value = _real(kind, "Value", Value), rate = _real(kind, "lr", lr)
         cdef int flag = _flag(kind, Flag)
+        if self._built:  # built meanwhile, by code that the checks above ran (a __float__)
+            raise TypeError(f"{kind}: a node is built once (its parents are fixed); make a new node")
         self.opcode = op
         self.Papa = Papa
         self.Mama = Mama
@@ -174,17 +177,25 @@ cdef class Node:
         # deep graph would exhaust the stack. The node pickled first lists its ancestors,
         # parents first, ahead of its own fields: each of them then finds its parents
         # already saved, and is saved without such a list (see _Ancestors).
-        fields = (type(self), self.Papa, self.Mama, self.s.value, self.s.flag, self.s.lr,
-                  self.name, (self.s.grad, self.s.papa_grad, self.s.mama_grad))
-        if _Ancestors.being_saved(self):
-            return (_rebuild_node, (None,) + fields)
-        return (_rebuild_node, (_Ancestors(self),) + fields)
+        # The name and the gradients come as state, after the node exists: a name may refer
+        # to the node itself.
+        ancestors = None if _Ancestors.being_saved(self) else _Ancestors(self)
+        return (_rebuild_node,
+                (ancestors, type(self), self.Papa, self.Mama, self.s.value, self.s.flag, self.s.lr),
+                self.__getstate__())
+
+    def __getstate__(self):
+        return (self.name, self.s.grad, self.s.papa_grad, self.s.mama_grad)
+
+    def __setstate__(self, state):
+        self.name, self.s.grad, self.s.papa_grad, self.s.mama_grad = state
 
     def __copy__(self):
         """A new node with the same parents and state (the parents are shared, not copied)."""
-        return _rebuild_node(None, type(self), self.Papa, self.Mama, self.s.value, self.s.flag,
-                             self.s.lr, self.name,
-                             (self.s.grad, self.s.papa_grad, self.s.mama_grad))
+        node = _rebuild_node(None, type(self), self.Papa, self.Mama, self.s.value, self.s.flag,
+                             self.s.lr)
+        node.__setstate__(self.__getstate__())
+        return node
 
     def __add__(self, other):
         return AddNode(self, _as_node(other))
@@ -227,16 +238,25 @@ cdef class Node:
         return AbsNode(self)
 
 
-def _rebuild_node(ancestors, cls, Papa, Mama, value, flag, lr, name, state):
+def _rebuild_node(ancestors, cls, Papa, Mama, value, flag, lr):
     """Unpickle a node; ``ancestors`` were unpickled before it only to keep the recursion flat."""
-    cdef Node node = cls(Papa, Mama, value, flag, lr, name)
-    node.s.grad, node.s.papa_grad, node.s.mama_grad = state
-    return node
+    return cls(Papa, Mama, value, flag, lr)
 
 
-# Ancestors listed ahead of the node pickled first: one list per such node, innermost last,
-# each holding the ids of the ancestors not saved yet (per thread, as picklers are).
+# Ancestors listed ahead of the node pickled first: one entry per such node, innermost last,
+# each the list's _Ancestors (weakly: a failed pickle drops it) and the ids of the ancestors
+# not saved yet. Per thread, as picklers are.
 _saving = threading.local()
+
+
+def _pending():
+    """The thread's stack of lists of ancestors being saved, without those of failed pickles."""
+    stack = getattr(_saving, "stack", None)
+    if stack is None:
+        stack = _saving.stack = []
+    while stack and stack[len(stack) - 1][0]() is None:
+        stack.pop()
+    return stack
 
 
 class _Ancestors:
@@ -250,10 +270,10 @@ class _Ancestors:
     @staticmethod
     def being_saved(node):
         """True (once) if node is saved as an item of the innermost list of ancestors."""
-        stack = getattr(_saving, "stack", None)
+        stack = _pending()
         if not stack:
             return False
-        pending = stack[len(stack) - 1]  # (no negative indices: this module has wraparound off)
+        pending = stack[len(stack) - 1][1]  # (no negative indices: wraparound is off here)
         if id(node) in pending:
             pending.discard(id(node))
             return True
@@ -262,15 +282,13 @@ class _Ancestors:
     def __reduce__(self):
         nodes = topological_order(self.node)
         nodes.pop()  # the node itself
-        if not hasattr(_saving, "stack"):
-            _saving.stack = []
-        _saving.stack.append({id(node) for node in nodes})
+        _pending().append((weakref.ref(self), {id(node) for node in nodes}))
         return (list, (), None, iter(nodes + [_EndOfAncestors()]))
 
 
 class _EndOfAncestors:
     def __reduce__(self):
-        stack = getattr(_saving, "stack", None)
+        stack = _pending()
         if stack:
             stack.pop()
         return (_nothing, ())

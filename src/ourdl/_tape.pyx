@@ -13,7 +13,7 @@ from ourdl._fused cimport Fused
 from ourdl._kernels cimport Updates, dot_rows
 from ourdl._nodes cimport Node, NodeState, topological_order
 from ourdl._ops cimport *
-from ourdl._passes cimport (CHUNK_ROWS, RUN_BAD_LOSS, RUN_OK, Data, Graph, RunStatus,
+from ourdl._passes cimport (CHUNK_ROWS, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_OK, Data, Graph, RunStatus,
                             backward_pass, forward_pass, forward_rows, load_row, update_pass)
 
 import threading
@@ -140,40 +140,54 @@ cdef class Tape:
     """
 
     def __init__(self, Node root not None, fuse=True):
-        if self.states != NULL:
+        if self.states != NULL or self.nodes is not None:
             raise TypeError("a Tape is built once; compile the new root instead")
+        # Everything is built in locals first: numpy calls may run the garbage collector,
+        # and so finalisers or another thread, which may call __init__ on this tape too.
         cdef list order = topological_order(root)
         cdef Py_ssize_t n = len(order), i
         cdef Node node
-        self.root = root
-        self.fuse = bool(fuse)
-        self.nodes = tuple(order)  # immutable: the compiled loops trust its indices
-        self.n = n
-        self.opcodes = np.empty(n, dtype=np.intc)
-        self.papa = np.full(n, -1, dtype=np.intp)
-        self.mama = np.full(n, -1, dtype=np.intp)
-        self.values = np.zeros(n)
-        self.grads = np.zeros(n)
-        self.papa_grads = np.zeros(n)
-        self.mama_grads = np.zeros(n)
-        self.lrs = np.zeros(n)
-        self.flags = np.zeros(n, dtype=np.uint8)
-        self.states = <NodeState**>PyMem_Malloc(n * sizeof(NodeState*))
-        if self.states == NULL:
+        cdef int[::1] opcodes = np.empty(n, dtype=np.intc)
+        cdef Py_ssize_t[::1] papa = np.full(n, -1, dtype=np.intp)
+        cdef Py_ssize_t[::1] mama = np.full(n, -1, dtype=np.intp)
+        cdef double[::1] values = np.zeros(n), grads = np.zeros(n)
+        cdef double[::1] papa_grads = np.zeros(n), mama_grads = np.zeros(n), lrs = np.zeros(n)
+        cdef unsigned char[::1] flags = np.zeros(n, dtype=np.uint8)
+        cdef Py_ssize_t[::1] leaves
+        cdef NodeState** states = <NodeState**>PyMem_Malloc(n * sizeof(NodeState*))
+        if states == NULL:
             raise MemoryError(f"cannot allocate a tape of {n} nodes")
-        leaves = []
-        for i in range(n):
-            node = order[i]
-            node._slot = i
-            self.states[i] = &node.s
-            self.opcodes[i] = node.opcode
-            if node.Papa is not None:
-                self.papa[i] = _slot_before(node.Papa, i, order)
-            if node.Mama is not None:
-                self.mama[i] = _slot_before(node.Mama, i, order)
-            if node.opcode == OP_LEAF:
-                leaves.append(i)
-        self.leaves = np.array(leaves, dtype=np.intp)
+        try:
+            leaf_list = []
+            for i in range(n):
+                node = order[i]
+                node._slot = i
+                states[i] = &node.s
+                opcodes[i] = node.opcode
+                if node.Papa is not None:
+                    papa[i] = _slot_before(node.Papa, i, order)
+                if node.Mama is not None:
+                    mama[i] = _slot_before(node.Mama, i, order)
+                if node.opcode == OP_LEAF:
+                    leaf_list.append(i)
+            leaves = np.array(leaf_list, dtype=np.intp)
+            nodes = tuple(order)  # immutable: the compiled loops trust its indices
+        except BaseException:
+            PyMem_Free(states)
+            raise
+        if self.states != NULL or self.nodes is not None:  # built meanwhile, from elsewhere
+            PyMem_Free(states)
+            raise TypeError("a Tape is built once; compile the new root instead")
+        # From here on no Python code runs until every field is set; nodes last, since a
+        # tape counts as built once it has them.
+        self.states = states
+        self.n = n
+        self.opcodes, self.papa, self.mama = opcodes, papa, mama
+        self.values, self.grads, self.lrs, self.flags = values, grads, lrs, flags
+        self.papa_grads, self.mama_grads, self.leaves = papa_grads, mama_grads, leaves
+        self.fuse = bool(fuse)
+        self.root = root
+        self.nodes = nodes
         self._pull()
 
     def __dealloc__(self):
@@ -190,23 +204,27 @@ cdef class Tape:
         return 0
 
     def __len__(self):
-        return self.n
+        return self.n if self.nodes is not None else 0
 
     def __repr__(self):
         return f"<Tape of {self.n} nodes, root {self.root!r}>"
 
     def __reduce__(self):
+        if self.nodes is None:
+            raise TypeError("a Tape that was never built cannot be pickled")
         return (Tape, (self.root, self.fuse))
 
     @property
     def ops(self):
         """The op name of each node, in tape order."""
+        if self.nodes is None:
+            return []
         return [OP_NAMES[self.opcodes[i]] for i in range(self.n)]
 
     @property
     def parents(self):
         """(Papa index, Mama index) of each node in tape order; -1 where there is none."""
-        if self.states == NULL:
+        if self.nodes is None:
             return np.empty((0, 2), dtype=np.intp)
         return np.stack([np.asarray(self.papa), np.asarray(self.mama)], axis=1)
 
@@ -336,6 +354,8 @@ cdef class Tape:
         cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
         cdef Py_ssize_t n_epochs = checks.count("epochs", epochs)
         cdef Py_ssize_t batch = checks.count("batch_size", batch_size)
+        shuffle, progress = checks.switch("shuffle", shuffle), checks.switch("progress", progress)
+        rng = checks.generator(seed) if shuffle else None
         X, names = checks.as_data(data, slots.shape[0])
         cdef Py_ssize_t chunk = self._chunk_rows()
 
@@ -349,7 +369,6 @@ cdef class Tape:
         # The fused kernels when the graph has dense layers, else the general passes.
         cdef Fused fused = self._fused(slots, batch, D.s1)
         cdef Updates U = Updates(self.flags, batch, self.states[self.n - 1].grad) if fused is None else None
-        rng = np.random.default_rng(seed) if shuffle else None
         bar = checks.progress_bar(n_epochs * n_rows) if progress else None
         history = []
         try:
@@ -357,7 +376,7 @@ cdef class Tape:
                 t0 = time.perf_counter()
                 loss_sum = 0.0
                 if rng is not None:
-                    order = rng.permutation(n_rows).astype(np.int64, copy=False)
+                    order = checks.permutation(rng, n_rows)
                     D.rows = &order[0]
                 for start in range(0, n_rows, chunk):
                     stop = min(start + chunk, n_rows)
@@ -392,6 +411,12 @@ cdef class Tape:
             if error is not None:
                 self._pull()  # the nodes were never written: forget what the run did
                 raise error
+        if status == RUN_BAD_DATA:  # data that changed under a later epoch (another thread)
+            row = D.rows[at] if D.rows != NULL else at
+            previous = (D.rows[at - 1] if D.rows != NULL else at - 1) if at > 0 else last_row
+            self._settle(&D, previous)  # as after the last row trained on
+            raise checks.nonfinite_error(X, names, first=row) or ValueError(
+                f"data row {row} held nan or inf while it was read (was it changed meanwhile?)")
         if status == RUN_OK:
             if fused is not None:  # the nodes as the general passes leave them, on the last row
                 fused.settle_last_update(&G, &D, last_row)
@@ -437,7 +462,7 @@ cdef class Tape:
         cdef double[::1] weights, bias
         cdef const double* bias_p
         cdef Fused fused
-        layers = self._layers_fed(slots)
+        layers, steps = self._plan(slots)
         if any(out in layer.nodes and out not in layer.outputs for layer in layers):
             layers = []  # a node inside a layer: only the general passes compute it
         column = {slots[j]: j for j in range(slots.shape[0])}
@@ -460,7 +485,7 @@ cdef class Tape:
             return result
         if layers:  # each row through the fused layers and the nodes between them
             fused = Fused(self.opcodes, self.papa, self.mama, self.values, self.lrs, self.flags,
-                          layers, 1, self.states[self.n - 1].grad, slots, D.s1)
+                          layers, steps, 1, self.states[self.n - 1].grad, slots, D.s1)
             for start in range(0, n_rows, chunk):
                 stop = min(start + chunk, n_rows)
                 with nogil:
@@ -523,19 +548,20 @@ cdef class Tape:
     def layers(self, inputs=()):
         """The dense layers that run as fused kernels when ``inputs`` are fed from data (a
         layer's weights are never fed), as ``ourdl._fusion.Layer``s of tape indices."""
-        if self.states == NULL:
+        if self.nodes is None:
             return []
-        return self._layers_fed(self._input_slots(inputs) if len(inputs) else ())
+        return self._plan(self._input_slots(inputs) if len(inputs) else ())[0]
 
-    def _layers_fed(self, slots):
+    def _plan(self, slots):
+        """(layers, steps) of ourdl._fusion.plan with the leaves at slots fed from data."""
         if not self.fuse:
-            return []
+            return [], []
         fed = frozenset(int(i) for i in slots)
         if self._layers is None:
             self._layers = {}
         if fed not in self._layers:
-            from ourdl._fusion import find_layers
-            self._layers[fed] = find_layers(self.opcodes, self.papa, self.mama, self.flags, fed)
+            from ourdl import _fusion
+            self._layers[fed] = _fusion.plan(self.opcodes, self.papa, self.mama, self.flags, fed)
         return self._layers[fed]
 
     @property
@@ -548,8 +574,8 @@ cdef class Tape:
             f"general passes: {self.n - inside} nodes, one by one"]
 
     cdef Fused _fused(self, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t column_step):
-        layers = self._layers_fed(slots)
+        layers, steps = self._plan(slots)
         if not layers:
             return None
         return Fused(self.opcodes, self.papa, self.mama, self.values, self.lrs, self.flags,
-                     layers, batch, self.states[self.n - 1].grad, slots, column_step)
+                     layers, steps, batch, self.states[self.n - 1].grad, slots, column_step)

@@ -110,6 +110,11 @@ class Node:
         for arg, parent in (("Papa", Papa), ("Mama", Mama)):
             if parent is not None and not isinstance(parent, Node):
                 raise TypeError(f"{kind}: {arg} must be a Node or None, not {type(parent).__name__}")
+            if parent is not None and not hasattr(parent, "_Papa"):
+                # Only built nodes can be parents: every parent is older than its child, so a
+                # graph can never hold a cycle.
+                raise TypeError(f"{kind}: {arg} was never built (its __init__ failed or never "
+                                f"ran); make it with {type(parent).__name__}(...)")
         given = (Papa is not None) + (Mama is not None)
         if self.arity == 2 and given < 2:
             raise ValueError(f"{kind} needs both Papa and Mama")
@@ -118,6 +123,8 @@ class Node:
         if self.arity == 0 and given:
             raise ValueError(f"{kind} is a leaf and takes no parents; use an op node such as AddNode")
         value, flag, lr = _number("Value", Value, kind), _flag(Flag, kind), _number("lr", lr, kind)
+        if hasattr(self, "_Papa"):  # built meanwhile, by code that the checks above ran
+            raise TypeError(f"{kind}: a node is built once (its parents are fixed); make a new node")
         self._Papa = Papa  # set only once everything is checked: a failed __init__ builds nothing
         self._Mama = Mama
         self.value = value
@@ -154,6 +161,14 @@ class Node:
     @grad.setter
     def grad(self, g):
         self._grad = float(g)
+
+    @property
+    def Flag(self):
+        return self._Flag
+
+    @Flag.setter
+    def Flag(self, flag):
+        self._Flag = _flag(flag, type(self).__name__)
 
     @property
     def lr(self):
@@ -256,9 +271,10 @@ def _number(arg, x, kind):
 
 
 def _flag(x, kind):
-    if x not in (0, 1):
+    # Compare a plain number, never x itself: an object may claim to equal anything.
+    if not isinstance(x, numbers.Real) or float(x) not in (0.0, 1.0):
         raise ValueError(f"{kind}: Flag must be 0 (fixed) or 1 (trainable), not {x!r}")
-    return int(x)
+    return int(float(x))
 
 
 def _as_node(x):
