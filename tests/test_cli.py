@@ -137,6 +137,25 @@ def test_usage_errors_exit_2(workdir, capsys):
     assert outputs(workdir) == []
 
 
+@pytest.mark.parametrize("option, low, high", [
+    ("--epochs", 1, sys.maxsize), ("--batch-size", 1, sys.maxsize), ("--seed", 0, sys.maxsize),
+    ("--rows", 1, cli.LARGEST_ROWS),
+])
+def test_counts_out_of_range_are_refused_before_any_work(workdir, capsys, option, low, high):
+    for bad in (high + 1, 2 ** 64, low - 1):
+        code, out, err = run(capsys, option, str(bad))
+        assert code == 2 and out == ""
+        assert f"argument {option}: must be from {low:,} to {high:,}, not {bad}" in err
+    assert not (workdir / "cache").exists()  # refused before any data was made
+    assert cli._parser().parse_args(["pubg", option, str(high)]).__dict__[
+        option[2:].replace("-", "_")] == high
+
+
+def test_a_pasted_megabyte_gives_a_short_message(workdir, capsys):
+    code, _, err = run(capsys, "--epochs", "9" * 1_000_000)
+    assert code == 2 and "is not a whole number" in err and len(err) < 1000
+
+
 def test_help_explains_every_option(capsys):
     assert cli.main(["--help"]) == 0
     assert "pubg" in capsys.readouterr().out

@@ -59,39 +59,47 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 # --- arguments ---------------------------------------------------------------------------
 
-def _positive_int(text):
-    value = _parse(int, text, "a whole number")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+# The counts reach the compiled core as C integers (Py_ssize_t); --rows bounds the memory of
+# the synthetic data, ten times the real training file being plenty for a quick try.
+LARGEST_COUNT = sys.maxsize
+LARGEST_ROWS = 15_000_000
 
 
-def _non_negative_int(text):
-    value = _parse(int, text, "a whole number")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
-    return value
+def _whole_number(low, high):
+    """An argparse type: a whole number from low to high, else a message with that range."""
+    def parse(text):
+        value = _parse(int, text, "a whole number")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be from {low:,} to {high:,}, not {_shown(text)}")
+        return value
+    return parse
 
 
 def _learning_rate(text):
     value = _parse(float, text, "a number")
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {_shown(text)}")
     return value
 
 
 def _fraction(text):
     value = _parse(float, text, "a number")
     if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, not {text}")
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, not {_shown(text)}")
     return value
 
 
 def _parse(kind, text, description):
     try:
         return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {description}") from None
+    except ValueError:  # also int()'s limit of 4,300 digits
+        raise argparse.ArgumentTypeError(f"{_shown(text)!r} is not {description}") from None
+
+
+def _shown(text, limit=30):
+    """text, cut short so that a pasted megabyte does not become a megabyte of message."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _parser():
@@ -114,22 +122,22 @@ def _parser():
                       help="the real pubg_train.csv, or a .zip holding it (default: synthetic)")
     pubg.add_argument("--test", metavar="PATH", type=Path,
                       help="the real pubg_test.csv, or a .zip holding it (default: synthetic)")
-    pubg.add_argument("--epochs", metavar="N", type=_positive_int, default=1,
+    pubg.add_argument("--epochs", metavar="N", type=_whole_number(1, LARGEST_COUNT), default=1,
                       help="passes over the training rows (default 1, as the seed)")
     pubg.add_argument("--lr", metavar="RATE", type=_learning_rate, default=0.01,
                       help="learning rate of every weight node (default 0.01, as the seed)")
-    pubg.add_argument("--batch-size", metavar="N", type=_positive_int, default=1,
+    pubg.add_argument("--batch-size", metavar="N", type=_whole_number(1, LARGEST_COUNT), default=1,
                       help="samples per weight update (default 1: per-sample SGD, as the seed)")
     pubg.add_argument("--shuffle", action="store_true",
                       help="visit the training rows in a new random order each epoch "
                            "(default: file order, as the seed)")
-    pubg.add_argument("--seed", metavar="N", type=_non_negative_int, default=0,
+    pubg.add_argument("--seed", metavar="N", type=_whole_number(0, LARGEST_COUNT), default=0,
                       help="seed of the synthetic data, the held-out matches and the shuffling "
                            "(default 0)")
     pubg.add_argument("--holdout", metavar="FRACTION", type=_fraction, default=0.1,
                       help="fraction of the training matches held out to measure the error "
                            "(default 0.1; 0 trains on every match and skips the measurement)")
-    pubg.add_argument("--rows", metavar="N", type=_positive_int,
+    pubg.add_argument("--rows", metavar="N", type=_whole_number(1, LARGEST_ROWS),
                       help="synthesize N training rows and N/3 test rows instead of the real "
                            "files' sizes, for a quick try")
     pubg.add_argument("--out", metavar="PATH", type=Path, default=Path("submission.csv"),
