@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ourdl import _files
 from ourdl.datasets import pubg
 
 # The first five rows of the real training file (docs/pubg-data.md); player_name was printed as
@@ -391,7 +392,7 @@ def test_write_submission_is_atomic(tmp_path, monkeypatch):
 
     def failing_replace(source, target):
         raise OSError("disk full")
-    monkeypatch.setattr(pubg.os, "replace", failing_replace)
+    monkeypatch.setattr(_files.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         pubg.write_submission(np.array([1, 2]), path)
     assert path.read_text() == "team_placement\n7\n"  # the old file, untouched

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import ourdl
+from ourdl import _files
 
 HEXBIN_GRID = 50  # hexagons across the predicted-vs-true panel: readable at 100 placements
 
@@ -219,12 +220,11 @@ def _run_pubg(args) -> int:
 def _check_before_work(args):
     """Fail in a second, not after training, on what can be known up front."""
     for option, path in (("--out", args.out), ("--plot", args.plot)):
-        if path is None:
-            continue
-        if path.is_dir():
-            raise ValueError(f"{option} {path} is a folder; give a file name")
-        if not path.parent.is_dir():
-            raise ValueError(f"{option} {path}: the folder {path.parent} does not exist")
+        if path is not None:
+            try:
+                _files.check_output(path)
+            except OSError as error:
+                raise ValueError(f"{option} {error}") from None
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise ValueError("--plot needs matplotlib, which is not installed "
                          "(pip install 'ourdl[plot]' or pip install matplotlib)")
@@ -292,16 +292,11 @@ def _render_plot(history, truth, guesses) -> bytes:
 
 
 def _write_outputs(placements, out, png, plot_path):
-    """Write the plot, then the submission; if the submission fails, take the plot back."""
+    """Write the plot and the submission; the plot is renamed into place only once the
+    submission is written, so a failure leaves neither (and deletes nothing of the user's)."""
     from ourdl.datasets import pubg
 
-    if png is not None:
-        with pubg.atomic_file(plot_path) as file:
-            file.write(png)
-    try:
-        pubg.write_submission(placements, out)
-    except BaseException:
+    with contextlib.ExitStack() as outputs:
         if png is not None:
-            with contextlib.suppress(OSError):
-                plot_path.unlink()
-        raise
+            outputs.enter_context(_files.open_output(plot_path)).write(png)
+        pubg.write_submission(placements, out)

@@ -20,13 +20,14 @@ import collections
 import contextlib
 import io
 import os
-import uuid
 import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ourdl._files import open_output
 
 TRAIN_COLUMNS = (
     "match_id", "team_id", "game_size", "party_size", "player_assists", "player_dbno",
@@ -388,7 +389,7 @@ def cached(split: str = "train", n_rows: int | None = None, seed: int = 0) -> pd
     frame = synthesize(split, n_rows, seed)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(path) as file:
+        with open_output(path) as file:
             np.savez(file, **{name: _narrowest(frame[name].to_numpy()) for name in frame.columns})
     except OSError as err:
         warnings.warn(f"could not cache the synthetic data in {path}: {err}", stacklevel=2)
@@ -422,29 +423,6 @@ def _narrowest(values):
         if info.min <= values.min() and values.max() <= info.max:
             return values.astype(dtype)
     return values
-
-
-@contextlib.contextmanager
-def atomic_file(path):
-    """Open a binary file that appears at path only when the with-block succeeds.
-
-    The data goes to a hidden temporary file in the same folder, which is renamed over path
-    at the end (os.replace is atomic), so a failure never leaves a half-written file.
-    """
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    # os.open rather than tempfile: mode 0o666 minus the umask, like any file a user writes.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 # --- the seed's pipeline -------------------------------------------------------------------
@@ -524,7 +502,7 @@ def write_submission(placements, path="submission.csv"):
         raise ValueError(f"expected a 1-D integer array of placements, got {placements.dtype} "
                          f"of shape {placements.shape}")
     text = "\n".join([TARGET, *map(str, placements.tolist())]) + "\n"
-    with atomic_file(path) as file:
+    with open_output(path) as file:
         file.write(text.encode("ascii"))
 
 
