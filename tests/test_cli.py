@@ -54,7 +54,7 @@ def test_run_reports_and_writes_the_submission(workdir, capsys):
     for name in pubg.FEATURES:
         assert re.search(rf"^  {name} +[+-]\d", out, re.MULTILINE), name
     assert outputs(workdir) == ["submission.csv"]
-    assert len(list((workdir / "cache").glob("*.npz"))) == 2  # train and test, for next time
+    assert len(list((workdir / "cache").glob("*.npy"))) == 2  # train and test, for next time
 
 
 def learned_weights(out):

@@ -448,7 +448,8 @@ def test_cached_stores_reads_and_repairs(monkeypatch, tmp_path):
     expected = pubg.synthesize("test", 700, seed=9)
     pd.testing.assert_frame_equal(pubg.cached("test", 700, seed=9), expected)
     [stored] = (tmp_path / "cache").iterdir()
-    assert stored.suffix == ".npz" and f"v{pubg.GENERATOR_VERSION}" in stored.name
+    assert stored == pubg.cache_path("test", 700, seed=9)
+    assert stored.name == f"pubg-test-700-seed9-v{pubg.GENERATOR_VERSION}.npy"
 
     real_synthesize = pubg.synthesize
 
@@ -470,3 +471,20 @@ def test_cached_warns_when_the_cache_cannot_be_written(monkeypatch, tmp_path):
     with pytest.warns(UserWarning, match="could not cache"):
         frame = pubg.cached("train", 50, seed=0)
     pd.testing.assert_frame_equal(frame, pubg.synthesize("train", 50, seed=0))
+
+
+def test_cache_clean_up_deletes_only_what_ourdl_wrote(monkeypatch, tmp_path):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("OURDL_CACHE_DIR", str(folder))
+    folder.mkdir()
+    old = pubg.GENERATOR_VERSION - 1
+    ours = [f"pubg-train-50-seed0-v{old}.npz", f"pubg-test-9-seed12-v{old}.npy",
+            f"pubg-train-50-seed0-v{pubg.GENERATOR_VERSION}.npz"]  # the format before .npy
+    users = ["pubg-my-experiment-results.npz", f"pubg-train-50-seed0-v{old}.npz.bak",
+             "pubg-train-50-seed0-v0-mine.npz", "notes.txt", f"pubg-valid-5-seed0-v{old}.npz"]
+    for name in ours + users:
+        (folder / name).write_bytes(b"data")
+    (folder / f"pubg-train-1-seed0-v{old}.npy").mkdir()  # a folder is not a cache file either
+    pubg.cached("test", 700, seed=9)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        users + [f"pubg-train-1-seed0-v{old}.npy", pubg.cache_path("test", 700, 9).name])
