@@ -275,8 +275,12 @@ def bad_file_cases():
                            "data row 1: False is not a number in column player_assists"),
         "huge id": (with_cell(1, "player_name", "99999999999999999999"),
                     "is too large in column player_name"),
-        "truncated": (REAL_CSV[:-12], "the last line has 10 fields instead of 16; the file looks truncated"),
-        "extra field": (REAL_CSV.replace(",34\n", ",34,1\n"), "not a well-formed CSV"),
+        "truncated": (REAL_CSV[:-12], "line 6, the last line, has 10 fields instead of 16; "
+                                      "the file looks truncated"),
+        "extra field": (REAL_CSV.replace(",34\n", ",34,1\n"), "line 6, the last line, has 17 "
+                                                              "fields instead of 16$"),
+        "short row inside": (REAL_CSV.replace(",5\n", "\n", 1), "line 2 has 15 fields instead of "
+                                                                "16$"),
         "binary": ("\x00\xff\xfe garbage", "not a text CSV file"),
     }
 

@@ -16,13 +16,19 @@ ourdl nodes when it is called.
 """
 from __future__ import annotations
 
+import bz2
 import collections
 import contextlib
+import csv
+import gzip
 import io
+import lzma
 import os
 import re
+import stat
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -58,57 +64,162 @@ class PubgFormatError(ValueError):
 
 # --- loading the real files -----------------------------------------------------------------
 
+# The real pubg_train.csv is 1.5 million lines of about 75 bytes and a 250-byte header; these
+# limits are well above that, and keep a zip bomb or an endless file from filling the memory.
+MAX_TEXT_BYTES = 512 << 20
+MAX_LINE_BYTES = 64 << 10
+_CHUNK_BYTES = 1 << 20
+
+# What is compressed is told by its first bytes, so a renamed file reads too.
+_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+               (b"\x28\xb5\x2f\xfd", "zstd"))
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+# Decompressors raise all of these for damaged data, zipfile also RuntimeError (a password
+# is needed) and NotImplementedError (a method it lacks) when not checked first.
+_READ_ERRORS = (OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
+                zlib.error, lzma.LZMAError)
+
+
 def load(path) -> pd.DataFrame:
-    """Read pubg_train.csv or pubg_test.csv, or a .zip holding exactly one CSV file.
+    """Read pubg_train.csv or pubg_test.csv: plain, compressed (.gz, .bz2, .xz; .zst with the
+    zstandard package), or the one CSV file inside a .zip.
 
     Train or test is told by the header: the 16 TRAIN_COLUMNS or the 15 TEST_COLUMNS, exactly,
-    in order. Integer columns come back as int64, the distances as float64 (NaN only in the
-    kill distances). Raises FileNotFoundError for a missing file and PubgFormatError (a
-    ValueError) for anything else wrong, with the file name and the problem in the message.
+    in order, comma-separated; every line has as many fields. Integer columns come back as
+    int64, the distances as float64 (NaN only in the kill distances). Raises
+    FileNotFoundError for a missing file and PubgFormatError (a ValueError) for anything else
+    wrong, with the file name and the problem in a short message. The header is checked
+    before the rest is read, and at most MAX_TEXT_BYTES of text are read.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise PubgFormatError(f"{path}: is a directory, not a CSV or zip file")
-    if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
-        name, raw = _read_zip_member(path)
-    else:
-        name, raw = str(path), path.read_bytes()
-    return _parse(raw, name)
-
-
-def _read_zip_member(path: Path):
     try:
-        with zipfile.ZipFile(path) as archive:
-            # macOS zips carry "__MACOSX/._name.csv" resource forks next to the real file.
-            members = [info.filename for info in archive.infolist()
-                       if not info.is_dir() and info.filename.lower().endswith(".csv")
-                       and not info.filename.startswith("__MACOSX/")]
-            if len(members) != 1:
-                found = ", ".join(members) if members else "none"
-                raise PubgFormatError(f"{path}: expected exactly one CSV file in the zip, "
-                                      f"found {len(members)} ({found})")
-            return f"{path}:{members[0]}", archive.read(members[0])
-    except (zipfile.BadZipFile, EOFError) as err:
-        raise PubgFormatError(f"{path}: not a readable zip archive, maybe truncated ({err})"
-                              ) from None
+        status = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    if stat.S_ISDIR(status.st_mode):
+        raise PubgFormatError(f"{path}: is a directory, not a CSV or zip file")
+    if not stat.S_ISREG(status.st_mode):
+        # A device or a pipe may never end (/dev/zero); a file has a size to check.
+        raise PubgFormatError(f"{path}: is not a regular file; give a CSV or zip file")
+    with open(path, "rb") as file:
+        name = str(path)
+        try:
+            with _decompressed(file, path) as (name, stream):
+                raw, columns = _read_text(stream, name)
+        except _READ_ERRORS as error:
+            problem = ("not a readable zip archive, maybe truncated"
+                       if isinstance(error, zipfile.BadZipFile) else
+                       "could not be read; it is damaged or truncated")
+            reason = _short(str(error) or type(error).__name__)
+            raise PubgFormatError(f"{name}: {problem} ({reason})") from None
+    return _parse(raw, columns, name)
 
 
-def _parse(raw: bytes, name: str) -> pd.DataFrame:
-    if not raw.strip():
+@contextlib.contextmanager
+def _decompressed(file, path):
+    """(the name for messages, a binary stream of the CSV text) of an open file."""
+    magic = file.read(6)
+    file.seek(0)
+    if magic.startswith(b"PK") or path.suffix.lower() == ".zip":
+        with zipfile.ZipFile(file) as archive:
+            info = _zip_member(archive, path)
+            with archive.open(info) as stream:
+                yield f"{path}:{info.filename}", stream
+        return
+    kind = next((kind for start, kind in _COMPRESSED if magic.startswith(start)), None)
+    if kind is None:
+        if os.fstat(file.fileno()).st_size > MAX_TEXT_BYTES:
+            raise _too_big(str(path))
+        yield str(path), file
+    elif kind == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            raise PubgFormatError(f"{path}: is zstd-compressed; pip install zstandard, or "
+                                  f"decompress it first (zstd -d)") from None
+        with zstandard.ZstdDecompressor().stream_reader(file) as stream:
+            yield str(path), stream
+    else:
+        opener = {"gzip": gzip.GzipFile, "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}[kind]
+        with opener(fileobj=file) if kind == "gzip" else opener(file) as stream:
+            yield str(path), stream
+
+
+def _zip_member(archive, path):
+    # macOS zips carry "__MACOSX/._name.csv" resource forks next to the real file.
+    members = [info for info in archive.infolist()
+               if not info.is_dir() and info.filename.lower().endswith(".csv")
+               and not info.filename.startswith("__MACOSX/")]
+    if len(members) != 1:
+        found = ", ".join(_short(info.filename) for info in members[:5]) or "none"
+        raise PubgFormatError(f"{path}: expected exactly one CSV file in the zip, "
+                              f"found {len(members)} ({found}{', ...' if len(members) > 5 else ''})")
+    [info] = members
+    name = f"{path}:{info.filename}"
+    if info.flag_bits & 0x1:
+        raise PubgFormatError(f"{name}: is encrypted; unzip it with its password and give "
+                              f"the CSV file")
+    if info.compress_type not in _ZIP_METHODS:
+        raise PubgFormatError(f"{name}: is compressed with zip method {info.compress_type}, "
+                              f"which Python cannot read; unzip it and give the CSV file")
+    if info.file_size > MAX_TEXT_BYTES:  # a zip bomb says so up front (zipfile holds it to it)
+        raise _too_big(name)
+    return info
+
+
+def _too_big(name):
+    return PubgFormatError(f"{name}: holds more than {MAX_TEXT_BYTES >> 20} MiB of text, far "
+                           f"more than the real pubg_train.csv (about 110 MB); not read")
+
+
+def _read_text(stream, name):
+    """(the whole text, the columns its header names): the header checked before the rest
+    is read, the rest read up to MAX_TEXT_BYTES and without lines longer than MAX_LINE_BYTES."""
+    head = stream.read(MAX_LINE_BYTES)
+    line_end = _first_line_end(head)
+    if line_end < 0 and len(head) == MAX_LINE_BYTES:
+        raise PubgFormatError(f"{name}: the first line is longer than {MAX_LINE_BYTES >> 10} "
+                              f"KiB, so it is not the header of a PUBG CSV file")
+    if not head.strip():
         raise PubgFormatError(f"{name}: the file is empty")
+    columns = _check_header(_header_fields(head[:line_end if line_end >= 0 else len(head)],
+                                           name), name)
+    chunks, size = [head], len(head)
+    while chunk := stream.read(_CHUNK_BYTES):
+        size += len(chunk)
+        if size > MAX_TEXT_BYTES:
+            raise _too_big(name)
+        if b"\n" not in chunk and b"\r" not in chunk:
+            raise PubgFormatError(f"{name}: has a line longer than {_CHUNK_BYTES >> 20} MiB "
+                                  f"(after byte {size - len(chunk):,}); not a PUBG CSV file")
+        chunks.append(chunk)
+    return b"".join(chunks), columns
+
+
+def _first_line_end(text: bytes) -> int:
+    ends = [i for i in (text.find(b"\n"), text.find(b"\r")) if i >= 0]
+    return min(ends, default=-1)
+
+
+def _header_fields(line: bytes, name):
+    try:
+        text = line.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise PubgFormatError(f"{name}: not a text CSV file (it is not UTF-8)") from None
+    return next(csv.reader([text]), [])
+
+
+def _parse(raw: bytes, columns, name: str) -> pd.DataFrame:
+    _check_field_counts(raw, len(columns), name)
     try:
         frame = pd.read_csv(io.BytesIO(raw), low_memory=False)
     except pd.errors.ParserError as err:
-        reason = str(err).strip().splitlines()[-1]
+        reason = _short(str(err).strip().splitlines()[-1])
         raise PubgFormatError(f"{name}: not a well-formed CSV file ({reason})") from None
     except UnicodeDecodeError:
         raise PubgFormatError(f"{name}: not a text CSV file (it is not UTF-8)") from None
-    columns = _check_header(list(frame.columns), name)
     if frame.empty:
         raise PubgFormatError(f"{name}: has a header but no data rows")
-    _check_last_line(raw, len(columns), name)
     return pd.DataFrame({column: _numeric(frame[column], column, name) for column in columns})
 
 
@@ -117,17 +228,31 @@ def _check_header(header, name):
         return TRAIN_COLUMNS
     if header == list(TEST_COLUMNS):
         return TEST_COLUMNS
+    kinds = {TRAIN_COLUMNS: "pubg_train.csv", TEST_COLUMNS: "pubg_test.csv"}
     is_train = TARGET in header or len(header) > len(TEST_COLUMNS)
     expected = TRAIN_COLUMNS if is_train else TEST_COLUMNS
-    kind = "pubg_train.csv" if is_train else "pubg_test.csv"
+    kind = kinds[expected]
+    text = ",".join(header)
+    for separator, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
+        if len(header) == 1 and text.count(separator) >= len(TEST_COLUMNS) - 1:
+            raise PubgFormatError(f"{name}: the fields are separated by {called}, not commas; "
+                                  f"save it comma-separated (pandas: df.to_csv(path, index=False))")
+    for columns in kinds:
+        if [column.strip() for column in header] == list(columns):
+            raise PubgFormatError(f"{name}: the column names have spaces around them; a "
+                                  f"{kinds[columns]} header is {','.join(columns)}")
+        if header[1:] == list(columns) and header[0] in ("", "Unnamed: 0", "index"):
+            raise PubgFormatError(f"{name}: the first column, {header[0]!r}, looks like a "
+                                  f"pandas index; save the file with df.to_csv(path, "
+                                  f"index=False), or drop that column")
     missing = [column for column in expected if column not in header]
     unexpected = [column for column in header if column not in expected]
     if missing or unexpected:
         problems = []
         if missing:
-            problems.append("missing column(s) " + ", ".join(map(repr, missing)))
+            problems.append("missing column(s) " + _listed(missing))
         if unexpected:
-            problems.append("unexpected column(s) " + ", ".join(map(repr, unexpected)))
+            problems.append("unexpected column(s) " + _listed(unexpected))
         problem = "; ".join(problems)
     else:
         position = next(i for i, (got, want) in enumerate(zip(header, expected)) if got != want)
@@ -137,13 +262,49 @@ def _check_header(header, name):
                           f"{', '.join(expected)})")
 
 
-def _check_last_line(raw: bytes, n_columns: int, name: str):
-    # pandas pads a short last row with NaN, which a cut-off test row would pass as "no kills".
-    last_line = raw.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
-    n_fields = last_line.count(b",") + 1
-    if n_fields != n_columns:
-        raise PubgFormatError(f"{name}: the last line has {n_fields} fields instead of "
-                              f"{n_columns}; the file looks truncated")
+def _listed(names, shown=5):
+    listed = ", ".join(repr(_short(name)) for name in names[:shown])
+    return listed + (f" and {len(names) - shown:,} more" if len(names) > shown else "")
+
+
+def _short(text, limit=40):
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _check_field_counts(raw: bytes, n_columns: int, name: str):
+    """Every line has n_columns fields: pandas pads a short line with NaN, and a test row cut
+    short would pass as a player without kills. Blank lines are skipped, as pandas does."""
+    if b'"' in raw:  # quoted fields may hold commas and line breaks: let csv count them
+        lines = csv.reader(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8", newline=""))
+        try:
+            bad = next(((lines.line_num, len(fields)) for fields in lines
+                        if fields and len(fields) != n_columns), None)
+        except (UnicodeDecodeError, csv.Error):
+            return  # pandas names these
+        if bad is not None:
+            last = lines.line_num == bad[0] and next(lines, None) is None
+            _field_count_error(name, *bad, n_columns, last)
+        return
+    text = np.frombuffer(raw, dtype=np.uint8)
+    # CR-only files (old Mac) end lines in "\r"; "\r\n" files leave a "\r" on each line.
+    newline = b"\n" if b"\n" in raw else b"\r"
+    ends = np.flatnonzero(text == newline[0])
+    if len(ends) == 0 or ends[-1] != len(raw) - 1:
+        ends = np.append(ends, len(raw))  # the last line has no line break
+    starts = np.r_[0, ends[:-1] + 1]
+    commas = np.add.reduceat(text == ord(","), starts, dtype=np.int64)
+    commas[starts == ends] = n_columns - 1  # reduceat gives an empty line its next byte
+    for line in np.flatnonzero(commas != n_columns - 1):
+        if raw[starts[line]:ends[line]].strip():  # a blank line has no fields to miss
+            _field_count_error(name, int(line) + 1, int(commas[line]) + 1, n_columns,
+                               line == len(ends) - 1)
+
+
+def _field_count_error(name, line, n_fields, n_columns, is_last):
+    where = f"line {line:,}, the last line," if is_last else f"line {line:,}"
+    hint = "; the file looks truncated" if is_last and n_fields < n_columns else ""
+    raise PubgFormatError(f"{name}: {where} has {n_fields} field{'s' * (n_fields != 1)} "
+                          f"instead of {n_columns}{hint}")
 
 
 def _numeric(column: pd.Series, column_name: str, name: str) -> np.ndarray:
