@@ -129,6 +129,25 @@ def test_failures_print_one_line_and_write_nothing(workdir, capsys, argv, messag
     assert outputs(workdir) == before  # no submission.csv, no temporary file
 
 
+def test_holdout_that_takes_every_match_says_so(workdir, capsys):
+    pubg.synthesize("train", 300, seed=0).to_csv(workdir / "train.csv", index=False)
+    pubg.synthesize("test", 100, seed=0).to_csv(workdir / "test.csv", index=False)
+    n_matches = pubg.synthesize("train", 300, seed=0)["match_id"].nunique()
+    code, out, err = run(capsys, "--train", "train.csv", "--test", "test.csv", "--holdout", "0.999")
+    assert code == 1 and messages(err) == [
+        f"ourdl: error: a holdout fraction of 0.999 holds out all {n_matches} matches, leaving "
+        f"none to train on"]
+    no_kills = pubg.synthesize("train", 300, seed=0).assign(player_kills=0)
+    for column in pubg.KILL_DISTANCE_COLUMNS:
+        no_kills[column] = float("nan")
+    no_kills.to_csv(workdir / "train.csv", index=False)
+    code, out, err = run(capsys, "--train", "train.csv", "--test", "test.csv", "--holdout", "0")
+    assert code == 1 and messages(err) == [
+        "ourdl: error: none of the 300 training rows has kill distances (only players with "
+        "kills do), so there is nothing to train on"]
+    assert outputs(workdir) == ["test.csv", "train.csv"]
+
+
 def test_usage_errors_exit_2(workdir, capsys):
     for argv in (["--holdout", "1"], ["--epochs", "0"], ["--lr", "-1"], ["--nonsense"]):
         code, _, err = run(capsys, *argv)

@@ -378,6 +378,8 @@ def test_split_matches_holds_out_whole_matches():
     assert len(pubg.split_matches(frame, 0.0)[1]) == 0
     with pytest.raises(ValueError, match="holdout fraction"):
         pubg.split_matches(frame, 1.0)
+    with pytest.raises(ValueError, match="of 0.95 holds out all 8 matches, leaving none"):
+        pubg.split_matches(frame, 0.95)
 
 
 def test_write_submission_writes_header_and_integers(tmp_path):

@@ -167,7 +167,9 @@ def _run_pubg(args) -> int:
     training_matches, held_out = pubg.split_matches(train, args.holdout, args.seed)
     complete = pubg.complete_rows(training_matches)
     if complete.empty:
-        raise ValueError("no training row is complete (every row lacks kill distances)")
+        raise ValueError(f"none of the {_count(len(training_matches), 'training row')} has kill "
+                         f"distances (only players with kills do), so there is nothing to train "
+                         f"on" + ("; a smaller --holdout leaves more" if args.holdout else ""))
     data, maxima = pubg.normalize_train(pubg.to_array(complete))
     means = data.mean(axis=0)
     prepared = time.perf_counter()

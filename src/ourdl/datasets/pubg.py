@@ -667,11 +667,19 @@ def to_placement(predictions: np.ndarray, max_placement: float) -> np.ndarray:
 
 
 def split_matches(frame: pd.DataFrame, fraction: float, seed: int = 0):
-    """(training rows, held-out rows): round(fraction * matches) whole matches are held out."""
+    """(training rows, held-out rows): round(fraction * matches) whole matches are held out.
+
+    ValueError if that would be every match, which leaves nothing to train on.
+    """
     if not 0 <= fraction < 1:
         raise ValueError(f"the holdout fraction must be in [0, 1), not {fraction!r}")
     matches = frame["match_id"].unique()
-    held_out = np.random.default_rng(seed).permutation(matches)[:round(fraction * len(matches))]
+    n_held_out = round(fraction * len(matches))
+    if n_held_out == len(matches) > 0:
+        raise ValueError(f"a holdout fraction of {fraction} holds out all "
+                         f"{len(matches):,} match{'es' * (len(matches) != 1)}, leaving none to "
+                         f"train on")
+    held_out = np.random.default_rng(seed).permutation(matches)[:n_held_out]
     is_held_out = frame["match_id"].isin(held_out).to_numpy()
     return frame[~is_held_out], frame[is_held_out]
 
