@@ -111,18 +111,33 @@ def write_bad_train(folder):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--train", "missing.csv"], "--train missing.csv: no such file"),
-    (["--train", "bad.csv"], "bad.csv: data row 5: 'oops' is not a number in column team_id"),
-    (["--test", "train.csv"], "--test train.csv has a team_placement column, so it is a training"),
-    (["--lr", "1e12"], "training diverged"),
-    (["--out", "no/such/folder.csv"], "the folder no/such does not exist"),
-    (["--out", "."], "is a folder"),
+    (["--train", "missing.csv", "--test", "test.csv"], "--train missing.csv: no such file"),
+    (["--train", "bad.csv", "--test", "test.csv"],
+     "bad.csv: data row 5: 'oops' is not a number in column team_id"),
+    (["--train", "train.csv", "--test", "train.csv"],
+     "--test train.csv has a team_placement column, so it is a training file, not a test file"),
+    (["--train", "test.csv", "--test", "test.csv"],
+     "--train test.csv has no team_placement column, so it is a test file, not a train file"),
+    (["--train", "train.csv"], "--train without --test: give both real files, or neither"),
+    (["--test", "test.csv"], "--test without --train: give both real files, or neither"),
+    (["--train", "train.csv", "--test", "test.csv", "--rows", "5"],
+     "--rows sizes the synthetic data; the real files are used whole"),
+    (["--rows", "3000", "--lr", "1e12"], "training diverged"),
+    (["--rows", "3000", "--out", "no/such/folder.csv"], "the folder no/such does not exist"),
+    (["--rows", "3000", "--out", "."], "is a folder"),
+    (["--rows", "3000", "--out", "submission.7z"], "ourdl cannot write .7z files; name the "
+                                                   "submission .csv, .zip, .csv.gz"),
+    (["--rows", "3000", "--plot", "fit.bmp"], "--plot fit.bmp: matplotlib does not write .bmp; "
+                                              "end the name in .png, .svg, .pdf"),
+    (["--rows", "3000", "--plot", "same.csv", "--out", "same.csv"],
+     "--plot and --out are the same file, same.csv"),
 ])
 def test_failures_print_one_line_and_write_nothing(workdir, capsys, argv, message):
     write_bad_train(workdir)
     pubg.synthesize("train", 300).to_csv(workdir / "train.csv", index=False)
+    pubg.synthesize("test", 100).to_csv(workdir / "test.csv", index=False)
     before = outputs(workdir)
-    code, out, err = run(capsys, "--rows", "3000", *argv)
+    code, out, err = run(capsys, *argv)
     assert code == 1
     [line] = messages(err)
     assert line.startswith("ourdl: error: ") and message in line, err
@@ -186,7 +201,7 @@ def test_help_explains_every_option(capsys):
 
 
 def test_debug_shows_the_traceback(workdir, capsys):
-    code, _, err = run(capsys, "--train", "missing.csv", "--debug")
+    code, _, err = run(capsys, "--train", "missing.csv", "--test", "missing.csv", "--debug")
     assert code == 1 and "Traceback" in err and "FileNotFoundError" in err
 
 

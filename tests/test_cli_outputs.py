@@ -63,7 +63,8 @@ def test_unwritable_outputs_are_refused_before_training(shared_folder):
     script = textwrap.dedent("""
         import os
         from ourdl import cli
-        cli._parser()  # the lazy imports of argparse, before they may be out of nobody's reach
+        from ourdl.datasets import pubg
+        cli._parser()  # argparse's lazy imports, before root's home (Python's) is out of reach
         if os.geteuid() == 0:
             os.setgroups([]), os.setgid(65534), os.setuid(65534)
         os.mkdir("locked", 0o555)

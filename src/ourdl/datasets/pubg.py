@@ -684,15 +684,52 @@ def split_matches(frame: pd.DataFrame, fraction: float, seed: int = 0):
     return frame[~is_held_out], frame[is_held_out]
 
 
+# How write_submission compresses, by the file name's last suffix: what contestants upload.
+_SUBMISSION_COMPRESSIONS = {".zip": "zip", ".gz": "gzip", ".bz2": "bzip2", ".xz": "xz"}
+# Archives it cannot write: plain text under such a name would be rejected at upload.
+_UNWRITABLE_SUFFIXES = (".7z", ".rar", ".tar", ".tgz", ".zst", ".lz4", ".lzma")
+
+
+def submission_compression(path) -> str | None:
+    """"zip", "gzip", "bzip2", "xz" or None (plain CSV), as path's suffix asks; ValueError for
+    an archive format write_submission cannot write."""
+    suffix = Path(path).suffix.lower()
+    if suffix in _UNWRITABLE_SUFFIXES:
+        raise ValueError(f"{path}: ourdl cannot write {suffix} files; name the submission "
+                         f".csv, .zip, .csv.gz, .csv.bz2 or .csv.xz")
+    return _SUBMISSION_COMPRESSIONS.get(suffix)
+
+
 def write_submission(placements, path="submission.csv"):
-    """Write the header team_placement and one integer per row, atomically."""
+    """Write the header team_placement and one integer per row, in test-file order.
+
+    The contest's format, which has no id column. A name ending in .zip gives a zip holding
+    the CSV (submission.zip holds submission.csv); .gz, .bz2 and .xz compress it; anything
+    else is plain CSV. Written through ourdl._files.open_output: whole or not at all.
+    """
     placements = np.asarray(placements)
     if placements.ndim != 1 or placements.dtype.kind not in "iu":
         raise ValueError(f"expected a 1-D integer array of placements, got {placements.dtype} "
                          f"of shape {placements.shape}")
-    text = "\n".join([TARGET, *map(str, placements.tolist())]) + "\n"
+    compression = submission_compression(path)
+    text = ("\n".join([TARGET, *map(str, placements.tolist())]) + "\n").encode("ascii")
+    name = Path(path).name
+    csv_name = name[:-len(Path(name).suffix)] if compression else name
     with open_output(path) as file:
-        file.write(text.encode("ascii"))
+        if compression == "zip":
+            with zipfile.ZipFile(file, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr(csv_name if csv_name.lower().endswith(".csv")
+                                 else csv_name + ".csv", text)
+        elif compression == "gzip":
+            # The name stored inside is the user's, not the temporary file's.
+            with gzip.GzipFile(filename=name, mode="wb", fileobj=file) as packed:
+                packed.write(text)
+        elif compression is not None:
+            opener = bz2.BZ2File if compression == "bzip2" else lzma.LZMAFile
+            with opener(file, "wb") as packed:
+                packed.write(text)
+        else:
+            file.write(text)
 
 
 Network = collections.namedtuple("Network", "x w y prediction loss")
