@@ -5,7 +5,6 @@ seconds on the project's 2-core machine), reading them back from the cache, and 
 
 Run with `pytest benchmarks/bench_pubg.py`; it is outside the default test run.
 """
-import os
 import subprocess
 import sys
 

@@ -17,7 +17,15 @@ import ourdl
 from ourdl import cli
 from ourdl.datasets import pubg
 
-from test_cli import messages, outputs, run, workdir  # noqa: F401 (workdir is a fixture)
+from test_cli import outputs, run
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """Each test in its own folder, with its own cache."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OURDL_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
 
 
 def command(*argv):
@@ -51,7 +59,7 @@ def test_epoch_lines_arrive_as_each_epoch_ends(workdir):
     assert outputs(workdir) == []
 
 
-def test_one_epoch_per_call_trains_exactly_as_epochs_n(workdir):
+def test_one_epoch_per_call_trains_exactly_as_epochs_n():
     """What the command's per-epoch loop relies on, with and without shuffling."""
     data = np.random.default_rng(1).random((500, 3))
     for shuffle in (False, True):
@@ -96,7 +104,7 @@ def test_plot_writes_the_format_its_extension_names(workdir, capsys, name, start
     assert (workdir / name).read_bytes().startswith(start)
 
 
-def test_the_figure_shows_zero_the_diagonal_and_the_error(workdir):
+def test_the_figure_shows_zero_the_diagonal_and_the_error():
     history = [ourdl.EpochStats(1, 0.02, 1.0, 1.0), ourdl.EpochStats(2, 0.015, 1.0, 1.0)]
     truth, guesses = np.array([1, 5, 9]), np.array([2, 5, 7])
     loss_axes, placement_axes, _ = cli._figure(history, truth, guesses, 5.0).axes

@@ -152,8 +152,9 @@ def _zip_member(archive, path):
                and not info.filename.startswith("__MACOSX/")]
     if len(members) != 1:
         found = ", ".join(_short(info.filename) for info in members[:5]) or "none"
+        more = ", ..." if len(members) > 5 else ""
         raise PubgFormatError(f"{path}: expected exactly one CSV file in the zip, "
-                              f"found {len(members)} ({found}{', ...' if len(members) > 5 else ''})")
+                              f"found {len(members)} ({found}{more})")
     [info] = members
     name = f"{path}:{info.filename}"
     if info.flag_bits & 0x1:
