@@ -54,7 +54,7 @@ def test_run_reports_and_writes_the_submission(workdir, capsys):
     for name in pubg.FEATURES:
         assert re.search(rf"^  {name} +[+-]\d", out, re.MULTILINE), name
     assert outputs(workdir) == ["submission.csv"]
-    assert len(list((workdir / "cache").glob("*.npz"))) == 2  # train and test, for next time
+    assert len(list((workdir / "cache").glob("*.npy"))) == 2  # train and test, for next time
 
 
 def learned_weights(out):
@@ -111,22 +111,56 @@ def write_bad_train(folder):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--train", "missing.csv"], "--train missing.csv: no such file"),
-    (["--train", "bad.csv"], "bad.csv: data row 5: 'oops' is not a number in column team_id"),
-    (["--test", "train.csv"], "--test train.csv has a team_placement column, so it is a training"),
-    (["--lr", "1e12"], "training diverged"),
-    (["--out", "no/such/folder.csv"], "the folder no/such does not exist"),
-    (["--out", "."], "is a folder"),
+    (["--train", "missing.csv", "--test", "test.csv"], "--train missing.csv: no such file"),
+    (["--train", "bad.csv", "--test", "test.csv"],
+     "bad.csv: data row 5: 'oops' is not a number in column team_id"),
+    (["--train", "train.csv", "--test", "train.csv"],
+     "--test train.csv has a team_placement column, so it is a training file, not a test file"),
+    (["--train", "test.csv", "--test", "test.csv"],
+     "--train test.csv has no team_placement column, so it is a test file, not a train file"),
+    (["--train", "train.csv"], "--train without --test: give both real files, or neither"),
+    (["--test", "test.csv"], "--test without --train: give both real files, or neither"),
+    (["--train", "train.csv", "--test", "test.csv", "--rows", "5"],
+     "--rows sizes the synthetic data; the real files are used whole"),
+    (["--rows", "3000", "--lr", "1e12"], "training diverged"),
+    (["--rows", "3000", "--out", "no/such/folder.csv"], "the folder no/such does not exist"),
+    (["--rows", "3000", "--out", "."], "is a folder"),
+    (["--rows", "3000", "--out", "submission.7z"], "ourdl cannot write .7z files; name the "
+                                                   "submission .csv, .zip, .csv.gz"),
+    (["--rows", "3000", "--plot", "fit.bmp"], "--plot fit.bmp: matplotlib does not write .bmp; "
+                                              "end the name in .png, .svg, .pdf"),
+    (["--rows", "3000", "--plot", "same.csv", "--out", "same.csv"],
+     "--plot and --out are the same file, same.csv"),
 ])
 def test_failures_print_one_line_and_write_nothing(workdir, capsys, argv, message):
     write_bad_train(workdir)
     pubg.synthesize("train", 300).to_csv(workdir / "train.csv", index=False)
+    pubg.synthesize("test", 100).to_csv(workdir / "test.csv", index=False)
     before = outputs(workdir)
-    code, out, err = run(capsys, "--rows", "3000", *argv)
+    code, out, err = run(capsys, *argv)
     assert code == 1
     [line] = messages(err)
     assert line.startswith("ourdl: error: ") and message in line, err
     assert outputs(workdir) == before  # no submission.csv, no temporary file
+
+
+def test_holdout_that_takes_every_match_says_so(workdir, capsys):
+    pubg.synthesize("train", 300, seed=0).to_csv(workdir / "train.csv", index=False)
+    pubg.synthesize("test", 100, seed=0).to_csv(workdir / "test.csv", index=False)
+    n_matches = pubg.synthesize("train", 300, seed=0)["match_id"].nunique()
+    code, out, err = run(capsys, "--train", "train.csv", "--test", "test.csv", "--holdout", "0.999")
+    assert code == 1 and messages(err) == [
+        f"ourdl: error: a holdout fraction of 0.999 holds out all {n_matches} matches, leaving "
+        f"none to train on"]
+    no_kills = pubg.synthesize("train", 300, seed=0).assign(player_kills=0)
+    for column in pubg.KILL_DISTANCE_COLUMNS:
+        no_kills[column] = float("nan")
+    no_kills.to_csv(workdir / "train.csv", index=False)
+    code, out, err = run(capsys, "--train", "train.csv", "--test", "test.csv", "--holdout", "0")
+    assert code == 1 and messages(err) == [
+        "ourdl: error: none of the 300 training rows has kill distances (only players with "
+        "kills do), so there is nothing to train on"]
+    assert outputs(workdir) == ["test.csv", "train.csv"]
 
 
 def test_usage_errors_exit_2(workdir, capsys):
@@ -135,6 +169,25 @@ def test_usage_errors_exit_2(workdir, capsys):
         assert code == 2 and "usage: ourdl" in err, argv
     assert cli.main([]) == 2
     assert outputs(workdir) == []
+
+
+@pytest.mark.parametrize("option, low, high", [
+    ("--epochs", 1, sys.maxsize), ("--batch-size", 1, sys.maxsize), ("--seed", 0, sys.maxsize),
+    ("--rows", 1, cli.LARGEST_ROWS),
+])
+def test_counts_out_of_range_are_refused_before_any_work(workdir, capsys, option, low, high):
+    for bad in (high + 1, 2 ** 64, low - 1):
+        code, out, err = run(capsys, option, str(bad))
+        assert code == 2 and out == ""
+        assert f"argument {option}: must be from {low:,} to {high:,}, not {bad}" in err
+    assert not (workdir / "cache").exists()  # refused before any data was made
+    assert cli._parser().parse_args(["pubg", option, str(high)]).__dict__[
+        option[2:].replace("-", "_")] == high
+
+
+def test_a_pasted_megabyte_gives_a_short_message(workdir, capsys):
+    code, _, err = run(capsys, "--epochs", "9" * 1_000_000)
+    assert code == 2 and "is not a whole number" in err and len(err) < 1000
 
 
 def test_help_explains_every_option(capsys):
@@ -148,7 +201,7 @@ def test_help_explains_every_option(capsys):
 
 
 def test_debug_shows_the_traceback(workdir, capsys):
-    code, _, err = run(capsys, "--train", "missing.csv", "--debug")
+    code, _, err = run(capsys, "--train", "missing.csv", "--test", "missing.csv", "--debug")
     assert code == 1 and "Traceback" in err and "FileNotFoundError" in err
 
 

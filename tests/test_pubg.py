@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ourdl import _files
 from ourdl.datasets import pubg
 
 # The first five rows of the real training file (docs/pubg-data.md); player_name was printed as
@@ -274,8 +275,12 @@ def bad_file_cases():
                            "data row 1: False is not a number in column player_assists"),
         "huge id": (with_cell(1, "player_name", "99999999999999999999"),
                     "is too large in column player_name"),
-        "truncated": (REAL_CSV[:-12], "the last line has 10 fields instead of 16; the file looks truncated"),
-        "extra field": (REAL_CSV.replace(",34\n", ",34,1\n"), "not a well-formed CSV"),
+        "truncated": (REAL_CSV[:-12], "line 6, the last line, has 10 fields instead of 16; "
+                                      "the file looks truncated"),
+        "extra field": (REAL_CSV.replace(",34\n", ",34,1\n"), "line 6, the last line, has 17 "
+                                                              "fields instead of 16$"),
+        "short row inside": (REAL_CSV.replace(",5\n", "\n", 1), "line 2 has 15 fields instead of "
+                                                                "16$"),
         "binary": ("\x00\xff\xfe garbage", "not a text CSV file"),
     }
 
@@ -373,6 +378,8 @@ def test_split_matches_holds_out_whole_matches():
     assert len(pubg.split_matches(frame, 0.0)[1]) == 0
     with pytest.raises(ValueError, match="holdout fraction"):
         pubg.split_matches(frame, 1.0)
+    with pytest.raises(ValueError, match="of 0.95 holds out all 8 matches, leaving none"):
+        pubg.split_matches(frame, 0.95)
 
 
 def test_write_submission_writes_header_and_integers(tmp_path):
@@ -391,7 +398,7 @@ def test_write_submission_is_atomic(tmp_path, monkeypatch):
 
     def failing_replace(source, target):
         raise OSError("disk full")
-    monkeypatch.setattr(pubg.os, "replace", failing_replace)
+    monkeypatch.setattr(_files.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         pubg.write_submission(np.array([1, 2]), path)
     assert path.read_text() == "team_placement\n7\n"  # the old file, untouched
@@ -447,7 +454,8 @@ def test_cached_stores_reads_and_repairs(monkeypatch, tmp_path):
     expected = pubg.synthesize("test", 700, seed=9)
     pd.testing.assert_frame_equal(pubg.cached("test", 700, seed=9), expected)
     [stored] = (tmp_path / "cache").iterdir()
-    assert stored.suffix == ".npz" and f"v{pubg.GENERATOR_VERSION}" in stored.name
+    assert stored == pubg.cache_path("test", 700, seed=9)
+    assert stored.name == f"pubg-test-700-seed9-v{pubg.GENERATOR_VERSION}.npy"
 
     real_synthesize = pubg.synthesize
 
@@ -469,3 +477,20 @@ def test_cached_warns_when_the_cache_cannot_be_written(monkeypatch, tmp_path):
     with pytest.warns(UserWarning, match="could not cache"):
         frame = pubg.cached("train", 50, seed=0)
     pd.testing.assert_frame_equal(frame, pubg.synthesize("train", 50, seed=0))
+
+
+def test_cache_clean_up_deletes_only_what_ourdl_wrote(monkeypatch, tmp_path):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("OURDL_CACHE_DIR", str(folder))
+    folder.mkdir()
+    old = pubg.GENERATOR_VERSION - 1
+    ours = [f"pubg-train-50-seed0-v{old}.npz", f"pubg-test-9-seed12-v{old}.npy",
+            f"pubg-train-50-seed0-v{pubg.GENERATOR_VERSION}.npz"]  # the format before .npy
+    users = ["pubg-my-experiment-results.npz", f"pubg-train-50-seed0-v{old}.npz.bak",
+             "pubg-train-50-seed0-v0-mine.npz", "notes.txt", f"pubg-valid-5-seed0-v{old}.npz"]
+    for name in ours + users:
+        (folder / name).write_bytes(b"data")
+    (folder / f"pubg-train-1-seed0-v{old}.npy").mkdir()  # a folder is not a cache file either
+    pubg.cached("test", 700, seed=9)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        users + [f"pubg-train-1-seed0-v{old}.npy", pubg.cache_path("test", 700, 9).name])

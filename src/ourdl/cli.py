@@ -1,4 +1,4 @@
-"""The `ourdl` command. `ourdl pubg` runs the seed's PUBG application end to end.
+"""The `ourdl` command. `ourdl pubg` runs the tutorial's PUBG application end to end.
 
 Every failure ends in one line on stderr and a non-zero exit code (a traceback only with
 --debug), and no output file is written unless the whole run succeeded. `main(argv)` returns
@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import io
 import math
+import os
 import sys
 import time
 import traceback
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import ourdl
+from ourdl import _files
 
 HEXBIN_GRID = 50  # hexagons across the predicted-vs-true panel: readable at 100 placements
 
@@ -59,84 +61,99 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 # --- arguments ---------------------------------------------------------------------------
 
-def _positive_int(text):
-    value = _parse(int, text, "a whole number")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+# The counts reach the compiled core as C integers (Py_ssize_t); --rows bounds the memory of
+# the synthetic data, ten times the real training file being plenty for a quick try.
+LARGEST_COUNT = sys.maxsize
+LARGEST_ROWS = 15_000_000
 
 
-def _non_negative_int(text):
-    value = _parse(int, text, "a whole number")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
-    return value
+def _whole_number(low, high):
+    """An argparse type: a whole number from low to high, else a message with that range."""
+    def parse(text):
+        value = _parse(int, text, "a whole number")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be from {low:,} to {high:,}, not {_shown(text)}")
+        return value
+    return parse
 
 
 def _learning_rate(text):
     value = _parse(float, text, "a number")
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {_shown(text)}")
     return value
 
 
 def _fraction(text):
     value = _parse(float, text, "a number")
     if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, not {text}")
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, not {_shown(text)}")
     return value
 
 
 def _parse(kind, text, description):
     try:
         return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {description}") from None
+    except ValueError:  # also int()'s limit of 4,300 digits
+        raise argparse.ArgumentTypeError(f"{_shown(text)!r} is not {description}") from None
+
+
+def _shown(text, limit=30):
+    """text, cut short so that a pasted megabyte does not become a megabyte of message."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _parser():
     parser = argparse.ArgumentParser(
         prog="ourdl",
-        description="ourdl, a teaching-grade autograd framework: the seed's Papa/Mama nodes, "
-                    "compiled. Run `ourdl COMMAND --help` for a command's options.")
+        description="ourdl, a teaching-grade autograd framework: the tutorial's Papa/Mama "
+                    "nodes, compiled. Run `ourdl COMMAND --help` for a command's options.")
+    parser.add_argument("--version", action="version", version=f"ourdl {ourdl.__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     pubg = commands.add_parser(
-        "pubg", help="train the seed's PUBG placement model and write submission.csv",
-        description="The seed's PUBG application: drop the rows without kill distances, divide "
-                    "by the column maxima, train the 13 -> 1 linear network of ourdl nodes one "
-                    "sample at a time, report the mean absolute error on held-out matches, "
-                    "predict the test rows and write submission.csv. Without --train/--test "
-                    "it synthesizes data with the real files' schema (1,500,000 + 500,000 rows) "
-                    "and caches it in $OURDL_CACHE_DIR, else $XDG_CACHE_HOME/ourdl, "
-                    "else ~/.cache/ourdl.")
+        "pubg", help="train the tutorial's PUBG placement model and write a submission",
+        description="The tutorial's PUBG placement application: drop the rows without kill "
+                    "distances, divide each column by its maximum, train the tutorial's model "
+                    "(13 features -> 1, plain SGD, built of ourdl nodes), report the mean "
+                    "absolute error on held-out matches, predict the test rows and write the "
+                    "submission: the header team_placement and one whole number per test row, "
+                    "in the test file's order (the contest's format has no id column). Give "
+                    "both real files, or neither: without them it synthesizes data with the "
+                    "real files' columns and sizes (1,500,000 + 500,000 rows) and caches it in "
+                    "$OURDL_CACHE_DIR, else $XDG_CACHE_HOME/ourdl, else ~/.cache/ourdl.")
     pubg.set_defaults(run=_run_pubg)
     pubg.add_argument("--train", metavar="PATH", type=Path,
-                      help="the real pubg_train.csv, or a .zip holding it (default: synthetic)")
+                      help="the real pubg_train.csv: plain, .zip, .gz, .bz2 or .xz")
     pubg.add_argument("--test", metavar="PATH", type=Path,
-                      help="the real pubg_test.csv, or a .zip holding it (default: synthetic)")
-    pubg.add_argument("--epochs", metavar="N", type=_positive_int, default=1,
-                      help="passes over the training rows (default 1, as the seed)")
+                      help="the real pubg_test.csv, in the same formats")
+    pubg.add_argument("--epochs", metavar="N", type=_whole_number(1, LARGEST_COUNT), default=1,
+                      help="passes over the training rows (default 1, as in the tutorial)")
     pubg.add_argument("--lr", metavar="RATE", type=_learning_rate, default=0.01,
-                      help="learning rate of every weight node (default 0.01, as the seed)")
-    pubg.add_argument("--batch-size", metavar="N", type=_positive_int, default=1,
-                      help="samples per weight update (default 1: per-sample SGD, as the seed)")
+                      help="learning rate of every weight (default 0.01, as in the tutorial)")
+    pubg.add_argument("--batch-size", metavar="N", type=_whole_number(1, LARGEST_COUNT), default=1,
+                      help="samples per weight update (default 1: per-sample SGD, as in the "
+                           "tutorial)")
     pubg.add_argument("--shuffle", action="store_true",
                       help="visit the training rows in a new random order each epoch "
-                           "(default: file order, as the seed)")
-    pubg.add_argument("--seed", metavar="N", type=_non_negative_int, default=0,
-                      help="seed of the synthetic data, the held-out matches and the shuffling "
-                           "(default 0)")
+                           "(default: file order, as in the tutorial)")
+    pubg.add_argument("--seed", metavar="N", type=_whole_number(0, LARGEST_COUNT), default=0,
+                      help="random seed of the synthetic data, the held-out matches and the "
+                           "shuffling (default 0)")
     pubg.add_argument("--holdout", metavar="FRACTION", type=_fraction, default=0.1,
                       help="fraction of the training matches held out to measure the error "
                            "(default 0.1; 0 trains on every match and skips the measurement)")
-    pubg.add_argument("--rows", metavar="N", type=_positive_int,
+    pubg.add_argument("--rows", metavar="N", type=_whole_number(1, LARGEST_ROWS),
                       help="synthesize N training rows and N/3 test rows instead of the real "
-                           "files' sizes, for a quick try")
+                           f"files' sizes, for a quick try (at most {LARGEST_ROWS:,})")
     pubg.add_argument("--out", metavar="PATH", type=Path, default=Path("submission.csv"),
-                      help="where to write the submission (default ./submission.csv)")
+                      help="where to write the submission (default ./submission.csv); a name "
+                           "ending in .zip writes a zip holding submission.csv, .gz, .bz2 or "
+                           ".xz a compressed CSV")
     pubg.add_argument("--plot", metavar="PATH", type=Path,
-                      help="also write a PNG of the training loss and of predicted vs true "
-                           "placement on the held-out matches (needs matplotlib)")
+                      help="also draw the training loss and predicted vs true placement on the "
+                           "held-out matches, as the extension says: .png, .svg, .pdf, ... "
+                           "(needs matplotlib)")
     pubg.add_argument("--quiet", action="store_true",
                       help="print nothing but errors: no progress bar, no report")
     pubg.add_argument("--debug", action="store_true",
@@ -150,7 +167,7 @@ def _run_pubg(args) -> int:
     _check_before_work(args)
     from ourdl.datasets import pubg
 
-    say = (lambda *lines: None) if args.quiet else print
+    say = _Report(args.quiet)
     started = time.perf_counter()
     train = _frame(args.train, "train", args, say)
     test = _frame(args.test, "test", args, say)
@@ -158,7 +175,9 @@ def _run_pubg(args) -> int:
     training_matches, held_out = pubg.split_matches(train, args.holdout, args.seed)
     complete = pubg.complete_rows(training_matches)
     if complete.empty:
-        raise ValueError("no training row is complete (every row lacks kill distances)")
+        raise ValueError(f"none of the {_count(len(training_matches), 'training row')} has kill "
+                         f"distances (only players with kills do), so there is nothing to train "
+                         f"on" + ("; a smaller --holdout leaves more" if args.holdout else ""))
     data, maxima = pubg.normalize_train(pubg.to_array(complete))
     means = data.mean(axis=0)
     prepared = time.perf_counter()
@@ -167,12 +186,17 @@ def _run_pubg(args) -> int:
         f"{_count(held_out['match_id'].nunique(), 'match')} ({_count(len(held_out), 'row')})")
 
     network = pubg.build_network(len(pubg.FEATURES), args.lr)
-    history = ourdl.compile(network.loss).fit(
-        data, network.x + [network.y], epochs=args.epochs, shuffle=args.shuffle,
-        seed=args.seed, batch_size=args.batch_size,
-        progress=not args.quiet and sys.stderr.isatty())  # a bar in a terminal, not in a log
-    for number, stats in enumerate(history, start=1):
-        say(f"epoch {number}/{len(history)}: training loss {stats.loss:.6g} "
+    tape = ourdl.compile(network.loss)
+    # One epoch per call, so each line is printed as its epoch ends. One generator for all
+    # the calls draws the same orders as fit(epochs=N, seed=args.seed) would.
+    rng = np.random.default_rng(args.seed)
+    history = []
+    for epoch in range(1, args.epochs + 1):
+        [stats] = tape.fit(data, network.x + [network.y], epochs=1, shuffle=args.shuffle,
+                           seed=rng, batch_size=args.batch_size,
+                           progress=not args.quiet and sys.stderr.isatty())  # not into logs
+        history.append(stats)
+        say(f"epoch {epoch}/{args.epochs}: training loss {stats.loss:.6g} "
             f"({stats.seconds:.3f} s, {stats.samples_per_second:,.0f} samples/s)")
 
     # The prediction node alone, so the target column is not needed to predict.
@@ -185,18 +209,18 @@ def _run_pubg(args) -> int:
 
     truth = held_out[pubg.TARGET].to_numpy()
     guesses = predict(held_out) if len(held_out) else np.empty(0, dtype=np.int64)
+    baseline = training_matches[pubg.TARGET].mean()
     if len(held_out):
-        mean_placement = training_matches[pubg.TARGET].mean()
         say(f"held-out MAE: {abs(guesses - truth).mean():.3f} placements on {len(truth):,} rows "
-            f"(always predicting the training mean, {mean_placement:.1f}: "
-            f"{abs(mean_placement - truth).mean():.3f})")
+            f"(always predicting the training mean, {baseline:.1f}: "
+            f"{abs(baseline - truth).mean():.3f})")
     say("learned weights:")
     for name, weight in zip(pubg.FEATURES, network.w):
         say(f"  {name:<22} {weight.value:+.6f}")
 
     placements = predict(test)
-    png = _render_plot(history, truth, guesses) if args.plot else None
-    _write_outputs(placements, args.out, png, args.plot)
+    picture = _render_plot(history, truth, guesses, baseline, args.plot) if args.plot else None
+    _write_outputs(placements, args.out, picture, args.plot)
     total = time.perf_counter() - started
     data_seconds = prepared - started
     epoch_seconds = sum(stats.seconds for stats in history)
@@ -204,25 +228,75 @@ def _run_pubg(args) -> int:
         f"({len(data) * len(history) / epoch_seconds:,.0f} samples/s), prediction, output and "
         f"the rest {total - data_seconds - epoch_seconds:.2f} s")
     say(f"wrote {args.out} ({_count(len(placements), 'row')})"
-        + (f" and {args.plot}" if png else ""))
+        + (f" and {args.plot}" if picture else ""))
     return 0
+
+
+class _Report:
+    """print for the report: a line at a time, flushed, so that a pipe sees each epoch as it
+    ends. Once the reader has gone (`ourdl pubg | head`) it falls silent and the run goes on
+    to write its files: the report is a courtesy, the submission is the point."""
+
+    def __init__(self, quiet):
+        self.quiet = quiet
+
+    def __call__(self, line):
+        if self.quiet:
+            return
+        try:
+            print(line, flush=True)
+        except BrokenPipeError:
+            self.quiet = True
+            # What is still buffered would fail again when Python flushes stdout at exit.
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
 
 
 def _check_before_work(args):
     """Fail in a second, not after training, on what can be known up front."""
-    for option, path in (("--out", args.out), ("--plot", args.plot)):
-        if path is None:
-            continue
-        if path.is_dir():
-            raise ValueError(f"{option} {path} is a folder; give a file name")
-        if not path.parent.is_dir():
-            raise ValueError(f"{option} {path}: the folder {path.parent} does not exist")
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise ValueError("--plot needs matplotlib, which is not installed "
-                         "(pip install 'ourdl[plot]' or pip install matplotlib)")
+    from ourdl.datasets import pubg
+
+    if (args.train is None) != (args.test is None):
+        given, missing = ("--train", "--test") if args.test is None else ("--test", "--train")
+        raise ValueError(f"{given} without {missing}: give both real files, or neither for "
+                         f"synthetic data (a real file never mixes with synthetic data)")
+    if args.train is not None and args.rows is not None:
+        raise ValueError("--rows sizes the synthetic data; the real files are used whole")
     for option, path in (("--train", args.train), ("--test", args.test)):
         if path is not None and not path.exists():
             raise FileNotFoundError(f"{option} {path}: no such file")
+    for option, path in (("--out", args.out), ("--plot", args.plot)):
+        if path is not None:
+            try:
+                _files.check_output(path)
+            except OSError as error:
+                raise ValueError(f"{option} {error}") from None
+    if args.plot is not None and args.plot.resolve() == args.out.resolve():
+        raise ValueError(f"--plot and --out are the same file, {args.out}")
+    try:
+        pubg.submission_compression(args.out)
+    except ValueError as error:
+        raise ValueError(f"--out {error}") from None
+    if args.plot:
+        _plot_format(args.plot)
+
+
+def _plot_format(path) -> str:
+    """The file format --plot's extension names, or ValueError saying what would do."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ValueError("--plot needs matplotlib, which is not installed "
+                         "(pip install 'ourdl[plot]' or pip install matplotlib)")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    kind = path.suffix[1:].lower()
+    if kind not in formats:
+        raise ValueError(f"--plot {path}: matplotlib does not write "
+                         f"{path.suffix or 'files without an extension'}; end the name in "
+                         f".png, .svg, .pdf or another of {', '.join(sorted(formats))}")
+    return kind
 
 
 def _frame(path, split, args, say):
@@ -233,14 +307,15 @@ def _frame(path, split, args, say):
         if rows is not None and split == "test":
             rows = max(1, rows // 3)
         frame = pubg.cached(split, rows, args.seed)
-        say(f"{split}: synthetic, {_rows_and_matches(frame)} (seed {args.seed}, cached in "
-            f"{pubg.cache_dir()})")
+        cache = pubg.cache_path(split, rows, args.seed)
+        where = f"cached in {cache.parent}" if cache.exists() else "not cached"
+        say(f"{split}: synthetic, {_rows_and_matches(frame)} (seed {args.seed}, {where})")
         return frame
     frame = pubg.load(path)
     is_train = pubg.TARGET in frame.columns
     if is_train != (split == "train"):
-        has = "has" if is_train else "has no"
-        raise ValueError(f"--{split} {path} {has} a {pubg.TARGET} column, so it is a "
+        has = "has a" if is_train else "has no"
+        raise ValueError(f"--{split} {path} {has} {pubg.TARGET} column, so it is a "
                          f"{'training' if is_train else 'test'} file, not a {split} file")
     say(f"{split}: {path}, {_rows_and_matches(frame)}")
     return frame
@@ -255,16 +330,26 @@ def _count(number, noun):
     return f"{number:,} {noun}{'' if number == 1 else plural}"
 
 
-def _render_plot(history, truth, guesses) -> bytes:
-    """The PNG, rendered in memory so that a plotting failure writes nothing."""
+def _render_plot(history, truth, guesses, baseline, path) -> bytes:
+    """The picture in the format path's extension names, rendered in memory so that a
+    plotting failure writes nothing."""
+    buffer = io.BytesIO()
+    _figure(history, truth, guesses, baseline).savefig(buffer, format=_plot_format(path), dpi=100)
+    return buffer.getvalue()
+
+
+def _figure(history, truth, guesses, baseline):
+    """The training loss per epoch, and predicted vs true placement on the held-out rows."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     loss_axes, placement_axes = figure.subplots(1, 2)
     epochs = range(1, len(history) + 1)
-    loss_axes.plot(epochs, [stats.loss for stats in history], marker="o")
+    losses = [stats.loss for stats in history]
+    loss_axes.plot(epochs, losses, marker="o")
     loss_axes.set_xlim(0.5, len(history) + 0.5)
+    loss_axes.set_ylim(0, 1.1 * max(losses))  # from zero, so that a drop reads at its true size
     loss_axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     title = "Training loss" if len(history) > 1 else "Training loss (--epochs N for a curve)"
     loss_axes.set(title=title, xlabel="epoch", ylabel="mean squared error (normalized placement)")
@@ -272,28 +357,26 @@ def _render_plot(history, truth, guesses) -> bytes:
         cells = placement_axes.hexbin(truth, guesses, gridsize=HEXBIN_GRID, bins="log", mincnt=1)
         figure.colorbar(cells, ax=placement_axes, label="players")
         top = max(truth.max(), guesses.max())
-        placement_axes.plot([1, top], [1, top], color="black", linewidth=0.8)
+        placement_axes.plot([1, top], [1, top], color="black", linewidth=0.8,
+                            label="perfect prediction")
+        placement_axes.legend(loc="upper left")
+        placement_axes.set_title(
+            f"Held-out matches: MAE {abs(guesses - truth).mean():.2f} placements\n"
+            f"(always predicting the training mean: {abs(baseline - truth).mean():.2f})")
     else:
         placement_axes.text(0.5, 0.5, "no held-out matches (--holdout 0)", ha="center",
                             transform=placement_axes.transAxes)
-    placement_axes.set(title="Held-out matches", xlabel="true placement",
-                       ylabel="predicted placement")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+        placement_axes.set_title("Held-out matches")
+    placement_axes.set(xlabel="true placement", ylabel="predicted placement")
+    return figure
 
 
-def _write_outputs(placements, out, png, plot_path):
-    """Write the plot, then the submission; if the submission fails, take the plot back."""
+def _write_outputs(placements, out, picture, plot_path):
+    """Write the plot and the submission; the plot is renamed into place only once the
+    submission is written, so a failure leaves neither (and deletes nothing of the user's)."""
     from ourdl.datasets import pubg
 
-    if png is not None:
-        with pubg.atomic_file(plot_path) as file:
-            file.write(png)
-    try:
+    with contextlib.ExitStack() as outputs:
+        if picture is not None:
+            outputs.enter_context(_files.open_output(plot_path)).write(picture)
         pubg.write_submission(placements, out)
-    except BaseException:
-        if png is not None:
-            with contextlib.suppress(OSError):
-                plot_path.unlink()
-        raise

@@ -16,17 +16,25 @@ ourdl nodes when it is called.
 """
 from __future__ import annotations
 
+import bz2
 import collections
 import contextlib
+import csv
+import gzip
 import io
+import lzma
 import os
-import uuid
+import re
+import stat
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ourdl._files import open_output
 
 TRAIN_COLUMNS = (
     "match_id", "team_id", "game_size", "party_size", "player_assists", "player_dbno",
@@ -56,57 +64,163 @@ class PubgFormatError(ValueError):
 
 # --- loading the real files -----------------------------------------------------------------
 
+# The real pubg_train.csv is 1.5 million lines of about 75 bytes and a 250-byte header; these
+# limits are well above that, and keep a zip bomb or an endless file from filling the memory.
+MAX_TEXT_BYTES = 512 << 20
+MAX_LINE_BYTES = 64 << 10
+_CHUNK_BYTES = 1 << 20
+
+# What is compressed is told by its first bytes, so a renamed file reads too.
+_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+               (b"\x28\xb5\x2f\xfd", "zstd"))
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+# Decompressors raise all of these for damaged data, zipfile also RuntimeError (a password
+# is needed) and NotImplementedError (a method it lacks) when not checked first.
+_READ_ERRORS = (OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
+                zlib.error, lzma.LZMAError)
+
+
 def load(path) -> pd.DataFrame:
-    """Read pubg_train.csv or pubg_test.csv, or a .zip holding exactly one CSV file.
+    """Read pubg_train.csv or pubg_test.csv: plain, compressed (.gz, .bz2, .xz; .zst with the
+    zstandard package), or the one CSV file inside a .zip.
 
     Train or test is told by the header: the 16 TRAIN_COLUMNS or the 15 TEST_COLUMNS, exactly,
-    in order. Integer columns come back as int64, the distances as float64 (NaN only in the
-    kill distances). Raises FileNotFoundError for a missing file and PubgFormatError (a
-    ValueError) for anything else wrong, with the file name and the problem in the message.
+    in order, comma-separated; every line has as many fields. Integer columns come back as
+    int64, the distances as float64 (NaN only in the kill distances). Raises
+    FileNotFoundError for a missing file and PubgFormatError (a ValueError) for anything else
+    wrong, with the file name and the problem in a short message. The header is checked
+    before the rest is read, and at most MAX_TEXT_BYTES of text are read.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise PubgFormatError(f"{path}: is a directory, not a CSV or zip file")
-    if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
-        name, raw = _read_zip_member(path)
-    else:
-        name, raw = str(path), path.read_bytes()
-    return _parse(raw, name)
-
-
-def _read_zip_member(path: Path):
     try:
-        with zipfile.ZipFile(path) as archive:
-            # macOS zips carry "__MACOSX/._name.csv" resource forks next to the real file.
-            members = [info.filename for info in archive.infolist()
-                       if not info.is_dir() and info.filename.lower().endswith(".csv")
-                       and not info.filename.startswith("__MACOSX/")]
-            if len(members) != 1:
-                found = ", ".join(members) if members else "none"
-                raise PubgFormatError(f"{path}: expected exactly one CSV file in the zip, "
-                                      f"found {len(members)} ({found})")
-            return f"{path}:{members[0]}", archive.read(members[0])
-    except (zipfile.BadZipFile, EOFError) as err:
-        raise PubgFormatError(f"{path}: not a readable zip archive, maybe truncated ({err})"
-                              ) from None
+        status = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    if stat.S_ISDIR(status.st_mode):
+        raise PubgFormatError(f"{path}: is a directory, not a CSV or zip file")
+    if not stat.S_ISREG(status.st_mode):
+        # A device or a pipe may never end (/dev/zero); a file has a size to check.
+        raise PubgFormatError(f"{path}: is not a regular file; give a CSV or zip file")
+    with open(path, "rb") as file:
+        name = str(path)
+        try:
+            with _decompressed(file, path) as (name, stream):
+                raw, columns = _read_text(stream, name)
+        except _READ_ERRORS as error:
+            problem = ("not a readable zip archive, maybe truncated"
+                       if isinstance(error, zipfile.BadZipFile) else
+                       "could not be read; it is damaged or truncated")
+            reason = _short(str(error) or type(error).__name__)
+            raise PubgFormatError(f"{name}: {problem} ({reason})") from None
+    return _parse(raw, columns, name)
 
 
-def _parse(raw: bytes, name: str) -> pd.DataFrame:
-    if not raw.strip():
+@contextlib.contextmanager
+def _decompressed(file, path):
+    """(the name for messages, a binary stream of the CSV text) of an open file."""
+    magic = file.read(6)
+    file.seek(0)
+    if magic.startswith(b"PK") or path.suffix.lower() == ".zip":
+        with zipfile.ZipFile(file) as archive:
+            info = _zip_member(archive, path)
+            with archive.open(info) as stream:
+                yield f"{path}:{info.filename}", stream
+        return
+    kind = next((kind for start, kind in _COMPRESSED if magic.startswith(start)), None)
+    if kind is None:
+        if os.fstat(file.fileno()).st_size > MAX_TEXT_BYTES:
+            raise _too_big(str(path))
+        yield str(path), file
+    elif kind == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            raise PubgFormatError(f"{path}: is zstd-compressed; pip install zstandard, or "
+                                  f"decompress it first (zstd -d)") from None
+        with zstandard.ZstdDecompressor().stream_reader(file) as stream:
+            yield str(path), stream
+    else:
+        opener = {"gzip": gzip.GzipFile, "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}[kind]
+        with opener(fileobj=file) if kind == "gzip" else opener(file) as stream:
+            yield str(path), stream
+
+
+def _zip_member(archive, path):
+    # macOS zips carry "__MACOSX/._name.csv" resource forks next to the real file.
+    members = [info for info in archive.infolist()
+               if not info.is_dir() and info.filename.lower().endswith(".csv")
+               and not info.filename.startswith("__MACOSX/")]
+    if len(members) != 1:
+        found = ", ".join(_short(info.filename) for info in members[:5]) or "none"
+        more = ", ..." if len(members) > 5 else ""
+        raise PubgFormatError(f"{path}: expected exactly one CSV file in the zip, "
+                              f"found {len(members)} ({found}{more})")
+    [info] = members
+    name = f"{path}:{info.filename}"
+    if info.flag_bits & 0x1:
+        raise PubgFormatError(f"{name}: is encrypted; unzip it with its password and give "
+                              f"the CSV file")
+    if info.compress_type not in _ZIP_METHODS:
+        raise PubgFormatError(f"{name}: is compressed with zip method {info.compress_type}, "
+                              f"which Python cannot read; unzip it and give the CSV file")
+    if info.file_size > MAX_TEXT_BYTES:  # a zip bomb says so up front (zipfile holds it to it)
+        raise _too_big(name)
+    return info
+
+
+def _too_big(name):
+    return PubgFormatError(f"{name}: holds more than {MAX_TEXT_BYTES >> 20} MiB of text, far "
+                           f"more than the real pubg_train.csv (about 110 MB); not read")
+
+
+def _read_text(stream, name):
+    """(the whole text, the columns its header names): the header checked before the rest
+    is read, the rest read up to MAX_TEXT_BYTES and without lines longer than MAX_LINE_BYTES."""
+    head = stream.read(MAX_LINE_BYTES)
+    line_end = _first_line_end(head)
+    if line_end < 0 and len(head) == MAX_LINE_BYTES:
+        raise PubgFormatError(f"{name}: the first line is longer than {MAX_LINE_BYTES >> 10} "
+                              f"KiB, so it is not the header of a PUBG CSV file")
+    if not head.strip():
         raise PubgFormatError(f"{name}: the file is empty")
+    columns = _check_header(_header_fields(head[:line_end if line_end >= 0 else len(head)],
+                                           name), name)
+    chunks, size = [head], len(head)
+    while chunk := stream.read(_CHUNK_BYTES):
+        size += len(chunk)
+        if size > MAX_TEXT_BYTES:
+            raise _too_big(name)
+        if b"\n" not in chunk and b"\r" not in chunk:
+            raise PubgFormatError(f"{name}: has a line longer than {_CHUNK_BYTES >> 20} MiB "
+                                  f"(after byte {size - len(chunk):,}); not a PUBG CSV file")
+        chunks.append(chunk)
+    return b"".join(chunks), columns
+
+
+def _first_line_end(text: bytes) -> int:
+    ends = [i for i in (text.find(b"\n"), text.find(b"\r")) if i >= 0]
+    return min(ends, default=-1)
+
+
+def _header_fields(line: bytes, name):
+    try:
+        text = line.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise PubgFormatError(f"{name}: not a text CSV file (it is not UTF-8)") from None
+    return next(csv.reader([text]), [])
+
+
+def _parse(raw: bytes, columns, name: str) -> pd.DataFrame:
+    _check_field_counts(raw, len(columns), name)
     try:
         frame = pd.read_csv(io.BytesIO(raw), low_memory=False)
     except pd.errors.ParserError as err:
-        reason = str(err).strip().splitlines()[-1]
+        reason = _short(str(err).strip().splitlines()[-1])
         raise PubgFormatError(f"{name}: not a well-formed CSV file ({reason})") from None
     except UnicodeDecodeError:
         raise PubgFormatError(f"{name}: not a text CSV file (it is not UTF-8)") from None
-    columns = _check_header(list(frame.columns), name)
     if frame.empty:
         raise PubgFormatError(f"{name}: has a header but no data rows")
-    _check_last_line(raw, len(columns), name)
     return pd.DataFrame({column: _numeric(frame[column], column, name) for column in columns})
 
 
@@ -115,17 +229,31 @@ def _check_header(header, name):
         return TRAIN_COLUMNS
     if header == list(TEST_COLUMNS):
         return TEST_COLUMNS
+    kinds = {TRAIN_COLUMNS: "pubg_train.csv", TEST_COLUMNS: "pubg_test.csv"}
     is_train = TARGET in header or len(header) > len(TEST_COLUMNS)
     expected = TRAIN_COLUMNS if is_train else TEST_COLUMNS
-    kind = "pubg_train.csv" if is_train else "pubg_test.csv"
+    kind = kinds[expected]
+    text = ",".join(header)
+    for separator, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
+        if len(header) == 1 and text.count(separator) >= len(TEST_COLUMNS) - 1:
+            raise PubgFormatError(f"{name}: the fields are separated by {called}, not commas; "
+                                  f"save it comma-separated (pandas: df.to_csv(path, index=False))")
+    for columns in kinds:
+        if [column.strip() for column in header] == list(columns):
+            raise PubgFormatError(f"{name}: the column names have spaces around them; a "
+                                  f"{kinds[columns]} header is {','.join(columns)}")
+        if header[1:] == list(columns) and header[0] in ("", "Unnamed: 0", "index"):
+            raise PubgFormatError(f"{name}: the first column, {header[0]!r}, looks like a "
+                                  f"pandas index; save the file with df.to_csv(path, "
+                                  f"index=False), or drop that column")
     missing = [column for column in expected if column not in header]
     unexpected = [column for column in header if column not in expected]
     if missing or unexpected:
         problems = []
         if missing:
-            problems.append("missing column(s) " + ", ".join(map(repr, missing)))
+            problems.append("missing column(s) " + _listed(missing))
         if unexpected:
-            problems.append("unexpected column(s) " + ", ".join(map(repr, unexpected)))
+            problems.append("unexpected column(s) " + _listed(unexpected))
         problem = "; ".join(problems)
     else:
         position = next(i for i, (got, want) in enumerate(zip(header, expected)) if got != want)
@@ -135,13 +263,49 @@ def _check_header(header, name):
                           f"{', '.join(expected)})")
 
 
-def _check_last_line(raw: bytes, n_columns: int, name: str):
-    # pandas pads a short last row with NaN, which a cut-off test row would pass as "no kills".
-    last_line = raw.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
-    n_fields = last_line.count(b",") + 1
-    if n_fields != n_columns:
-        raise PubgFormatError(f"{name}: the last line has {n_fields} fields instead of "
-                              f"{n_columns}; the file looks truncated")
+def _listed(names, shown=5):
+    listed = ", ".join(repr(_short(name)) for name in names[:shown])
+    return listed + (f" and {len(names) - shown:,} more" if len(names) > shown else "")
+
+
+def _short(text, limit=40):
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _check_field_counts(raw: bytes, n_columns: int, name: str):
+    """Every line has n_columns fields: pandas pads a short line with NaN, and a test row cut
+    short would pass as a player without kills. Blank lines are skipped, as pandas does."""
+    if b'"' in raw:  # quoted fields may hold commas and line breaks: let csv count them
+        lines = csv.reader(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8", newline=""))
+        try:
+            bad = next(((lines.line_num, len(fields)) for fields in lines
+                        if fields and len(fields) != n_columns), None)
+        except (UnicodeDecodeError, csv.Error):
+            return  # pandas names these
+        if bad is not None:
+            last = lines.line_num == bad[0] and next(lines, None) is None
+            _field_count_error(name, *bad, n_columns, last)
+        return
+    text = np.frombuffer(raw, dtype=np.uint8)
+    # CR-only files (old Mac) end lines in "\r"; "\r\n" files leave a "\r" on each line.
+    newline = b"\n" if b"\n" in raw else b"\r"
+    ends = np.flatnonzero(text == newline[0])
+    if len(ends) == 0 or ends[-1] != len(raw) - 1:
+        ends = np.append(ends, len(raw))  # the last line has no line break
+    starts = np.r_[0, ends[:-1] + 1]
+    commas = np.add.reduceat(text == ord(","), starts, dtype=np.int64)
+    commas[starts == ends] = n_columns - 1  # reduceat gives an empty line its next byte
+    for line in np.flatnonzero(commas != n_columns - 1):
+        if raw[starts[line]:ends[line]].strip():  # a blank line has no fields to miss
+            _field_count_error(name, int(line) + 1, int(commas[line]) + 1, n_columns,
+                               line == len(ends) - 1)
+
+
+def _field_count_error(name, line, n_fields, n_columns, is_last):
+    where = f"line {line:,}, the last line," if is_last else f"line {line:,}"
+    hint = "; the file looks truncated" if is_last and n_fields < n_columns else ""
+    raise PubgFormatError(f"{name}: {where} has {n_fields} field{'s' * (n_fields != 1)} "
+                          f"instead of {n_columns}{hint}")
 
 
 def _numeric(column: pd.Series, column_name: str, name: str) -> np.ndarray:
@@ -373,48 +537,67 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "ourdl"
 
 
-def cached(split: str = "train", n_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
-    """synthesize(split, n_rows, seed), read from cache_dir() when it was made before.
+def cache_path(split: str = "train", n_rows: int | None = None, seed: int = 0) -> Path:
+    """Where cached(split, n_rows, seed) keeps its data."""
+    if n_rows is None:
+        n_rows = DEFAULT_ROWS.get(split)
+    return cache_dir() / f"pubg-{split}-{n_rows}-seed{seed}-v{GENERATOR_VERSION}.npy"
 
-    The cache is an .npz with one array per column (no pickle, so loading it runs no code),
-    keyed by split, rows, seed and GENERATOR_VERSION. A cache that cannot be written is
-    skipped with a warning; one that cannot be read is made again.
+
+# Every name the cache has ever used (.npz until the cache was memory-mapped): clean-up
+# deletes these and nothing else, such as a user's pubg-my-results.npz in the same folder.
+_CACHE_NAME = re.compile(r"pubg-(train|test)-[1-9][0-9]*-seed[0-9]+-v[0-9]+\.np[yz]")
+
+
+def cached(split: str = "train", n_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """synthesize(split, n_rows, seed), read from cache_path() when it was made before.
+
+    The cache is one .npy file per (split, rows, seed, GENERATOR_VERSION), a record per row,
+    memory-mapped when read; it holds no pickle, so loading it runs no code. A cache that
+    cannot be written is skipped with a warning; one that cannot be read is made again.
     """
     if n_rows is None:
         n_rows = DEFAULT_ROWS.get(split)
-    path = cache_dir() / f"pubg-{split}-{n_rows}-seed{seed}-v{GENERATOR_VERSION}.npz"
-    with contextlib.suppress(OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+    path = cache_path(split, n_rows, seed)
+    with contextlib.suppress(OSError, ValueError):
         return _read_cache(path, split, n_rows)
     frame = synthesize(split, n_rows, seed)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(path) as file:
-            np.savez(file, **{name: _narrowest(frame[name].to_numpy()) for name in frame.columns})
+        with open_output(path) as file:
+            np.save(file, _records(frame), allow_pickle=False)
     except OSError as err:
         warnings.warn(f"could not cache the synthetic data in {path}: {err}", stacklevel=2)
         return frame
-    # Data from older generators is never read again.
-    for stale in path.parent.glob("pubg-*.npz"):
-        if not stale.name.endswith(f"-v{GENERATOR_VERSION}.npz"):
+    # Data from older generators (or cache formats) is never read again.
+    for entry in os.scandir(path.parent):
+        if (_CACHE_NAME.fullmatch(entry.name) and entry.name != path.name
+                and not entry.name.endswith(f"-v{GENERATOR_VERSION}.npy")
+                and entry.is_file(follow_symlinks=False)):
             with contextlib.suppress(OSError):
-                stale.unlink()
+                os.unlink(entry.path)
     return frame
+
+
+def _records(frame):
+    # Integer columns fit in 1-4 bytes; storing them narrow halves the cache.
+    columns = {name: _narrowest(frame[name].to_numpy()) for name in frame.columns}
+    records = np.empty(len(frame), dtype=[(name, values.dtype) for name, values in columns.items()])
+    for name, values in columns.items():
+        records[name] = values
+    return records
 
 
 def _read_cache(path, split, n_rows):
     names = TRAIN_COLUMNS if split == "train" else TEST_COLUMNS
-    with np.load(path, allow_pickle=False) as arrays:
-        if sorted(arrays.files) != sorted(names):
-            raise KeyError(f"{path} does not hold the columns of {split}")
-        frame = pd.DataFrame({name: arrays[name].astype(
-            np.float64 if name in FLOAT_COLUMNS else np.int64) for name in names})
-    if len(frame) != n_rows:
-        raise ValueError(f"{path} holds {len(frame)} rows, not {n_rows}")
-    return frame
+    records = np.load(path, mmap_mode="r", allow_pickle=False)
+    if records.dtype.names != names or records.shape != (n_rows,):
+        raise ValueError(f"{path} does not hold {n_rows} rows of {split}")
+    return pd.DataFrame({name: records[name].astype(
+        np.float64 if name in FLOAT_COLUMNS else np.int64) for name in names}, copy=False)
 
 
 def _narrowest(values):
-    # Integer columns fit in 1-4 bytes; storing them narrow halves the cache.
     if values.dtype.kind != "i":
         return values
     for dtype in (np.int8, np.int16, np.int32):
@@ -422,29 +605,6 @@ def _narrowest(values):
         if info.min <= values.min() and values.max() <= info.max:
             return values.astype(dtype)
     return values
-
-
-@contextlib.contextmanager
-def atomic_file(path):
-    """Open a binary file that appears at path only when the with-block succeeds.
-
-    The data goes to a hidden temporary file in the same folder, which is renamed over path
-    at the end (os.replace is atomic), so a failure never leaves a half-written file.
-    """
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    # os.open rather than tempfile: mode 0o666 minus the umask, like any file a user writes.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 # --- the seed's pipeline -------------------------------------------------------------------
@@ -508,24 +668,69 @@ def to_placement(predictions: np.ndarray, max_placement: float) -> np.ndarray:
 
 
 def split_matches(frame: pd.DataFrame, fraction: float, seed: int = 0):
-    """(training rows, held-out rows): round(fraction * matches) whole matches are held out."""
+    """(training rows, held-out rows): round(fraction * matches) whole matches are held out.
+
+    ValueError if that would be every match, which leaves nothing to train on.
+    """
     if not 0 <= fraction < 1:
         raise ValueError(f"the holdout fraction must be in [0, 1), not {fraction!r}")
     matches = frame["match_id"].unique()
-    held_out = np.random.default_rng(seed).permutation(matches)[:round(fraction * len(matches))]
+    n_held_out = round(fraction * len(matches))
+    if n_held_out == len(matches) > 0:
+        raise ValueError(f"a holdout fraction of {fraction} holds out all "
+                         f"{len(matches):,} match{'es' * (len(matches) != 1)}, leaving none to "
+                         f"train on")
+    held_out = np.random.default_rng(seed).permutation(matches)[:n_held_out]
     is_held_out = frame["match_id"].isin(held_out).to_numpy()
     return frame[~is_held_out], frame[is_held_out]
 
 
+# How write_submission compresses, by the file name's last suffix: what contestants upload.
+_SUBMISSION_COMPRESSIONS = {".zip": "zip", ".gz": "gzip", ".bz2": "bzip2", ".xz": "xz"}
+# Archives it cannot write: plain text under such a name would be rejected at upload.
+_UNWRITABLE_SUFFIXES = (".7z", ".rar", ".tar", ".tgz", ".zst", ".lz4", ".lzma")
+
+
+def submission_compression(path) -> str | None:
+    """"zip", "gzip", "bzip2", "xz" or None (plain CSV), as path's suffix asks; ValueError for
+    an archive format write_submission cannot write."""
+    suffix = Path(path).suffix.lower()
+    if suffix in _UNWRITABLE_SUFFIXES:
+        raise ValueError(f"{path}: ourdl cannot write {suffix} files; name the submission "
+                         f".csv, .zip, .csv.gz, .csv.bz2 or .csv.xz")
+    return _SUBMISSION_COMPRESSIONS.get(suffix)
+
+
 def write_submission(placements, path="submission.csv"):
-    """Write the header team_placement and one integer per row, atomically."""
+    """Write the header team_placement and one integer per row, in test-file order.
+
+    The contest's format, which has no id column. A name ending in .zip gives a zip holding
+    the CSV (submission.zip holds submission.csv); .gz, .bz2 and .xz compress it; anything
+    else is plain CSV. Written through ourdl._files.open_output: whole or not at all.
+    """
     placements = np.asarray(placements)
     if placements.ndim != 1 or placements.dtype.kind not in "iu":
         raise ValueError(f"expected a 1-D integer array of placements, got {placements.dtype} "
                          f"of shape {placements.shape}")
-    text = "\n".join([TARGET, *map(str, placements.tolist())]) + "\n"
-    with atomic_file(path) as file:
-        file.write(text.encode("ascii"))
+    compression = submission_compression(path)
+    text = ("\n".join([TARGET, *map(str, placements.tolist())]) + "\n").encode("ascii")
+    name = Path(path).name
+    csv_name = name[:-len(Path(name).suffix)] if compression else name
+    with open_output(path) as file:
+        if compression == "zip":
+            with zipfile.ZipFile(file, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr(csv_name if csv_name.lower().endswith(".csv")
+                                 else csv_name + ".csv", text)
+        elif compression == "gzip":
+            # The name stored inside is the user's, not the temporary file's.
+            with gzip.GzipFile(filename=name, mode="wb", fileobj=file) as packed:
+                packed.write(text)
+        elif compression is not None:
+            opener = bz2.BZ2File if compression == "bzip2" else lzma.LZMAFile
+            with opener(file, "wb") as packed:
+                packed.write(text)
+        else:
+            file.write(text)
 
 
 Network = collections.namedtuple("Network", "x w y prediction loss")
