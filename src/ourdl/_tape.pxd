@@ -26,6 +26,8 @@ cdef class Tape:
     cdef object _turn             # for a node's own tape: callers from other threads wait here
     cdef readonly bint fuse       # fit and predict run dense layers as fused kernels
     cdef dict _layers             # the dense layers found, by the set of leaves data feeds
+    cdef frozenset _fed           # the leaves that fit has fed from data
+    cdef Py_ssize_t _output(self, output, Py_ssize_t[::1] slots) except -1
 
     cdef int _claim(self) except -1
     cdef Py_ssize_t _chunk_rows(self)

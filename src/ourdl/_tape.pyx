@@ -187,6 +187,7 @@ cdef class Tape:
         self.papa_grads, self.mama_grads, self.leaves = papa_grads, mama_grads, leaves
         self.fuse = bool(fuse)
         self.root = root
+        self._fed = frozenset()
         self.nodes = nodes
         self._pull()
 
@@ -352,6 +353,7 @@ cdef class Tape:
 
     def _fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress):
         cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
+        self._fed = self._fed | set(slots)  # from now on, predict wants these given
         cdef Py_ssize_t n_epochs = checks.count("epochs", epochs)
         cdef Py_ssize_t batch = checks.count("batch_size", batch_size)
         shuffle, progress = checks.switch("shuffle", shuffle), checks.switch("progress", progress)
@@ -435,10 +437,15 @@ cdef class Tape:
             f"or normalized inputs (e.g. each column divided by its maximum).")
 
     def predict(self, data, inputs, output=None):
-        """The value of ``output`` (the root by default) for every row of ``data``.
+        """The value of ``output`` for every row of ``data``.
 
-        Column j of ``data`` feeds ``inputs[j]``, as in ``fit``. Runs forward only, in blocks
-        of rows in compiled code, and changes nothing in the graph. Returns a float64 array.
+        Column j of ``data`` feeds ``inputs[j]``, as in ``fit``. ``output`` defaults to the
+        root; but when the root is a loss (MSE or MAE) and ``inputs`` leave out its target (a
+        leaf that fit fed from data), to the prediction: the loss's other parent. An output
+        that depends on a leaf that fit fed from data must be given that leaf's column: its
+        value would be whatever the last row left there. Runs forward only, a row or a block
+        of rows at a time in compiled code, and changes nothing in the graph. Returns a
+        float64 array.
         """
         self._claim()
         try:
@@ -449,7 +456,7 @@ cdef class Tape:
     def _predict(self, data, inputs, output):
         cdef Py_ssize_t chunk = self._chunk_rows()
         cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
-        cdef Py_ssize_t out = self.n - 1 if output is None else self._slot_of(output, "output")
+        cdef Py_ssize_t out = self._output(output, slots)
         X, names = checks.as_data(data, slots.shape[0])
         cdef Py_ssize_t n_rows = X.shape[0], n = self.n, i, start, stop
         self._pull()
@@ -495,13 +502,7 @@ cdef class Tape:
                 PyErr_CheckSignals()
             return result
         # Only the nodes output depends on, in tape order.
-        needed = np.zeros(n, dtype=bool)
-        needed[out] = True
-        for i in range(out, -1, -1):
-            if needed[i] and self.opcodes[i] != OP_LEAF:
-                needed[self.papa[i]] = True
-                if is_binary(self.opcodes[i]):
-                    needed[self.mama[i]] = True
+        needed = self._ancestors(out)
         cdef Py_ssize_t[::1] program = np.flatnonzero(needed & (np.asarray(self.opcodes) != OP_LEAF)).astype(np.intp)
         cdef Py_ssize_t n_program = program.shape[0]
         cdef Py_ssize_t B = max(1, min(256, BLOCK_DOUBLES // n))
@@ -515,6 +516,37 @@ cdef class Tape:
                 raise checks.nonfinite_error(X, names)
             PyErr_CheckSignals()
         return result
+
+    cdef Py_ssize_t _output(self, output, Py_ssize_t[::1] slots) except -1:
+        """The tape index of predict's output (see predict), checked against stale leaves."""
+        given = set(slots)
+        cdef Py_ssize_t out = self.n - 1, target, other
+        if output is not None:
+            out = self._slot_of(output, "output")
+        elif self.opcodes[out] in (OP_MSE, OP_MAE):
+            for target, other in ((self.mama[out], self.papa[out]), (self.papa[out], self.mama[out])):
+                if target in self._fed and target not in given:
+                    out = other  # the loss of a target not given: the prediction is meant
+                    break
+        needed = self._ancestors(out)
+        stale = [i for i in sorted(self._fed) if needed[i] and i not in given]
+        if stale:
+            raise ValueError(
+                f"the output {self.nodes[out]!r} depends on {self.nodes[stale[0]]!r}, which fit "
+                f"fed from data: give it a column of data in inputs (its value now is only "
+                f"what the last row of training left there)")
+        return out
+
+    def _ancestors(self, Py_ssize_t out):
+        """A boolean array: True for out and every node it depends on."""
+        needed = np.zeros(self.n, dtype=bool)
+        needed[out] = True
+        for i in range(out, -1, -1):
+            if needed[i] and self.opcodes[i] != OP_LEAF:
+                needed[self.papa[i]] = True
+                if is_binary(self.opcodes[i]):
+                    needed[self.mama[i]] = True
+        return needed
 
     def evaluate(self, data, inputs):
         """The mean root value (the loss) over the rows of ``data``; changes nothing."""
