@@ -1,6 +1,6 @@
 # The fused kernels: dense layers run as whole loops, general nodes between them one by one.
 
-from ourdl._passes cimport Data, Dense, Graph, LinearLoss, RunStatus
+from ourdl._passes cimport Data, Dense, Graph, LinearLoss, Optimizer, RunStatus
 
 cdef class Fused:
     cdef Dense* layers
@@ -27,8 +27,9 @@ cdef class Fused:
     cdef void gather(self, const Graph* G) noexcept nogil
     cdef void scatter(self, const Graph* G) noexcept nogil
     cdef void forward_row(self, const Graph* G) noexcept nogil
-    cdef RunStatus train(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
-                         Py_ssize_t epoch_rows, double* loss_sum, Py_ssize_t* at) noexcept nogil
+    cdef RunStatus train(self, const Graph* G, const Data* D, Optimizer* O, Py_ssize_t start,
+                         Py_ssize_t stop, Py_ssize_t epoch_rows, double* loss_sum,
+                         Py_ssize_t* at) noexcept nogil
     cdef bint predict(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
                       Py_ssize_t out, double* result) noexcept nogil
     cdef void settle_last_update(self, const Graph* G, const Data* D, Py_ssize_t row) noexcept nogil

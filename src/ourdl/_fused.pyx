@@ -23,7 +23,8 @@ from libc.string cimport memcpy, memset
 from ourdl._kernels cimport linear_rows
 from ourdl._passes cimport CHUNK_ROWS, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM, RUN_OK
 from ourdl._ops cimport *
-from ourdl._passes cimport backward_pass, forward_pass, load_row
+from ourdl._passes cimport (OPT_SGD, backward_pass, forward_pass, load_row, opt_begin, opt_step,
+                            opt_undo)
 
 import numpy as np
 
@@ -112,31 +113,36 @@ cdef inline bint dense_backward(Dense* L, double* g, bint step) noexcept nogil:
     return not bad
 
 
-cdef inline bint dense_step(Dense* L, Py_ssize_t count) noexcept nogil:
-    """The update from the gradients summed over a batch of count rows."""
+cdef inline bint dense_step(Dense* L, Optimizer* O, Py_ssize_t count) noexcept nogil:
+    """The update by O from the gradients summed over a batch of count rows."""
     cdef Py_ssize_t k, n = L.n_in * L.n_out
     cdef bint bad = False
     if not L.trainable:
         return True
     for k in range(n):
         L.w_before[k] = L.w[k]
-        L.w[k] = L.w[k] - L.w_lr[k] * (L.w_sum[k] / count)
+        L.w[k] = opt_step(O, L.w_slots[k], L.w[k], L.w_lr[k], L.w_sum[k] / count)
         bad = bad | nonfinite(L.w[k])
         L.w_sum[k] = -0.0
     if L.b != NULL:
         for k in range(L.n_out):
             L.b_before[k] = L.b[k]
-            L.b[k] = L.b[k] - L.b_lr[k] * (L.b_sum[k] / count)
+            L.b[k] = opt_step(O, L.b_slots[k], L.b[k], L.b_lr[k], L.b_sum[k] / count)
             bad = bad | nonfinite(L.b[k])
             L.b_sum[k] = -0.0
     return not bad
 
 
-cdef inline void dense_undo(Dense* L) noexcept nogil:
+cdef inline void dense_undo(Dense* L, Optimizer* O) noexcept nogil:
+    cdef Py_ssize_t k
     if L.trainable:
         memcpy(L.w, L.w_before, L.n_in * L.n_out * sizeof(double))
+        for k in range(L.n_in * L.n_out):
+            opt_undo(O, L.w_slots[k])
         if L.b != NULL:
             memcpy(L.b, L.b_before, L.n_out * sizeof(double))
+            for k in range(L.n_out):
+                opt_undo(O, L.b_slots[k])
 
 
 cdef inline void general_forward(const Graph* G, Py_ssize_t i) noexcept nogil:
@@ -187,8 +193,8 @@ cdef class Fused:
     def __init__(self, const int[::1] opcodes, const Py_ssize_t[::1] papa,
                  const Py_ssize_t[::1] mama, const double[::1] values, const double[::1] lrs,
                  const unsigned char[::1] flags, list layers, list steps, Py_ssize_t batch_size,
-                 double seed,
-                 const Py_ssize_t[::1] slots, Py_ssize_t column_step):
+                 double seed, const Py_ssize_t[::1] slots, Py_ssize_t column_step,
+                 bint plain_sgd=True):
         cdef Py_ssize_t n = opcodes.shape[0], k, i
         cdef Dense* L
         if self.layers != NULL:
@@ -235,7 +241,8 @@ cdef class Fused:
         self.batch_size = batch_size
         self.count = 0
         self.seed = seed
-        self._find_linear(opcodes, papa, mama, layers, slots, column_step)
+        if plain_sgd:  # the tutorial's rule, each node's own lr: maybe the tutorial's model
+            self._find_linear(opcodes, papa, mama, layers, slots, column_step)
 
     def _find_linear(self, opcodes, papa, mama, layers, slots, Py_ssize_t column_step):
         """Is this the tutorial's model: loss(one unit over data columns, a target column),
@@ -344,13 +351,15 @@ cdef class Fused:
             else:
                 dense_forward(&self.layers[-1 - s], G.values)
 
-    cdef RunStatus train(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
-                         Py_ssize_t epoch_rows, double* loss_sum, Py_ssize_t* at) noexcept nogil:
+    cdef RunStatus train(self, const Graph* G, const Data* D, Optimizer* O, Py_ssize_t start,
+                         Py_ssize_t stop, Py_ssize_t epoch_rows, double* loss_sum,
+                         Py_ssize_t* at) noexcept nogil:
         """Rows [start, stop) of an epoch of epoch_rows rows, as Updates.train does them."""
         cdef Py_ssize_t i, k, q, s, slot, root = G.n - 1, n_steps = self.steps.shape[0]
         cdef Py_ssize_t n_flagged = self.n_flagged
         cdef double loss
-        cdef bint ok, one_row = self.batch_size == 1
+        # With one row a batch and the nodes' own lrs, the layers step in their backward.
+        cdef bint ok, one_row = self.batch_size == 1 and O.kind == OPT_SGD and O.lr != O.lr
         cdef double* v = G.values
         cdef double* g = G.grads
         cdef const Py_ssize_t* steps = &self.steps[0] if n_steps else NULL
@@ -391,22 +400,25 @@ cdef class Fused:
             self.count += 1
             if self.count < self.batch_size and i != epoch_rows - 1:
                 continue
-            # The update (the layers' already happened in their backward with one row a batch).
+            # The update (with one_row the layers' already happened in their backward).
+            opt_begin(O)
             if not one_row:
                 for k in range(self.n_layers):
-                    ok = dense_step(&self.layers[k], self.count) and ok
+                    ok = dense_step(&self.layers[k], O, self.count) and ok
             for k in range(n_flagged):
                 slot = flagged[k]
                 before[k] = v[slot]
-                v[slot] = v[slot] - G.lrs[slot] * (summed[k] / self.count)
+                v[slot] = opt_step(O, slot, v[slot], G.lrs[slot], summed[k] / self.count)
                 ok = ok and not nonfinite(v[slot])
                 summed[k] = -0.0
             self.count = 0
             if not ok:
                 for k in range(self.n_layers):
-                    dense_undo(&self.layers[k])
+                    dense_undo(&self.layers[k], O)
                 for k in range(n_flagged):
                     v[flagged[k]] = before[k]
+                    opt_undo(O, flagged[k])
+                O.t -= 1
                 at[0] = i
                 status = RUN_BAD_PARAM
                 break

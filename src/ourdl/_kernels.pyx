@@ -15,7 +15,8 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 from ourdl._ops cimport *
 from ourdl._passes cimport (RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM, RUN_OK, all_finite,
-                            all_finite_row, backward_pass, forward_pass, load_row)
+                            all_finite_row, backward_pass, forward_pass, load_row, opt_begin,
+                            opt_step, opt_undo)
 
 import numpy as np
 
@@ -35,8 +36,9 @@ cdef class Updates:
         self.count = 0
         self.seed = seed
 
-    cdef RunStatus train(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
-                         Py_ssize_t epoch_rows, double* loss_sum, Py_ssize_t* at) noexcept nogil:
+    cdef RunStatus train(self, const Graph* G, const Data* D, Optimizer* O, Py_ssize_t start,
+                         Py_ssize_t stop, Py_ssize_t epoch_rows, double* loss_sum,
+                         Py_ssize_t* at) noexcept nogil:
         cdef Py_ssize_t i, k, slot, n_flagged = self.n_flagged
         cdef double loss
         cdef bint bad
@@ -62,16 +64,19 @@ cdef class Updates:
                 continue
             # With one row per batch, -0.0 + g and g / 1 are g: exactly the seed's step.
             bad = False
+            opt_begin(O)
             for k in range(n_flagged):
                 slot = flagged[k]
                 before[k] = v[slot]
-                v[slot] = v[slot] - G.lrs[slot] * (summed[k] / self.count)
+                v[slot] = opt_step(O, slot, v[slot], G.lrs[slot], summed[k] / self.count)
                 bad = bad | nonfinite(v[slot])
                 summed[k] = -0.0
             self.count = 0
             if bad:
                 for k in range(n_flagged):
                     v[flagged[k]] = before[k]
+                    opt_undo(O, flagged[k])
+                O.t -= 1
                 at[0] = i
                 return RUN_BAD_PARAM
         return RUN_OK

@@ -2,7 +2,7 @@
 
 from ourdl._fused cimport Fused
 from ourdl._nodes cimport Node, NodeState
-from ourdl._passes cimport Data, Graph
+from ourdl._passes cimport Data, Graph, Optimizer
 
 cdef class Tape:
     cdef readonly tuple nodes
@@ -27,6 +27,7 @@ cdef class Tape:
     cdef readonly bint fuse       # fit and predict run dense layers as fused kernels
     cdef dict _layers             # the dense layers found, by the set of leaves data feeds
     cdef frozenset _fed           # the leaves that fit has fed from data
+    cdef list _opt_state          # the optimizer's kind, m, v, m and v before, steps taken
     cdef Py_ssize_t _output(self, output, Py_ssize_t[::1] slots) except -1
 
     cdef int _claim(self) except -1
@@ -38,7 +39,9 @@ cdef class Tape:
     cdef void _forward(self) noexcept nogil
     cdef void _backward(self, bint update) noexcept nogil
     cdef Py_ssize_t[::1] _input_slots(self, inputs) except *
-    cdef Fused _fused(self, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t column_step)
+    cdef Fused _fused(self, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t column_step,
+                      bint plain_sgd)
+    cdef Optimizer _optimizer(self, optimizer) except *
     cdef Py_ssize_t _slot_of(self, node, str what) except -1
     cdef void _settle(self, const Data* D, Py_ssize_t row)
     cpdef double forward(self)

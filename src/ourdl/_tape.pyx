@@ -13,7 +13,8 @@ from ourdl._fused cimport Fused
 from ourdl._kernels cimport Updates, dot_rows
 from ourdl._nodes cimport Node, NodeState, topological_order
 from ourdl._ops cimport *
-from ourdl._passes cimport (CHUNK_ROWS, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_OK, Data, Graph, RunStatus,
+from ourdl._passes cimport (CHUNK_ROWS, OPT_SGD, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_OK, Data, Graph,
+                            Optimizer, RunStatus,
                             backward_pass, forward_pass, forward_rows, load_row, update_pass)
 
 import threading
@@ -333,25 +334,60 @@ cdef class Tape:
             slots[j] = i
         return slots
 
-    def fit(self, data, inputs, epochs=1, shuffle=False, seed=None, batch_size=1, progress=False):
+    def fit(self, data, inputs, epochs=1, shuffle=False, seed=None, batch_size=1, progress=False,
+            optimizer=None):
         """Train on every row of ``data``: the seed's per-sample loop, run in compiled code.
 
         For each row, column j is written into ``inputs[j].value``; then forward, backward
         and (every ``batch_size`` rows, with the gradients averaged) an update of every node
-        with ``Flag == 1``. With ``shuffle`` the rows are visited in a new order each epoch,
-        drawn from ``numpy.random.default_rng(seed)``. Returns one ``EpochStats`` per epoch.
+        with ``Flag == 1``, by ``optimizer`` (``ourdl.optim``; the default ``SGD()`` is the
+        tutorial's ``value - lr * grad`` with each node's own lr). With ``shuffle`` the rows
+        are visited in a new order each epoch, drawn from ``numpy.random.default_rng(seed)``.
+        Returns one ``EpochStats`` per epoch.
 
         Bad input raises before anything changes. Divergence raises ``FloatingPointError``
-        with the parameters as they were before the bad update. Ctrl-C stops within
-        milliseconds, with the parameters at the last completed update.
+        with the parameters (and the optimizer's state) as they were before the bad update.
+        Ctrl-C stops within milliseconds, with both at the last completed update.
         """
         self._claim()
         try:
-            return self._fit(data, inputs, epochs, shuffle, seed, batch_size, progress)
+            return self._fit(data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer)
         finally:
             self._busy = False
 
-    def _fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress):
+    def reset_optimizer(self):
+        """Forget the optimizer's state (momentum, moments, step count): the next fit starts
+        it afresh. A fit with another kind of optimizer does this by itself."""
+        self._claim()
+        try:
+            self._opt_state = None
+        finally:
+            self._busy = False
+
+    cdef Optimizer _optimizer(self, optimizer) except *:
+        """The optimizer as the compiled loops take it, with the state this tape keeps for it."""
+        from ourdl import optim
+        if optimizer is None:
+            optimizer = optim.SGD()
+        if not isinstance(optimizer, optim.SGD):
+            raise TypeError(f"optimizer must be one of ourdl.optim's (SGD, Momentum, Adam), not "
+                            f"{type(optimizer).__name__}")
+        kind, lr, beta1, beta2, eps = optimizer.settings()
+        if self._opt_state is None or self._opt_state[0] != kind:
+            # m, v, m before, v before (one slot per node), and the steps taken
+            self._opt_state = [kind, np.zeros(self.n if kind else 1), np.zeros(self.n if kind else 1),
+                               np.zeros(self.n if kind else 1), np.zeros(self.n if kind else 1), 0]
+        cdef double[::1] m = self._opt_state[1], v = self._opt_state[2]
+        cdef double[::1] m_before = self._opt_state[3], v_before = self._opt_state[4]
+        cdef Optimizer O
+        O.kind, O.lr, O.beta1, O.beta2, O.eps = kind, lr, beta1, beta2, eps
+        O.m, O.v, O.m_before, O.v_before = &m[0], &v[0], &m_before[0], &v_before[0]
+        O.t = self._opt_state[5]
+        O.bc1 = O.sqrt_bc2 = 1.0
+        return O
+
+    def _fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer):
+        cdef Optimizer O = self._optimizer(optimizer)
         cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
         self._fed = self._fed | set(slots)  # from now on, predict wants these given
         cdef Py_ssize_t n_epochs = checks.count("epochs", epochs)
@@ -369,7 +405,8 @@ cdef class Tape:
         cdef Graph G = self._graph()
         cdef Data D = _data_view(X, slots)
         # The fused kernels when the graph has dense layers, else the general passes.
-        cdef Fused fused = self._fused(slots, batch, D.s1)
+        cdef Fused fused = self._fused(slots, batch, D.s1, O.kind == OPT_SGD and O.lr != O.lr)
+        state_before = [np.copy(a) if isinstance(a, np.ndarray) else a for a in self._opt_state]
         cdef Updates U = Updates(self.flags, batch, self.states[self.n - 1].grad) if fused is None else None
         bar = checks.progress_bar(n_epochs * n_rows) if progress else None
         history = []
@@ -384,9 +421,10 @@ cdef class Tape:
                     stop = min(start + chunk, n_rows)
                     with nogil:
                         if fused is not None:
-                            status = fused.train(&G, &D, start, stop, n_rows, &loss_sum, &at)
+                            status = fused.train(&G, &D, &O, start, stop, n_rows, &loss_sum, &at)
                         else:
-                            status = U.train(&G, &D, start, stop, n_rows, &loss_sum, &at)
+                            status = U.train(&G, &D, &O, start, stop, n_rows, &loss_sum, &at)
+                    self._opt_state[5] = O.t
                     if status != RUN_OK:
                         break
                     last_row = D.rows[stop - 1] if D.rows != NULL else stop - 1
@@ -412,6 +450,7 @@ cdef class Tape:
             error = checks.nonfinite_error(X, names)
             if error is not None:
                 self._pull()  # the nodes were never written: forget what the run did
+                self._opt_state = state_before
                 raise error
         if status == RUN_BAD_DATA:  # data that changed under a later epoch (another thread)
             row = D.rows[at] if D.rows != NULL else at
@@ -605,9 +644,11 @@ cdef class Tape:
         return [layer.describe() for layer in layers] + [
             f"general passes: {self.n - inside} nodes, one by one"]
 
-    cdef Fused _fused(self, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t column_step):
+    cdef Fused _fused(self, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t column_step,
+                      bint plain_sgd):
         layers, steps = self._plan(slots)
         if not layers:
             return None
         return Fused(self.opcodes, self.papa, self.mama, self.values, self.lrs, self.flags,
-                     layers, steps, batch, self.states[self.n - 1].grad, slots, column_step)
+                     layers, steps, batch, self.states[self.n - 1].grad, slots, column_step,
+                     plain_sgd)

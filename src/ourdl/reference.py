@@ -38,6 +38,7 @@ __all__ = [
     "NegNode", "ExpNode", "LnNode", "SinNode", "CosNode", "TanNode", "TanhNode",
     "SigmoidNode", "ReluNode", "AbsNode", "SqrtNode",
     "sin", "cos", "tan", "ln", "exp", "tanh", "sigmoid", "relu", "sqrt", "topological_order",
+    "SGD", "Momentum", "Adam", "fit",
 ]
 
 
@@ -515,3 +516,82 @@ def _unary(node_class):
 sin, cos, tan = _unary(SinNode), _unary(CosNode), _unary(TanNode)
 ln, exp, sqrt, abs = _unary(LnNode), _unary(ExpNode), _unary(SqrtNode), _unary(AbsNode)
 tanh, sigmoid, relu = _unary(TanhNode), _unary(SigmoidNode), _unary(ReluNode)
+
+
+# Training on rows of data: what Tape.fit does, written as the tutorial's loop.
+
+class SGD:
+    """``value = value - lr * g``; lr None: each node's own lr (the tutorial's rule)."""
+
+    def __init__(self, lr=None):
+        self.lr = lr
+        self.t = 0  # updates taken
+
+    def step(self, nodes, grads):
+        """One update of nodes, whose gradients (averaged over the batch) are grads."""
+        self.t += 1
+        for node, g in zip(nodes, grads):
+            lr = node.lr if self.lr is None else self.lr
+            node.value = self._new_value(node, lr, g)
+
+    def _new_value(self, node, lr, g):
+        return node.value - lr * g
+
+
+class Momentum(SGD):
+    """torch.optim.SGD(momentum=beta): b = g at first, then b = beta * b + g."""
+
+    def __init__(self, lr=None, beta=0.9):
+        super().__init__(lr)
+        self.beta = beta
+        self.buffer = {}
+
+    def _new_value(self, node, lr, g):
+        b = g if self.t == 1 else self.beta * self.buffer[id(node)] + g
+        self.buffer[id(node)] = b
+        return node.value - lr * b
+
+
+class Adam(SGD):
+    """torch.optim.Adam, with bias correction."""
+
+    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(lr)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.m, self.v = {}, {}
+
+    def _new_value(self, node, lr, g):
+        m = self.beta1 * self.m.get(id(node), 0.0) + (1.0 - self.beta1) * g
+        v = self.beta2 * self.v.get(id(node), 0.0) + (1.0 - self.beta2) * (g * g)
+        self.m[id(node)], self.v[id(node)] = m, v
+        corrected_1 = 1.0 - self.beta1 ** self.t
+        corrected_2 = math.sqrt(1.0 - self.beta2 ** self.t)
+        return node.value - (lr / corrected_1) * (m / (math.sqrt(v) / corrected_2 + self.eps))
+
+
+def fit(root, data, inputs, epochs=1, batch_size=1, optimizer=None, orders=None):
+    """Train root's graph on the rows of data, as ``Tape.fit`` does; return each epoch's loss.
+
+    For each row: column j into ``inputs[j].value``, forward, backward without the update.
+    Every ``batch_size`` rows (and at the end of each epoch) the trainable nodes take one
+    step with their gradients averaged over those rows. ``orders`` gives each epoch's order
+    of rows (the default: in order).
+    """
+    optimizer = optimizer if optimizer is not None else SGD()
+    trainable = [node for node in topological_order(root) if node.Flag == 1]
+    losses = []
+    for epoch in range(epochs):
+        order = orders[epoch] if orders is not None else range(len(data))
+        sums, count, total = [-0.0] * len(trainable), 0, 0.0
+        for k, row in enumerate(order):
+            for node, value in zip(inputs, data[row]):
+                node.value = value
+            total += root.forward()
+            root.backward(update=False)
+            sums = [s + node.grad for s, node in zip(sums, trainable)]
+            count += 1
+            if count == batch_size or k == len(order) - 1:
+                optimizer.step(trainable, [s / count for s in sums])
+                sums, count = [-0.0] * len(trainable), 0
+        losses.append(total / len(order))
+    return losses
