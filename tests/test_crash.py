@@ -80,7 +80,7 @@ def test_an_op_code_that_lies_about_its_range_is_refused():
             op_code = 2.0
         print(raises(Floaty, Node(), Node()))
     """)
-    assert out[0].startswith("TypeError: Bad.op_code must be one of ourdl's op codes (0 to 18)")
+    assert out[0].startswith("TypeError: Bad.op_code must be one of ourdl's op codes (0 to 21)")
     assert out[1].startswith("TypeError: Floaty.op_code must be one of ourdl's op codes")
 
 

@@ -16,7 +16,8 @@ except ImportError as exc:  # never fall back to slow code silently
     ) from exc
 
 from ourdl._core import (
-    AbsNode, AddNode, CosNode, DivNode, EpochStats, ExpNode, LnNode, MAENode, MSENode, MulNode,
+    AbsNode, AddNode, CosNode, CustomNode, DivNode, EpochStats, ExpNode, HuberNode, LnNode,
+    MAENode, MSENode, MulNode,
     NegNode, Node, PowNode, ReluNode, SigmoidNode, SinNode, SqrtNode, SubNode, TanhNode, TanNode,
     Tape, compile, topological_order,
 )
@@ -41,7 +42,7 @@ __version__ = "0.1.0"
 # `abs` stay out of it so they do not shadow Python's builtins (use ourdl.compile, ourdl.abs).
 __all__ = [
     "Node", "AddNode", "SubNode", "MulNode", "DivNode", "PowNode", "MSENode", "MAENode",
-    "NegNode", "ExpNode", "LnNode", "SinNode", "CosNode", "TanNode", "TanhNode",
-    "SigmoidNode", "ReluNode", "AbsNode", "SqrtNode", "Tape", "EpochStats",
+    "HuberNode", "CustomNode", "NegNode", "ExpNode", "LnNode", "SinNode", "CosNode", "TanNode",
+    "TanhNode", "SigmoidNode", "ReluNode", "AbsNode", "SqrtNode", "Tape", "EpochStats",
     "sin", "cos", "tan", "ln", "exp", "tanh", "sigmoid", "relu", "sqrt",
 ]

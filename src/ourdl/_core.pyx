@@ -18,7 +18,8 @@ bit-for-bit equality.
 from ourdl._ops cimport squared
 
 from ourdl._nodes import (
-    OP_NAMES, AbsNode, AddNode, CosNode, DivNode, ExpNode, LnNode, MAENode, MSENode, MulNode,
+    OP_NAMES, AbsNode, AddNode, CosNode, CustomNode, DivNode, ExpNode, HuberNode, LnNode,
+    MAENode, MSENode, MulNode,
     NegNode, Node, PowNode, ReluNode, SigmoidNode, SinNode, SqrtNode, SubNode, TanhNode, TanNode,
     topological_order,
 )

@@ -23,8 +23,8 @@ from libc.string cimport memcpy, memset
 from ourdl._kernels cimport linear_rows
 from ourdl._passes cimport CHUNK_ROWS, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM, RUN_OK
 from ourdl._ops cimport *
-from ourdl._passes cimport (OPT_SGD, backward_pass, forward_pass, load_row, opt_begin, opt_step,
-                            opt_undo)
+from ourdl._passes cimport (OPT_SGD, backward_pass, forward_pass, load_row, node_grads,
+                            node_value, opt_begin, opt_step, opt_undo)
 
 import numpy as np
 
@@ -50,7 +50,7 @@ cdef inline void dense_forward(Dense* L, double* v) noexcept nogil:
             acc[j] = acc[j] + L.b[j]
     if L.act != OP_LEAF:
         for j in range(n_out):
-            L.out[j] = op_value(L.act, acc[j], 0.0)
+            L.out[j] = op_value(L.act, acc[j], 0.0, 0.0)
     for j in range(n_out):
         v[L.outputs[j]] = L.out[j]
 
@@ -149,8 +149,8 @@ cdef inline void general_forward(const Graph* G, Py_ssize_t i) noexcept nogil:
     cdef int o = G.op[i]
     if o == OP_LEAF:
         return
-    G.values[i] = op_value(o, G.values[G.papa[i]],
-                           G.values[G.mama[i]] if is_binary(o) else 0.0)
+    G.values[i] = node_value(G, i, o, G.values[G.papa[i]],
+                             G.values[G.mama[i]] if is_binary(o) else 0.0)
 
 
 cdef inline void general_backward(const Graph* G, Py_ssize_t i) noexcept nogil:
@@ -163,13 +163,13 @@ cdef inline void general_backward(const Graph* G, Py_ssize_t i) noexcept nogil:
     p = G.papa[i]
     if is_binary(o):
         m = G.mama[i]
-        op_grads(o, v[p], v[m], v[i], G.grads[i], &to_papa, &to_mama)
+        node_grads(G, i, o, v[p], v[m], v[i], G.grads[i], &to_papa, &to_mama)
         G.papa_grads[i] = to_papa
         G.grads[p] += to_papa
         G.mama_grads[i] = to_mama
         G.grads[m] += to_mama
     else:
-        op_grads(o, v[p], 0.0, v[i], G.grads[i], &to_papa, &to_mama)
+        node_grads(G, i, o, v[p], 0.0, v[i], G.grads[i], &to_papa, &to_mama)
         G.papa_grads[i] = to_papa
         G.grads[p] += to_papa
 

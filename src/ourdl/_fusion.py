@@ -25,11 +25,11 @@ every gradient sum keeps the tape's order, so fused and unfused tapes agree bit 
 """
 from dataclasses import dataclass, field
 
-from ourdl._nodes import OP_NAMES
+from ourdl._nodes import ARITY, OP_NAMES
 
 LEAF, ADD, MUL = OP_NAMES.index("leaf"), OP_NAMES.index("add"), OP_NAMES.index("mul")
 ACTIVATIONS = {OP_NAMES.index(name) for name in ("tanh", "relu", "sigmoid")}
-BINARY = {OP_NAMES.index(name) for name in ("add", "sub", "mul", "div", "pow", "mse", "mae")}
+BINARY = {op for op, arity in enumerate(ARITY) if arity == 2}
 
 
 @dataclass

@@ -6,6 +6,7 @@ cdef struct NodeState:
     double lr
     double papa_grad
     double mama_grad
+    double param        # the op's constant: HuberNode's delta (0 for other ops)
     int flag
 
 

@@ -14,11 +14,14 @@ import weakref
 
 # Mirrors the Op enum in _ops.pxd, in the same order.
 OP_NAMES = (
-    "leaf", "add", "sub", "mul", "div", "pow", "mse", "mae",
+    "leaf", "add", "sub", "mul", "div", "pow", "mse", "mae", "huber", "custom binary",
     "neg", "exp", "ln", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "abs", "sqrt",
+    "custom unary",
 )
 if len(OP_NAMES) != N_OPS:
     raise ImportError("ourdl._nodes: OP_NAMES and the Op enum in _ops.pxd disagree")
+# How many parents each op takes, by op code.
+ARITY = tuple(arity_of(op) for op in range(N_OPS))
 
 # How forward() and backward() reach a tape: set by ourdl._tape, the layer above this one.
 _tape_forward = None
@@ -40,6 +43,12 @@ cdef int _flag(str kind, object x) except -1:
 
 cdef int _op_code(type cls) except -1:
     """The class's op code as a plain int, checked against the range of the Op enum."""
+    if issubclass(cls, CustomNode):
+        arity = cls.arity
+        if isinstance(arity, bool) or arity not in (1, 2) or type(arity) is not int:
+            raise TypeError(f"{cls.__name__}.arity must be 1 (Papa only) or 2 (Papa and Mama), "
+                            f"not {arity!r}")
+        return OP_CUSTOM1 if arity == 1 else OP_CUSTOM2
     op = cls.op_code
     cdef long long code = -1
     try:
@@ -185,10 +194,10 @@ cdef class Node:
                 self.__getstate__())
 
     def __getstate__(self):
-        return (self.name, self.s.grad, self.s.papa_grad, self.s.mama_grad)
+        return (self.name, self.s.grad, self.s.papa_grad, self.s.mama_grad, self.s.param)
 
     def __setstate__(self, state):
-        self.name, self.s.grad, self.s.papa_grad, self.s.mama_grad = state
+        self.name, self.s.grad, self.s.papa_grad, self.s.mama_grad, self.s.param = state
 
     def __copy__(self):
         """A new node with the same parents and state (the parents are shared, not copied)."""
@@ -361,6 +370,24 @@ cdef class MAENode(Node):
     """Absolute error |Papa - Mama|."""
     op_code = OP_MAE
 
+cdef class HuberNode(Node):
+    """Huber loss of d = Papa - Mama: ``0.5 * d * d`` where ``|d| <= delta``, else
+    ``delta * (|d| - 0.5 * delta)``; its slope is d, clipped to [-delta, delta].
+
+    ``HuberNode(Papa, Mama, delta=1.0)`` (delta a positive number, fixed once built)."""
+    op_code = OP_HUBER
+
+    def __init__(self, Papa=None, Mama=None, Value=0, Flag=0, lr=0.01, name=None, *, delta=1.0):
+        cdef double d = _real("HuberNode", "delta", delta)
+        if not 0.0 < d < float("inf"):
+            raise ValueError(f"HuberNode: delta must be a positive number, not {delta!r}")
+        Node.__init__(self, Papa, Mama, Value, Flag, lr, name)
+        self.s.param = d
+
+    @property
+    def delta(self):
+        return self.s.param
+
 cdef class NegNode(Node):
     op_code = OP_NEG
 
@@ -393,5 +420,33 @@ cdef class AbsNode(Node):
 
 cdef class SqrtNode(Node):
     op_code = OP_SQRT
+
+
+cdef class CustomNode(Node):
+    """An op of your own, written in Python: subclass it, say how many parents it takes, and
+    define its value and its derivatives::
+
+        class Softplus(ourdl.CustomNode):
+            arity = 1                                  # Papa only (2: Papa and Mama)
+            def compute(self, a, b):                   # a: Papa's value, b: Mama's (0.0)
+                return math.log1p(math.exp(a))
+            def derivatives(self, a, b):               # d value / d a (and / d b if binary)
+                return 1.0 / (1.0 + math.exp(-a))
+
+    ``derivatives`` returns one number for a unary op, a pair for a binary one; backward
+    multiplies them by the node's gradient. Such nodes work everywhere: graphs, tapes,
+    ``fit`` and ``predict``. The compiled loops call them back holding the GIL, so each
+    costs a Python call a row (about a microsecond) where a built-in op costs nanoseconds.
+    An exception they raise stops the pass and comes out of forward, backward, fit or
+    predict as it was raised.
+    """
+    op_code = -1   # set from arity
+    arity = 1
+
+    def compute(self, a, b):
+        raise NotImplementedError(f"{type(self).__name__} must define compute(self, a, b)")
+
+    def derivatives(self, a, b):
+        raise NotImplementedError(f"{type(self).__name__} must define derivatives(self, a, b)")
 
 

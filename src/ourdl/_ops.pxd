@@ -16,6 +16,8 @@ cdef enum Op:
     OP_POW
     OP_MSE
     OP_MAE
+    OP_HUBER
+    OP_CUSTOM2      # a binary op written in Python (ourdl.CustomNode): the tape calls it back
     OP_NEG
     OP_EXP
     OP_LN
@@ -27,11 +29,12 @@ cdef enum Op:
     OP_RELU
     OP_ABS
     OP_SQRT
+    OP_CUSTOM1      # a unary op written in Python
     N_OPS
 
 
 cdef inline bint is_binary(int op) noexcept nogil:
-    return OP_ADD <= op <= OP_MAE
+    return OP_ADD <= op <= OP_CUSTOM2
 
 
 cdef inline int arity_of(int op) noexcept nogil:
@@ -73,8 +76,10 @@ cdef inline double squared(double d) noexcept nogil:
     return p
 
 
-cdef inline double op_value(int op, double a, double b) noexcept nogil:
-    """The value of a node from its parents' values (b is 0 for unary ops)."""
+cdef inline double op_value(int op, double a, double b, double c) noexcept nogil:
+    """The value of a built-in op's node from its parents' values (b is 0 for unary ops) and
+    its constant c (HuberNode's delta; 0 for the others)."""
+    cdef double d
     if op == OP_ADD:
         return a + b
     elif op == OP_SUB:
@@ -89,6 +94,9 @@ cdef inline double op_value(int op, double a, double b) noexcept nogil:
         return squared(a - b)
     elif op == OP_MAE:
         return fabs(a - b)
+    elif op == OP_HUBER:
+        d = a - b
+        return 0.5 * d * d if fabs(d) <= c else c * (fabs(d) - 0.5 * c)
     elif op == OP_NEG:
         return -a
     elif op == OP_EXP:
@@ -113,10 +121,11 @@ cdef inline double op_value(int op, double a, double b) noexcept nogil:
         return sqrt(a)
 
 
-cdef inline void op_grads(int op, double a, double b, double v, double g,
+cdef inline void op_grads(int op, double a, double b, double v, double g, double c,
                           double* to_papa, double* to_mama) noexcept nogil:
-    """What a node with value v and gradient g owes its parents (written as in reference.py)."""
-    cdef double t
+    """What a built-in op's node with value v, gradient g and constant c owes its parents
+    (written as in reference.py)."""
+    cdef double t, d
     to_mama[0] = 0.0
     if op == OP_ADD:
         to_papa[0] = g
@@ -139,6 +148,11 @@ cdef inline void op_grads(int op, double a, double b, double v, double g,
         to_mama[0] = -t
     elif op == OP_MAE:
         t = g * sign(a - b)
+        to_papa[0] = t
+        to_mama[0] = -t
+    elif op == OP_HUBER:
+        d = a - b
+        t = g * (d if fabs(d) <= c else c * sign(d))
         to_papa[0] = t
         to_mama[0] = -t
     elif op == OP_NEG:

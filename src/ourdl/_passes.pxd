@@ -2,7 +2,7 @@
 
 from libc.math cimport pow, sqrt
 from libc.stdint cimport int64_t
-from ourdl._ops cimport nonfinite
+from ourdl._ops cimport OP_CUSTOM1, OP_CUSTOM2, nonfinite, op_grads, op_value
 
 # Pointers into a Tape's arrays: what the compiled passes work on.
 cdef struct Graph:
@@ -16,6 +16,12 @@ cdef struct Graph:
     double* mama_grads
     const double* lrs
     const unsigned char* flags
+    const double* consts          # each node's constant (HuberNode's delta)
+    # Ops written in Python (ourdl.CustomNode): the tape's callbacks, which take the GIL.
+    void* tape
+    double (*custom_value)(void* tape, Py_ssize_t i, double a, double b) noexcept nogil
+    void (*custom_grads)(void* tape, Py_ssize_t i, double a, double b, double g,
+                         double* to_papa, double* to_mama) noexcept nogil
 
 # Rows of training data as the compiled loops see them.
 cdef struct Data:
@@ -126,6 +132,23 @@ cdef inline void opt_undo(Optimizer* O, Py_ssize_t slot) noexcept nogil:
     if O.kind != OPT_SGD:
         O.m[slot] = O.m_before[slot]
         O.v[slot] = O.v_before[slot]
+
+
+cdef inline double node_value(const Graph* G, Py_ssize_t i, int o, double a,
+                              double b) noexcept nogil:
+    """The value of node i (op o) from its parents' values a and b."""
+    if o == OP_CUSTOM1 or o == OP_CUSTOM2:
+        return G.custom_value(G.tape, i, a, b)
+    return op_value(o, a, b, G.consts[i])
+
+
+cdef inline void node_grads(const Graph* G, Py_ssize_t i, int o, double a, double b, double v,
+                            double g, double* to_papa, double* to_mama) noexcept nogil:
+    """What node i (op o, value v, gradient g) owes its parents."""
+    if o == OP_CUSTOM1 or o == OP_CUSTOM2:
+        G.custom_grads(G.tape, i, a, b, g, to_papa, to_mama)
+    else:
+        op_grads(o, a, b, v, g, G.consts[i], to_papa, to_mama)
 
 
 cdef void forward_pass(const Graph* G) noexcept nogil

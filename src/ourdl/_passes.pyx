@@ -18,9 +18,9 @@ cdef void forward_pass(const Graph* G) noexcept nogil:
         if o == OP_LEAF:
             continue
         if is_binary(o):
-            v[i] = op_value(o, v[G.papa[i]], v[G.mama[i]])
+            v[i] = node_value(G, i, o, v[G.papa[i]], v[G.mama[i]])
         else:
-            v[i] = op_value(o, v[G.papa[i]], 0.0)
+            v[i] = node_value(G, i, o, v[G.papa[i]], 0.0)
 
 
 cdef void backward_pass(const Graph* G, double seed) noexcept nogil:
@@ -40,13 +40,13 @@ cdef void backward_pass(const Graph* G, double seed) noexcept nogil:
         p = G.papa[i]
         if is_binary(o):
             m = G.mama[i]
-            op_grads(o, v[p], v[m], v[i], g[i], &to_papa, &to_mama)
+            node_grads(G, i, o, v[p], v[m], v[i], g[i], &to_papa, &to_mama)
             G.papa_grads[i] = to_papa
             g[p] += to_papa
             G.mama_grads[i] = to_mama
             g[m] += to_mama
         else:
-            op_grads(o, v[p], 0.0, v[i], g[i], &to_papa, &to_mama)
+            node_grads(G, i, o, v[p], 0.0, v[i], g[i], &to_papa, &to_mama)
             G.papa_grads[i] = to_papa
             g[p] += to_papa
 
@@ -106,10 +106,10 @@ cdef bint forward_rows(const Graph* G, const Data* D, const Py_ssize_t* program,
             elif is_binary(o):
                 b = buf + G.mama[i] * B
                 for r in range(nb):
-                    dst[r] = op_value(o, a[r], b[r])
+                    dst[r] = node_value(G, i, o, a[r], b[r])
             else:
                 for r in range(nb):
-                    dst[r] = op_value(o, a[r], 0.0)
+                    dst[r] = node_value(G, i, o, a[r], 0.0)
         memcpy(result + s, buf + out * B, nb * sizeof(double))
         s += nb
     return True

@@ -19,6 +19,8 @@ cdef class Tape:
     cdef double[::1] mama_grads
     cdef double[::1] lrs
     cdef unsigned char[::1] flags
+    cdef double[::1] consts       # each node's constant (HuberNode's delta)
+    cdef object _error            # what an op written in Python raised in the running pass
     cdef Py_ssize_t[::1] leaves   # indices of the leaves, read back before each forward()
     cdef NodeState** states       # each node's own state, for copying in and out
     cdef dict _index              # id(node) -> tape index, built on first use
@@ -31,6 +33,7 @@ cdef class Tape:
     cdef Py_ssize_t _output(self, output, Py_ssize_t[::1] slots) except -1
 
     cdef int _claim(self) except -1
+    cdef int _raise_custom_error(self) except -1
     cdef Py_ssize_t _chunk_rows(self)
     cdef Graph _graph(self) noexcept nogil
     cdef void _pull_leaves(self) noexcept nogil

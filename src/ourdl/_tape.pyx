@@ -8,6 +8,7 @@ GIL (ourdl._passes, ourdl._kernels) -> results copied back into the nodes.
 cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.math cimport NAN
 from libc.stdint cimport int64_t
 from ourdl._fused cimport Fused
 from ourdl._kernels cimport Updates, dot_rows
@@ -50,6 +51,38 @@ cdef Py_ssize_t _slot_before(Node parent, Py_ssize_t i, list order) except -1:
         if order[p] is parent:
             return p
     raise RuntimeError(f"{parent!r} is not before its child in the tape")
+
+
+cdef double _custom_value(void* tape, Py_ssize_t i, double a, double b) noexcept with gil:
+    """Node i's value, by its own Python code (a CustomNode); nan after an exception, which
+    the tape keeps to raise once the pass is over."""
+    cdef Tape t = <Tape>tape
+    if t._error is not None:
+        return NAN
+    try:
+        return float(t.nodes[i].compute(a, b))
+    except BaseException as error:
+        t._error = error
+        return NAN
+
+
+cdef void _custom_grads(void* tape, Py_ssize_t i, double a, double b, double g,
+                        double* to_papa, double* to_mama) noexcept with gil:
+    """What node i (a CustomNode) owes its parents: g times its derivatives."""
+    cdef Tape t = <Tape>tape
+    to_papa[0] = to_mama[0] = NAN
+    if t._error is not None:
+        return
+    try:
+        node = t.nodes[i]
+        slopes = node.derivatives(a, b)
+        if t.opcodes[i] == OP_CUSTOM2:
+            d_papa, d_mama = slopes
+            to_papa[0], to_mama[0] = g * float(d_papa), g * float(d_mama)
+        else:
+            to_papa[0], to_mama[0] = g * float(slopes[0] if isinstance(slopes, tuple) else slopes), 0.0
+    except BaseException as error:
+        t._error = error
 
 
 def compile(Node root not None, fuse=True):
@@ -154,6 +187,7 @@ cdef class Tape:
         cdef double[::1] values = np.zeros(n), grads = np.zeros(n)
         cdef double[::1] papa_grads = np.zeros(n), mama_grads = np.zeros(n), lrs = np.zeros(n)
         cdef unsigned char[::1] flags = np.zeros(n, dtype=np.uint8)
+        cdef double[::1] consts = np.zeros(n)
         cdef Py_ssize_t[::1] leaves
         cdef NodeState** states = <NodeState**>PyMem_Malloc(n * sizeof(NodeState*))
         if states == NULL:
@@ -165,6 +199,7 @@ cdef class Tape:
                 node._slot = i
                 states[i] = &node.s
                 opcodes[i] = node.opcode
+                consts[i] = node.s.param
                 if node.Papa is not None:
                     papa[i] = _slot_before(node.Papa, i, order)
                 if node.Mama is not None:
@@ -186,6 +221,7 @@ cdef class Tape:
         self.opcodes, self.papa, self.mama = opcodes, papa, mama
         self.values, self.grads, self.lrs, self.flags = values, grads, lrs, flags
         self.papa_grads, self.mama_grads, self.leaves = papa_grads, mama_grads, leaves
+        self.consts = consts
         self.fuse = bool(fuse)
         self.root = root
         self._fed = frozenset()
@@ -242,7 +278,18 @@ cdef class Tape:
         G.mama_grads = &self.mama_grads[0]
         G.lrs = &self.lrs[0]
         G.flags = &self.flags[0]
+        G.consts = &self.consts[0]
+        G.tape = <void*>self
+        G.custom_value = _custom_value
+        G.custom_grads = _custom_grads
         return G
+
+    cdef int _raise_custom_error(self) except -1:
+        """Raise what an op written in Python raised during the last pass, if it did."""
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        return 0
 
     cdef void _pull_leaves(self) noexcept nogil:
         cdef Py_ssize_t k, i
@@ -301,6 +348,7 @@ cdef class Tape:
         else:
             self._forward()
         self._busy = False
+        self._raise_custom_error()
         return self.values[self.n - 1]
 
     cpdef backward(self, bint update=True):
@@ -312,6 +360,7 @@ cdef class Tape:
         else:
             self._backward(update)
         self._busy = False
+        self._raise_custom_error()
 
     # ------------------------------------------------------------------------- whole datasets
 
@@ -425,6 +474,7 @@ cdef class Tape:
                         else:
                             status = U.train(&G, &D, &O, start, stop, n_rows, &loss_sum, &at)
                     self._opt_state[5] = O.t
+                    self._raise_custom_error()
                     if status != RUN_OK:
                         break
                     last_row = D.rows[stop - 1] if D.rows != NULL else stop - 1
@@ -440,6 +490,7 @@ cdef class Tape:
                     bar.refresh()  # every epoch shows its loss, however fast it ran
         except BaseException:
             self._settle(&D, last_row)
+            self._error = None  # what the settling pass raised again, if anything
             raise
         finally:
             if bar is not None:
@@ -525,6 +576,7 @@ cdef class Tape:
                 with nogil:
                     ok = dot_rows(&D, &offsets[0], &weights[0], weights.shape[0], bias_p, start,
                                   stop, &result_v[0])
+                self._raise_custom_error()
                 if not ok:
                     raise checks.nonfinite_error(X, names)
                 PyErr_CheckSignals()
@@ -536,6 +588,7 @@ cdef class Tape:
                 stop = min(start + chunk, n_rows)
                 with nogil:
                     ok = fused.predict(&G, &D, start, stop, out, &result_v[0])
+                self._raise_custom_error()
                 if not ok:
                     raise checks.nonfinite_error(X, names)
                 PyErr_CheckSignals()
@@ -551,6 +604,7 @@ cdef class Tape:
             stop = min(start + chunk, n_rows)
             with nogil:
                 ok = forward_rows(&G, &D, program_p, n_program, &buf[0], B, start, stop, out, &result_v[0])
+            self._raise_custom_error()
             if not ok:
                 raise checks.nonfinite_error(X, names)
             PyErr_CheckSignals()

@@ -35,7 +35,7 @@ import numpy as np
 
 __all__ = [
     "Node", "AddNode", "SubNode", "MulNode", "DivNode", "PowNode", "MSENode", "MAENode",
-    "NegNode", "ExpNode", "LnNode", "SinNode", "CosNode", "TanNode", "TanhNode",
+    "HuberNode", "CustomNode", "NegNode", "ExpNode", "LnNode", "SinNode", "CosNode", "TanNode", "TanhNode",
     "SigmoidNode", "ReluNode", "AbsNode", "SqrtNode",
     "sin", "cos", "tan", "ln", "exp", "tanh", "sigmoid", "relu", "sqrt", "topological_order",
     "SGD", "Momentum", "Adam", "fit",
@@ -388,6 +388,45 @@ class MAENode(Node):
     def _parent_grads(self, a, b):
         t = self.grad * _sign(a - b)
         return t, -t
+
+
+class HuberNode(Node):
+    """Huber loss of d = Papa - Mama: 0.5 * d * d where |d| <= delta, else
+    delta * (|d| - 0.5 * delta); its slope is d clipped to [-delta, delta]."""
+
+    arity = 2
+
+    def __init__(self, Papa=None, Mama=None, Value=0, Flag=0, lr=0.01, name=None, *, delta=1.0):
+        delta = _number("delta", delta, "HuberNode")
+        if not 0.0 < delta < math.inf:
+            raise ValueError(f"HuberNode: delta must be a positive number, not {delta!r}")
+        super().__init__(Papa, Mama, Value, Flag, lr, name)
+        self.delta = delta
+
+    def _compute(self, a, b):
+        d = a - b
+        return 0.5 * d * d if math.fabs(d) <= self.delta else self.delta * (math.fabs(d) - 0.5 * self.delta)
+
+    def _parent_grads(self, a, b):
+        d = a - b
+        t = self.grad * (d if math.fabs(d) <= self.delta else self.delta * _sign(d))
+        return t, -t
+
+
+class CustomNode(Node):
+    """An op of your own: set ``arity`` (1 or 2) and define ``compute(a, b)`` (the value) and
+    ``derivatives(a, b)`` (d value / d Papa, and for arity 2 also d value / d Mama)."""
+
+    arity = 1
+
+    def _compute(self, a, b):
+        return float(self.compute(a, b))
+
+    def _parent_grads(self, a, b):
+        slopes = self.derivatives(a, b)
+        if self.arity == 2:
+            return self.grad * float(slopes[0]), self.grad * float(slopes[1])
+        return self.grad * float(slopes[0] if isinstance(slopes, tuple) else slopes), 0.0
 
 
 # Unary ops: only Papa. v is this node's own (forward) value, used where it saves work.
