@@ -1,10 +1,18 @@
 """`ourdl pubg --save-model` and `--model-in`: a trained network kept and used again."""
 import pytest
-from test_cli import messages, outputs, run, workdir  # noqa: F401 (workdir is a fixture)
+from test_cli import messages, outputs, run
 from test_inspect import seed_graph
 
 import ourdl
 from ourdl.datasets import pubg
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path, monkeypatch):
+    """Each test in its own folder, with its own cache."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OURDL_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
 
 
 def test_a_saved_model_predicts_the_same_submission_without_training(workdir, capsys):
@@ -12,7 +20,8 @@ def test_a_saved_model_predicts_the_same_submission_without_training(workdir, ca
     assert code == 0, err
     assert out.splitlines()[-1] == "wrote submission.csv (1,000 rows) and model.ourdl"
     trained = (workdir / "submission.csv").read_bytes()
-    code, out, err = run(capsys, "--rows", "3000", "--model-in", "model.ourdl", "--out", "again.csv")
+    code, out, err = run(capsys, "--rows", "3000", "--model-in", "model.ourdl",
+                         "--out", "again.csv")
     assert code == 0, err
     assert "epoch" not in out and "training" not in out
     assert (workdir / "again.csv").read_bytes() == trained

@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import ourdl
 from ourdl import nn, persist
-from test_inspect import chain, seed_graph, state
+from test_inspect import chain, seed_graph
 
 OPS = sorted(persist.CLASSES)
+FIXTURE = HealthCheck.function_scoped_fixture
 
 
 def bits(values):
@@ -54,14 +55,16 @@ def random_graph(draw_from, n_ops):
     op_names = [op for op in OPS if op != "leaf"]
     extra = draw_from(st.lists(st.sampled_from(op_names), max_size=n_ops))
     rng_ops = draw_from(st.permutations(op_names + extra))
-    nodes = [ourdl.Node(Value=draw_from(st.floats(0.2, 1.5)), Flag=draw_from(st.sampled_from([0, 1])),
+    nodes = [ourdl.Node(Value=draw_from(st.floats(0.2, 1.5)),
+                        Flag=draw_from(st.sampled_from([0, 1])),
                         lr=draw_from(st.floats(0.001, 0.1)), name=f"leaf{k}") for k in range(3)]
     for k, op in enumerate(rng_ops):
         cls = persist.CLASSES[op]
         papa = nodes[draw_from(st.integers(0, len(nodes) - 1))]
         if op in persist.BINARY:
             mama = nodes[draw_from(st.integers(0, len(nodes) - 1))]
-            nodes.append(cls(papa, mama, name=draw_from(st.sampled_from([None, f"n{k}", "ü ✓"]))))
+            name = draw_from(st.sampled_from([None, f"n{k}", "ü ✓"]))
+            nodes.append(cls(papa, mama, name=name))
         else:
             nodes.append(cls(papa))
     total = nodes[-1]
@@ -70,7 +73,7 @@ def random_graph(draw_from, n_ops):
     return total
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[FIXTURE])
 @given(st.data())
 def test_random_graphs_with_every_op_round_trip_bit_for_bit(tmp_path, data):
     root = random_graph(data.draw, 8)
@@ -287,7 +290,7 @@ def test_a_truncated_file_is_a_value_error(tmp_path, cut):
         ourdl.load(path)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[FIXTURE])
 @given(st.lists(st.tuples(st.integers(0, len(GOOD) - 1), st.integers(0, 255)), min_size=1,
                 max_size=4))
 def test_damaged_bytes_load_as_a_graph_or_a_value_error_never_anything_else(tmp_path, damage):

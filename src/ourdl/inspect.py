@@ -83,8 +83,8 @@ def dump(tape, limit=60):
     label = f" {root.name!r}" if root.name is not None else ""
     out = [f"Tape of {n:,} node{'s' * (n != 1)}, root {type(root).__name__}{label}"]
     for r in rows:
-        out.append(line(r) if r is not None else
-                   f"... {n - 2 * (limit // 2):,} rows left out (dump(tape, limit=None) shows all) ...")
+        out.append(line(r) if r is not None else f"... {n - len(shown) + 1:,} rows left out "
+                                                 f"(dump(tape, limit=None) shows all) ...")
     for k, layer in enumerate(layers):
         out.append(f"dense{k}: {layer.describe()}")
     return "\n".join(out)
@@ -144,7 +144,8 @@ def to_dot(root, layers=None, values=True):
         if b >= n:
             layer = found[b - n]
             label = f"{layer.describe().split(' (')[0]}\n{len(layer.nodes):,} nodes"
-            lines.append(f"  n{b} [label={_dot_string(label)}, fillcolor={_dot_string(LAYER_COLOR)}];")
+            color = _dot_string(LAYER_COLOR)
+            lines.append(f"  n{b} [label={_dot_string(label)}, fillcolor={color}];")
             continue
         node = tape.nodes[b]
         trainable, leaf = node.Flag == 1, tape.ops[b] == LEAF
@@ -191,8 +192,8 @@ def draw(root, path, **options):
     try:
         import graphviz
     except ImportError:
-        raise ImportError("draw needs the graphviz Python package, which is not installed: "
-                          "pip install graphviz (and Graphviz itself for its dot program)") from None
+        raise ImportError("draw needs the graphviz Python package, which is not installed: pip "
+                          "install graphviz (and Graphviz itself for its dot program)") from None
     if shutil.which("dot") is None:
         raise RuntimeError("draw needs Graphviz's dot program, which is not on PATH: install "
                            "Graphviz (apt install graphviz, brew install graphviz, or "
@@ -318,7 +319,8 @@ class Named(Mapping):
         return len(self._nodes)
 
     def __repr__(self):
-        return f"<{len(self)} named nodes: {', '.join(map(repr, list(self)[:8]))}{', ...' * (len(self) > 8)}>"
+        shown = ", ".join(map(repr, list(self)[:8])) + ", ..." * (len(self) > 8)
+        return f"<{len(self)} named nodes: {shown}>"
 
 
 def named(root):

@@ -191,8 +191,9 @@ def _header(archive, size):
         known = ", ".join(CLASSES)
         raise _Corrupt(f"{HEADER}: ops must list op names this ourdl knows ({known}), not "
                        f"{_short(repr(ops))}")
-    if not isinstance(names, dict) or any(
-            not (k.isdecimal() and k == str(int(k)) and int(k) < n and isinstance(v, str)) for k, v in names.items()):
+    if not isinstance(names, dict) or not all(
+            k.isdecimal() and k == str(int(k)) and int(k) < n and isinstance(v, str)
+            for k, v in names.items()):
         raise _Corrupt(f"{HEADER}: names must map node indices below {n} to str names")
     return header
 
@@ -246,7 +247,8 @@ def _check_structure(header, arrays):
     used[mama[mama >= 0]] = True
     used[-1] = True
     if not used.all():
-        raise _Corrupt(f"node {int(np.flatnonzero(~used)[0])} is no ancestor of the root (the last node)")
+        orphan = int(np.flatnonzero(~used)[0])
+        raise _Corrupt(f"node {orphan} is no ancestor of the root (the last node)")
 
 
 def _short(text, limit=60):
