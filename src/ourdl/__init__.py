@@ -36,6 +36,9 @@ sin, cos, tan = _unary(SinNode), _unary(CosNode), _unary(TanNode)
 ln, exp, sqrt, abs = _unary(LnNode), _unary(ExpNode), _unary(SqrtNode), _unary(AbsNode)
 tanh, sigmoid, relu = _unary(TanhNode), _unary(SigmoidNode), _unary(ReluNode)
 
+from ourdl.inspect import draw, dump, gradcheck, named, to_dot  # noqa: E402 (needs the core)
+from ourdl.persist import load, load_info, save  # noqa: E402
+
 __version__ = "0.1.0"
 
 # What `from ourdl import *` brings: the seed's names and the op functions. `compile` and

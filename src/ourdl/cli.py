@@ -154,6 +154,13 @@ def _parser():
                       help="also draw the training loss and predicted vs true placement on the "
                            "held-out matches, as the extension says: .png, .svg, .pdf, ... "
                            "(needs matplotlib)")
+    pubg.add_argument("--save-model", metavar="PATH", type=Path,
+                      help="also save the trained network, with the normalization it needs, "
+                           "to PATH (an ourdl graph file; see ourdl.save)")
+    pubg.add_argument("--model-in", metavar="PATH", type=Path,
+                      help="predict the test rows with a network saved by --save-model, "
+                           "without training: takes --test (or synthetic test data), not "
+                           "--train or the training options")
     pubg.add_argument("--quiet", action="store_true",
                       help="print nothing but errors: no progress bar, no report")
     pubg.add_argument("--debug", action="store_true",
@@ -167,6 +174,8 @@ def _run_pubg(args) -> int:
     _check_before_work(args)
     from ourdl.datasets import pubg
 
+    if args.model_in is not None:
+        return _predict_with_saved_model(args)
     say = _Report(args.quiet)
     started = time.perf_counter()
     train = _frame(args.train, "train", args, say)
@@ -220,15 +229,36 @@ def _run_pubg(args) -> int:
 
     placements = predict(test)
     picture = _render_plot(history, truth, guesses, baseline, args.plot) if args.plot else None
-    _write_outputs(placements, args.out, picture, args.plot)
+    model = (args.save_model, network, maxima, means) if args.save_model else None
+    _write_outputs(placements, args.out, picture, args.plot, model)
     total = time.perf_counter() - started
     data_seconds = prepared - started
     epoch_seconds = sum(stats.seconds for stats in history)
     say(f"time: {total:.2f} s in all: data {data_seconds:.2f} s, training {epoch_seconds:.3f} s "
         f"({len(data) * len(history) / epoch_seconds:,.0f} samples/s), prediction, output and "
         f"the rest {total - data_seconds - epoch_seconds:.2f} s")
+    also = [str(path) for path in (args.plot, args.save_model) if path is not None]
     say(f"wrote {args.out} ({_count(len(placements), 'row')})"
-        + (f" and {args.plot}" if picture else ""))
+        + (f" and {' and '.join(also)}" if also else ""))
+    return 0
+
+
+def _predict_with_saved_model(args) -> int:
+    """ourdl pubg --model-in: the test rows through a saved network, normalized as it was."""
+    from ourdl.datasets import pubg
+
+    say = _Report(args.quiet)
+    try:
+        network, maxima, means = pubg.load_model(args.model_in)
+    except ValueError as error:
+        raise ValueError(f"--model-in {error}") from None
+    say(f"model: {args.model_in}, trained on {len(network.x)} features")
+    test = _frame(args.test, "test", args, say)
+    features = pubg.normalize_test(pubg.to_array(test), maxima[:-1], means[:-1])
+    predictions = ourdl.compile(network.prediction).predict(features, network.x)
+    placements = pubg.to_placement(predictions, maxima[-1])
+    _write_outputs(placements, args.out, None, None)
+    say(f"wrote {args.out} ({_count(len(placements), 'row')})")
     return 0
 
 
@@ -258,7 +288,19 @@ def _check_before_work(args):
     """Fail in a second, not after training, on what can be known up front."""
     from ourdl.datasets import pubg
 
-    if (args.train is None) != (args.test is None):
+    if args.model_in is not None:
+        if not args.model_in.exists():
+            raise FileNotFoundError(f"--model-in {args.model_in}: no such file")
+        trains = [option for option in ("train", "epochs", "lr", "batch_size", "shuffle",
+                                        "holdout", "plot", "save_model")
+                  if getattr(args, option) != _parser_defaults()[option]]
+        if trains:
+            flag = "--" + trains[0].replace("_", "-")
+            raise ValueError(f"{flag} is for training; --model-in predicts with a saved model "
+                             f"without training (give it --test, or nothing for synthetic data)")
+        if args.rows is not None and args.test is not None:
+            raise ValueError("--rows sizes the synthetic data; the real --test file is used whole")
+    elif (args.train is None) != (args.test is None):
         given, missing = ("--train", "--test") if args.test is None else ("--test", "--train")
         raise ValueError(f"{given} without {missing}: give both real files, or neither for "
                          f"synthetic data (a real file never mixes with synthetic data)")
@@ -267,20 +309,29 @@ def _check_before_work(args):
     for option, path in (("--train", args.train), ("--test", args.test)):
         if path is not None and not path.exists():
             raise FileNotFoundError(f"{option} {path}: no such file")
-    for option, path in (("--out", args.out), ("--plot", args.plot)):
+    outputs = {"--plot": args.plot, "--save-model": args.save_model, "--out": args.out}
+    for option, path in outputs.items():
         if path is not None:
             try:
                 _files.check_output(path)
             except OSError as error:
                 raise ValueError(f"{option} {error}") from None
-    if args.plot is not None and args.plot.resolve() == args.out.resolve():
-        raise ValueError(f"--plot and --out are the same file, {args.out}")
+    given = [(option, path.resolve()) for option, path in outputs.items() if path is not None]
+    for k, (option, path) in enumerate(given):
+        for other, other_path in given[k + 1:]:
+            if path == other_path:
+                raise ValueError(f"{option} and {other} are the same file, {outputs[option]}")
     try:
         pubg.submission_compression(args.out)
     except ValueError as error:
         raise ValueError(f"--out {error}") from None
     if args.plot:
         _plot_format(args.plot)
+
+
+def _parser_defaults():
+    """Each option of `ourdl pubg` with its default."""
+    return vars(_parser().parse_args(["pubg"]))
 
 
 def _plot_format(path) -> str:
@@ -371,12 +422,16 @@ def _figure(history, truth, guesses, baseline):
     return figure
 
 
-def _write_outputs(placements, out, picture, plot_path):
-    """Write the plot and the submission; the plot is renamed into place only once the
-    submission is written, so a failure leaves neither (and deletes nothing of the user's)."""
+def _write_outputs(placements, out, picture, plot_path, model=None):
+    """Write the plot, the model ((path, network, maxima, means)) and the submission; the
+    plot and model are renamed into place only once the submission is written, so a failure
+    leaves none of them (and deletes nothing of the user's)."""
     from ourdl.datasets import pubg
 
     with contextlib.ExitStack() as outputs:
         if picture is not None:
             outputs.enter_context(_files.open_output(plot_path)).write(picture)
+        if model is not None:
+            path, *trained = model
+            pubg.save_model(outputs.enter_context(_files.open_output(path)), *trained)
         pubg.write_submission(placements, out)

@@ -740,17 +740,64 @@ def build_network(n_features: int = len(FEATURES), lr: float = 0.01) -> Network:
     """The seed's n -> 1 linear network built from ourdl nodes, exactly as the seed wires it.
 
     x[i] = Node(), w[i] = Node(Flag=1, lr=lr), m[i] = MulNode(x[i], w[i]), a chain of AddNodes
-    summing the m[i] into the prediction, y = Node() and loss = MSENode(prediction, y).
+    a[i] summing the m[i] into the prediction, y = Node() and result = MSENode(prediction, y).
+    Each node is named as the seed names it ("x[0]", ..., "a[11]", "y", "result").
     """
     from ourdl import AddNode, MSENode, MulNode, Node
 
     if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
         raise ValueError(f"n_features must be a positive integer, not {n_features!r}")
-    x = [Node() for _ in range(n_features)]
-    w = [Node(Flag=1, lr=lr) for _ in range(n_features)]
-    m = [MulNode(Papa=x_i, Mama=w_i) for x_i, w_i in zip(x, w)]
+    x = [Node(name=f"x[{i}]") for i in range(n_features)]
+    w = [Node(Flag=1, lr=lr, name=f"w[{i}]") for i in range(n_features)]
+    m = [MulNode(Papa=x_i, Mama=w_i, name=f"m[{i}]") for i, (x_i, w_i) in enumerate(zip(x, w))]
     prediction = m[0]
-    for m_i in m[1:]:
-        prediction = AddNode(Papa=prediction, Mama=m_i)
-    y = Node()
-    return Network(x, w, y, prediction, MSENode(Papa=prediction, Mama=y))
+    for i, m_i in enumerate(m[1:]):
+        prediction = AddNode(Papa=prediction, Mama=m_i, name=f"a[{i}]")
+    y = Node(name="y")
+    return Network(x, w, y, prediction, MSENode(Papa=prediction, Mama=y, name="result"))
+
+
+# --- a trained model, kept ---------------------------------------------------------------------
+
+MODEL_INFO = "ourdl pubg"  # the key of what save_model keeps beside the graph
+
+
+def save_model(path, network: Network, maxima, means):
+    """Save the trained network with ourdl.save, and beside it what predicting needs: the
+    feature names, and the training maxima and means of every column (the seed's max_value
+    and data.mean(axis=0), target last) that normalize_test applies to test rows."""
+    import ourdl
+
+    info = {"features": list(FEATURES),
+            "maxima": [float(v) for v in maxima], "means": [float(v) for v in means]}
+    ourdl.save(path, network.loss, info={MODEL_INFO: info})
+
+
+def load_model(path):
+    """(network, maxima, means) from a file save_model wrote; ValueError naming path if it is
+    an ourdl graph of something else."""
+    import ourdl
+
+    info = ourdl.load_info(path)
+    model = info.get(MODEL_INFO) if isinstance(info, dict) else None
+    n = len(FEATURES)
+    if not (isinstance(model, dict) and model.get("features") == list(FEATURES)
+            and all(isinstance(model.get(key), list) and len(model[key]) == n + 1
+                    and all(type(v) in (int, float) for v in model[key])
+                    for key in ("maxima", "means"))):
+        raise ValueError(f"{path} is an ourdl graph but not a PUBG model saved by "
+                         f"`ourdl pubg --save-model` (its {MODEL_INFO!r} information is missing "
+                         f"or not for the {n} features {', '.join(FEATURES[:3])}, ...)")
+    loss = ourdl.load(path)
+    if loss.op != "mse":
+        raise ValueError(f"{path}: the saved network ends in a {loss.op} node, not the MSENode "
+                         f"of a PUBG model")
+    nodes = ourdl.named(loss)
+    try:
+        x = [nodes[f"x[{i}]"] for i in range(n)]
+        w = [nodes[f"w[{i}]"] for i in range(n)]
+    except KeyError as missing:
+        raise ValueError(f"{path}: the saved network has no single node named {missing}") from None
+    network = Network(x, w, loss.Mama, loss.Papa, loss)
+    return network, np.array(model["maxima"], dtype=np.float64), np.array(model["means"],
+                                                                           dtype=np.float64)
