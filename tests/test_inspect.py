@@ -182,11 +182,14 @@ UNARY = {  # op function, a point inside its domain away from kinks
 BINARY = {
     "add": ourdl.AddNode, "sub": ourdl.SubNode, "mul": ourdl.MulNode, "div": ourdl.DivNode,
     "pow": ourdl.PowNode, "mse": ourdl.MSENode, "mae": ourdl.MAENode,
+    "huber": lambda a, b: ourdl.HuberNode(a, b, delta=0.3),
 }
 
 
 def test_every_op_is_checked():
-    assert set(UNARY) | set(BINARY) | {"leaf"} == set(ourdl._nodes.OP_NAMES)
+    """Every built-in op (ops written in Python are checked in tests/test_custom_ops.py)."""
+    assert set(UNARY) | set(BINARY) | {"leaf", "custom unary", "custom binary"} == \
+        set(ourdl._nodes.OP_NAMES)
 
 
 @pytest.mark.parametrize("op", sorted(UNARY))
@@ -261,10 +264,12 @@ def test_named_reaches_each_node_with_its_own_name():
     root = mlp_loss()
     nodes = ourdl.named(root)
     assert nodes["x3"].name == "x3" and nodes["loss"] is root and nodes["y"] is root.Mama
-    assert "W[0][0]" not in nodes and "b[0]" not in nodes  # every layer has one
-    assert "W[15][1]" in nodes  # only the second layer has 16 inputs and 16 outputs
-    with pytest.raises(KeyError, match=r"'W\[0\]\[0\]' names 3 nodes of this graph"):
-        nodes["W[0][0]"]
+    # nn.MLP names each layer's weights after the layer: every one is reachable.
+    assert nodes["layer1.W[15][1]"].Flag == 1 and nodes["layer2.W[0][0]"].Flag == 1
+    x = ourdl.Node(name="same")
+    twice = ourdl.AddNode(x, ourdl.MulNode(ourdl.Node(name="same"), ourdl.Node(name="same")))
+    with pytest.raises(KeyError, match=r"'same' names 3 nodes of this graph"):
+        ourdl.named(twice)["same"]
     with pytest.raises(KeyError):
         nodes["nobody"]
     with pytest.raises(TypeError, match="named needs the root Node"):

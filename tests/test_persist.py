@@ -61,7 +61,7 @@ def random_graph(draw_from, n_ops):
     for k, op in enumerate(rng_ops):
         cls = persist.CLASSES[op]
         papa = nodes[draw_from(st.integers(0, len(nodes) - 1))]
-        if op in persist.BINARY:
+        if persist.ARITY[op] == 2:
             mama = nodes[draw_from(st.integers(0, len(nodes) - 1))]
             name = draw_from(st.sampled_from([None, f"n{k}", "ü ✓"]))
             nodes.append(cls(papa, mama, name=name))
@@ -262,7 +262,7 @@ def test_an_orphan_node_is_refused(tmp_path):
     header["nodes"] = 14
     parts["header.json"] = json.dumps(header)
     for key, extra in (("op", 0), ("papa", -1), ("mama", -1), ("value", 0.0), ("grad", 1.0),
-                       ("flag", 0), ("lr", 0.01)):
+                       ("flag", 0), ("lr", 0.01), ("param", 0.0)):
         array = np.load(io.BytesIO(parts[f"{key}.npy"]))
         parts[f"{key}.npy"] = npy(np.append(array, np.array(extra, dtype=array.dtype)))
     path = tmp_path / "orphan.ourdl"
@@ -330,3 +330,22 @@ def test_save_replaces_a_file_whole_and_writes_through_a_device(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ourdl.save(tmp_path / "no" / "such" / "folder.ourdl", seed_graph())
     assert os.listdir(tmp_path) == ["g.ourdl"]
+
+
+def test_huber_keeps_its_delta_and_ops_written_in_python_are_refused(tmp_path):
+    a, b = ourdl.Node(Value=2.0, Flag=1), ourdl.Node(Value=0.5)
+    root = ourdl.HuberNode(a, b, delta=0.25)
+    path = tmp_path / "huber.ourdl"
+    ourdl.save(path, root)
+    loaded = ourdl.load(path)
+    assert loaded.delta == 0.25 and loaded.forward() == root.forward()
+
+    class Twice(ourdl.CustomNode):
+        def compute(self, a, b):
+            return 2 * a
+
+        def derivatives(self, a, b):
+            return 2.0
+    with pytest.raises(TypeError, match="an op written in Python: its code cannot be saved"):
+        ourdl.save(tmp_path / "custom.ourdl", Twice(a))
+    assert not (tmp_path / "custom.ourdl").exists()

@@ -25,7 +25,7 @@ cdef class Fused:
     cdef int _build_layer(self, Dense* L, layer, values, lrs, const int[::1] opcodes,
                           const unsigned char[::1] flags) except -1
     cdef void gather(self, const Graph* G) noexcept nogil
-    cdef void scatter(self, const Graph* G) noexcept nogil
+    cdef void scatter(self, const Graph* G, bint before=*) noexcept nogil
     cdef void forward_row(self, const Graph* G) noexcept nogil
     cdef RunStatus train(self, const Graph* G, const Data* D, Optimizer* O, Py_ssize_t start,
                          Py_ssize_t stop, Py_ssize_t epoch_rows, double* loss_sum,

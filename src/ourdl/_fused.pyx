@@ -330,17 +330,18 @@ cdef class Fused:
                 for i in range(L.n_out):
                     L.b[i] = G.values[L.b_slots[i]]
 
-    cdef void scatter(self, const Graph* G) noexcept nogil:
-        """The parameters from the layers back into the tape's values."""
+    cdef void scatter(self, const Graph* G, bint before=False) noexcept nogil:
+        """The parameters from the layers back into the tape's values (with before, those
+        from before the last update)."""
         cdef Py_ssize_t k, i
         cdef Dense* L
         for k in range(self.n_layers):
             L = &self.layers[k]
             for i in range(L.n_in * L.n_out):
-                G.values[L.w_slots[i]] = L.w[i]
+                G.values[L.w_slots[i]] = L.w_before[i] if before else L.w[i]
             if L.b != NULL:
                 for i in range(L.n_out):
-                    G.values[L.b_slots[i]] = L.b[i]
+                    G.values[L.b_slots[i]] = L.b_before[i] if before else L.b[i]
 
     cdef void forward_row(self, const Graph* G) noexcept nogil:
         cdef Py_ssize_t q, s
@@ -440,19 +441,11 @@ cdef class Fused:
     cdef void settle_last_update(self, const Graph* G, const Data* D, Py_ssize_t row) noexcept nogil:
         """Leave every node as the general passes would after the update on ``row``: its
         values and gradients from the parameters before that update, the parameters after."""
-        cdef Py_ssize_t k, i
-        cdef Dense* L
+        cdef Py_ssize_t k
         for k in range(self.n_flagged):
             self.after[k] = G.values[self.flagged[k]]
             G.values[self.flagged[k]] = self.before[k]
-        for k in range(self.n_layers):
-            L = &self.layers[k]
-            if L.trainable:
-                for i in range(L.n_in * L.n_out):
-                    G.values[L.w_slots[i]] = L.w_before[i]
-                if L.b != NULL:
-                    for i in range(L.n_out):
-                        G.values[L.b_slots[i]] = L.b_before[i]
+        self.scatter(G, True)
         load_row(D, row, G.values)
         forward_pass(G)
         backward_pass(G, self.seed)

@@ -71,6 +71,18 @@ cdef class Node:
 
     ``Node(Papa=None, Mama=None, Value=0, Flag=0, lr=0.01, name=None)``; the op nodes
     (``AddNode``, ``MulNode``, ...) take their parents the same way.
+
+    Attributes: ``value``, ``grad``, ``Flag``, ``lr``, ``Papa_grad``, ``Mama_grad``, ``op``
+    (see each), and
+
+    - ``Papa``: the node's first parent (the left operand: a in a - b), or None for a leaf;
+    - ``Mama``: its second parent (the right operand: b in a - b), or None for a leaf and
+      for one-parent ops. Both are fixed at construction, so a graph is always a DAG;
+    - ``name``: any label you choose (None by default); shown by repr, ``Tape.dump`` and
+      ``ourdl.to_dot``, and saved by ``ourdl.save`` when it is a str.
+
+    ``forward()`` computes the node's subgraph; ``backward()`` sends gradients back to every
+    ancestor and steps the trainable ones.
     """
 
     op_code = OP_LEAF
@@ -115,6 +127,9 @@ cdef class Node:
 
     @property
     def value(self):
+        """The node's number. A leaf keeps what it is given (an input, a constant or a
+        parameter); forward() overwrites an op node's with the op applied to its parents'
+        values."""
         return self.s.value
 
     @value.setter
@@ -123,7 +138,9 @@ cdef class Node:
 
     @property
     def grad(self):
-        """The gradient from the last backward(); on the node backward() is called on, its seed."""
+        """d(root)/d(this node) from the last backward(), summed over every path to the root.
+        On the node backward() is called on it is the seed (1 unless you set it); update
+        steps use it."""
         return self.s.grad
 
     @grad.setter
@@ -132,6 +149,8 @@ cdef class Node:
 
     @property
     def lr(self):
+        """The node's own learning rate: the size of the step backward() takes on it when
+        Flag == 1. Ignored when Flag == 0."""
         return self.s.lr
 
     @lr.setter
@@ -140,6 +159,8 @@ cdef class Node:
 
     @property
     def Flag(self):
+        """1 if the node is trainable (backward() then steps it: value -= lr * grad), 0 if it
+        is fixed (an input or a constant)."""
         return self.s.flag
 
     @Flag.setter
@@ -148,16 +169,20 @@ cdef class Node:
 
     @property
     def Papa_grad(self):
-        """What the last backward() sent to Papa."""
+        """What the last backward() sent to Papa from this node: this node's grad times
+        d(this)/d(Papa). Papa.grad is the sum of these over all its children."""
         return self.s.papa_grad
 
     @property
     def Mama_grad(self):
-        """What the last backward() sent to Mama."""
+        """What the last backward() sent to Mama, as Papa_grad for Papa; 0 if there is no
+        Mama."""
         return self.s.mama_grad
 
     @property
     def op(self):
+        """The op name ('leaf', 'add', 'mul', ...): what Tape.ops lists and ourdl.save
+        stores."""
         return OP_NAMES[self.opcode]
 
     def forward(self):
@@ -348,26 +373,35 @@ cpdef list topological_order(Node root):
 
 
 cdef class AddNode(Node):
+    """Papa + Mama; sends its grad unchanged to both."""
     op_code = OP_ADD
 
 cdef class SubNode(Node):
+    """Papa - Mama; sends grad to Papa and -grad to Mama."""
     op_code = OP_SUB
 
 cdef class MulNode(Node):
+    """Papa * Mama; sends grad * Mama to Papa and grad * Papa to Mama."""
     op_code = OP_MUL
 
 cdef class DivNode(Node):
+    """Papa / Mama (IEEE: x/0 is +-inf or nan); sends grad / Mama to Papa and
+    -grad * Papa / Mama**2 to Mama."""
     op_code = OP_DIV
 
 cdef class PowNode(Node):
+    """Papa ** Mama; sends grad * Mama * Papa**(Mama - 1) to Papa and
+    grad * value * ln(Papa) to Mama (0 where Papa == 0 and Mama >= 0)."""
     op_code = OP_POW
 
 cdef class MSENode(Node):
-    """Squared error (Papa - Mama)**2, with the seed's gradient 2 * (Papa - Mama)."""
+    """Squared error (Papa - Mama)**2; sends 2 * (Papa - Mama) * grad to Papa and its
+    negative to Mama."""
     op_code = OP_MSE
 
 cdef class MAENode(Node):
-    """Absolute error |Papa - Mama|."""
+    """Absolute error |Papa - Mama|; sends sign(Papa - Mama) * grad to Papa and its negative
+    to Mama (0 where they are equal)."""
     op_code = OP_MAE
 
 cdef class HuberNode(Node):
@@ -389,36 +423,47 @@ cdef class HuberNode(Node):
         return self.s.param
 
 cdef class NegNode(Node):
+    """-Papa; sends -grad."""
     op_code = OP_NEG
 
 cdef class ExpNode(Node):
+    """e ** Papa; sends grad * value."""
     op_code = OP_EXP
 
 cdef class LnNode(Node):
+    """Natural log of Papa (nan below 0, -inf at 0); sends grad / Papa."""
     op_code = OP_LN
 
 cdef class SinNode(Node):
+    """sin(Papa); sends grad * cos(Papa)."""
     op_code = OP_SIN
 
 cdef class CosNode(Node):
+    """cos(Papa); sends -grad * sin(Papa)."""
     op_code = OP_COS
 
 cdef class TanNode(Node):
+    """tan(Papa); sends grad * (1 + value**2)."""
     op_code = OP_TAN
 
 cdef class TanhNode(Node):
+    """tanh(Papa), an activation; sends grad * (1 - value**2)."""
     op_code = OP_TANH
 
 cdef class SigmoidNode(Node):
+    """1 / (1 + e ** -Papa), an activation; sends grad * value * (1 - value)."""
     op_code = OP_SIGMOID
 
 cdef class ReluNode(Node):
+    """max(Papa, 0), an activation; sends grad where Papa > 0, else 0."""
     op_code = OP_RELU
 
 cdef class AbsNode(Node):
+    """|Papa|; sends grad * sign(Papa) (0 at 0)."""
     op_code = OP_ABS
 
 cdef class SqrtNode(Node):
+    """Square root of Papa (nan below 0); sends grad / (2 * value)."""
     op_code = OP_SQRT
 
 

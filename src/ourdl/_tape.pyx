@@ -244,6 +244,14 @@ cdef class Tape:
     def __len__(self):
         return self.n if self.nodes is not None else 0
 
+    def dump(self, limit=60):
+        """The tape as a table in execution order (see ourdl.inspect.dump)."""
+        from ourdl import inspect
+        return inspect.dump(self, limit)
+
+    def __str__(self):
+        return self.dump()
+
     def __repr__(self):
         return f"<Tape of {self.n} nodes, root {self.root!r}>"
 

@@ -55,20 +55,23 @@ def _initial_weights(rng, n_in, n_out, activation):
 class Linear:
     """``n_in`` inputs to ``n_out`` outputs: ``act(x @ W + b)``, wired from nodes.
 
-    ``Linear(n_in, n_out, bias=True, activation=None, seed=None, lr=0.01)``. ``seed`` may
-    be an int or a ``numpy.random.Generator`` (``MLP`` passes one to each of its layers).
-    ``W[i][j]`` and ``b[j]`` are trainable nodes (``Flag=1``) with learning rate ``lr``.
+    ``Linear(n_in, n_out, bias=True, activation=None, seed=None, lr=0.01, name="")``. ``seed``
+    may be an int or a ``numpy.random.Generator`` (``MLP`` passes one to each of its layers).
+    ``W[i][j]`` and ``b[j]`` are trainable nodes (``Flag=1``) with learning rate ``lr``,
+    named ``"W[i][j]"`` and ``"b[j]"`` (after ``name.`` if a name is given; ``MLP`` names its
+    layers ``layer0``, ``layer1``, ..., so ``ourdl.named`` reaches every weight).
     """
 
-    def __init__(self, n_in, n_out, bias=True, activation=None, seed=None, lr=0.01):
+    def __init__(self, n_in, n_out, bias=True, activation=None, seed=None, lr=0.01, name=""):
         self.n_in, self.n_out = _size("n_in", n_in), _size("n_out", n_out)
+        prefix = f"{name}." if name else ""
         self.activation = activation
         self._act = _activation(activation)
         rng = np.random.default_rng(seed)
         start = _initial_weights(rng, self.n_in, self.n_out, activation)
-        self.W = [[Node(Value=float(start[i, j]), Flag=1, lr=lr, name=f"W[{i}][{j}]")
+        self.W = [[Node(Value=float(start[i, j]), Flag=1, lr=lr, name=f"{prefix}W[{i}][{j}]")
                    for j in range(self.n_out)] for i in range(self.n_in)]
-        self.b = [Node(Value=0.0, Flag=1, lr=lr, name=f"b[{j}]")
+        self.b = [Node(Value=0.0, Flag=1, lr=lr, name=f"{prefix}b[{j}]")
                   for j in range(self.n_out)] if bias else []
 
     def __call__(self, inputs):
@@ -119,7 +122,7 @@ class MLP:
         _activation(activation)
         rng = np.random.default_rng(seed)
         last = len(sizes) - 2
-        self.layers = [Linear(n_in, n_out, bias=bias, seed=rng, lr=lr,
+        self.layers = [Linear(n_in, n_out, bias=bias, seed=rng, lr=lr, name=f"layer{k}",
                               activation=activation if k < last else None)
                        for k, (n_in, n_out) in enumerate(zip(sizes, sizes[1:]))]
         self.sizes = sizes

@@ -9,12 +9,14 @@ uncompressed:
   (``"leaf"``, ``"add"``, ..., as in ``Node.op``) that ``op.npy`` indexes; ``names`` lists
   only the named nodes; ``info`` is whatever JSON the caller passed to ``save``.
 - ``op.npy`` (uint8), ``papa.npy`` and ``mama.npy`` (int64: the index of each node's Papa
-  and Mama, -1 for none), ``value.npy``, ``grad.npy`` and ``lr.npy`` (float64) and
-  ``flag.npy`` (uint8): one entry per node, in tape order (``ourdl.compile(root).nodes``),
-  parents before children and the root last.
+  and Mama, -1 for none), ``value.npy``, ``grad.npy``, ``lr.npy`` and ``param.npy`` (float64:
+  the op's constant, HuberNode's delta, 0 for other ops) and ``flag.npy`` (uint8): one entry
+  per node, in tape order (``ourdl.compile(root).nodes``), parents before children and the
+  root last.
 
 So a node's class is saved as its op (a subclass of ``Node`` comes back as the class of its
-op), and its name only if it is a ``str``: ``save`` refuses other names rather than change
+op; an op written in Python, a ``CustomNode``, is code rather than data and is refused), and
+its name only if it is a ``str``: ``save`` refuses other names rather than change
 them. ``Papa_grad`` and ``Mama_grad`` are not saved: the next ``backward()`` recomputes them.
 What is saved is enough for a loaded graph to give the same forward, backward, ``fit`` and
 ``predict`` results as the graph saved, to the last bit.
@@ -28,7 +30,7 @@ import zipfile
 import numpy as np
 
 from ourdl import _files, _nodes
-from ourdl._core import Node, compile
+from ourdl._core import CustomNode, HuberNode, Node, compile
 
 __all__ = ["load", "load_info", "save"]
 
@@ -36,15 +38,16 @@ FORMAT = "ourdl graph"
 VERSION = 1
 HEADER = "header.json"
 ARRAYS = {"op": np.uint8, "papa": np.int64, "mama": np.int64, "value": np.float64,
-          "grad": np.float64, "flag": np.uint8, "lr": np.float64}
+          "grad": np.float64, "flag": np.uint8, "lr": np.float64, "param": np.float64}
 
-# The class of each op: the one class ourdl._nodes defines for it.
+# The class of each built-in op: the one class ourdl._nodes defines for it.
+CUSTOM = {"custom unary", "custom binary"}
 CLASSES = {_nodes.OP_NAMES[cls.op_code]: cls for cls in vars(_nodes).values()
-           if isinstance(cls, type) and issubclass(cls, Node) and cls.__module__ == _nodes.__name__}
-if sorted(CLASSES) != sorted(_nodes.OP_NAMES):
+           if isinstance(cls, type) and issubclass(cls, Node) and cls is not CustomNode
+           and cls.__module__ == _nodes.__name__}
+if sorted(CLASSES) != sorted(set(_nodes.OP_NAMES) - CUSTOM):
     raise ImportError("ourdl.persist: the node classes of ourdl._nodes do not cover OP_NAMES")
-# Ops with both parents; every op but "leaf" has Papa.
-BINARY = {"add", "sub", "mul", "div", "pow", "mse", "mae"}
+ARITY = dict(zip(_nodes.OP_NAMES, _nodes.ARITY))  # parents each op takes
 
 def save(path, root, info=None):
     """Write root's graph to ``path``, a file name or a binary file open for writing (see
@@ -62,6 +65,9 @@ def save(path, root, info=None):
     nodes = tape.nodes
     names = {}
     for i, node in enumerate(nodes):
+        if isinstance(node, CustomNode):
+            raise TypeError(f"save: node {i} of the tape is a {type(node).__name__}, an op "
+                            f"written in Python: its code cannot be saved as data")
         name = node.name
         if name is None:
             continue
@@ -80,6 +86,8 @@ def save(path, root, info=None):
         "grad": np.array([node.grad for node in nodes], dtype=np.float64),
         "flag": np.array([node.Flag for node in nodes], dtype=np.uint8),
         "lr": np.array([node.lr for node in nodes], dtype=np.float64),
+        "param": np.array([node.delta if isinstance(node, HuberNode) else 0.0 for node in nodes],
+                          dtype=np.float64),
     }
     header = {"format": FORMAT, "version": VERSION, "nodes": len(nodes), "ops": ops,
               "names": names, "info": info}
@@ -120,12 +128,20 @@ def load(path):
     op = arrays["op"].tolist()
     papa, mama = arrays["papa"].tolist(), arrays["mama"].tolist()
     value, flag, lr = arrays["value"].tolist(), arrays["flag"].tolist(), arrays["lr"].tolist()
+    param = arrays["param"].tolist()
     names = {int(i): name for i, name in header["names"].items()}
     nodes = []
     for i in range(header["nodes"]):
         p, m = papa[i], mama[i]
-        nodes.append(classes[op[i]](nodes[p] if p >= 0 else None, nodes[m] if m >= 0 else None,
-                                    value[i], flag[i], lr[i], names.get(i)))
+        parents = (nodes[p] if p >= 0 else None, nodes[m] if m >= 0 else None)
+        if classes[op[i]] is HuberNode:
+            if not 0.0 < param[i] < float("inf"):
+                raise ValueError(f"{path}: node {i} (huber) has delta {param[i]}, not a "
+                                 f"positive number")
+            nodes.append(HuberNode(*parents, value[i], flag[i], lr[i], names.get(i),
+                                   delta=param[i]))
+        else:
+            nodes.append(classes[op[i]](*parents, value[i], flag[i], lr[i], names.get(i)))
     grad = arrays["grad"]
     for i in np.flatnonzero(grad != 1.0).tolist():  # 1.0 is every new node's grad
         nodes[i].grad = grad[i]
@@ -232,7 +248,7 @@ def _check_structure(header, arrays):
     op, papa, mama = arrays["op"], arrays["papa"], arrays["mama"]
     if op.max() >= len(ops):
         raise _Corrupt(f"op.npy has op {int(op.max())}, beyond the {len(ops)} in {HEADER}")
-    arity = np.array([0 if name == "leaf" else 2 if name in BINARY else 1 for name in ops])[op]
+    arity = np.array([ARITY[name] for name in ops])[op]
     index = np.arange(n)
     for key, parent, needed in (("papa", papa, arity >= 1), ("mama", mama, arity == 2)):
         bad = np.flatnonzero(np.where(needed, (parent < 0) | (parent >= index), parent != -1))
