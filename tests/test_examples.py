@@ -53,3 +53,15 @@ def test_seed_pubg_example_trains_and_writes_a_submission(tmp_path):
     assert list(submission.columns) == ["team_placement"]
     assert len(submission) == 1000
     assert submission["team_placement"].min() >= 1
+
+
+@pytest.mark.parametrize("marker, expected", [
+    ("nn.MLP", ["dense 13 -> 16, tanh (624 nodes from 1 to 680)", "(13, 16)"]),
+    ("Softplus", ["0.114506"]),
+])
+def test_readme_blocks_print_what_their_comments_say(marker, expected, capsys):
+    block = next(b for b in README_BLOCKS if marker in b)
+    exec(compile(block, f"README.md {marker} block", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == expected
+    for line in expected:
+        assert f"# {line}" in block
