@@ -470,3 +470,24 @@ def test_the_reference_refuses_unbuilt_parents_and_lying_flags_too():
     assert out[0].startswith("TypeError: AddNode: Papa was never built")
     assert out[1].startswith("ValueError: Node: Flag must be 0 (fixed) or 1 (trainable)")
     assert out[2].startswith("ValueError: Node: Flag must be 0") and out[2].endswith(" 0")
+
+
+def test_layers_changed_by_hand_cannot_reach_the_fused_loops():
+    out = run("""
+        from ourdl import nn
+        x, y = [Node() for _ in range(3)], Node()
+        loss = MSENode(nn.MLP([3, 4, 1], seed=0)(x)[0], y)
+        tape = ourdl.compile(loss)
+        handed = tape.layers(x + [y])
+        handed[0].weights[0][0] = 10**9       # a copy: the tape's own are untouched
+        print(len(tape.fit(np.ones((4, 4)), x + [y])))
+        layers, steps = tape._plan([tape.nodes.index(n) for n in x + [y]])
+        layers[0].weights[0][0] = 10**9       # the tape's own, reached on purpose
+        print(raises(tape.fit, np.ones((4, 4)), x + [y]))
+        for_predict, _ = tape._plan([tape.nodes.index(n) for n in x])
+        for_predict[0].fold = [0, 0, 1, 2]
+        print(raises(tape.predict, np.ones((4, 3)), x))
+    """)
+    assert out[0] == "1"
+    assert out[1].startswith("ValueError: not a dense layer of this tape")
+    assert out[2].startswith("ValueError: not a dense layer of this tape")

@@ -288,27 +288,41 @@ cdef class Fused:
 
     cdef int _build_layer(self, Dense* L, layer, values, lrs, const int[::1] opcodes,
                           const unsigned char[::1] flags) except -1:
-        n_in, n_out = len(layer.inputs), len(layer.outputs)
-        w_slots = np.array(layer.weights, dtype=np.intp).reshape(n_in, n_out)
+        # Everything the loops will index by is checked here: a Layer is a plain Python
+        # object, and could have been changed since ourdl._fusion made it.
+        n = opcodes.shape[0]
+        inputs = np.array(layer.inputs, dtype=np.intp).ravel()
+        outputs = np.array(layer.outputs, dtype=np.intp).ravel()
+        n_in, n_out = inputs.shape[0], outputs.shape[0]
+        w_slots = np.array(layer.weights, dtype=np.intp)
+        biases = np.array(layer.biases, dtype=np.intp).ravel()
+        fold = np.array(layer.fold, dtype=np.intp).ravel()
+        if (n_in < 1 or n_out < 1 or w_slots.shape != (n_in, n_out)
+                or biases.shape[0] not in (0, n_out)
+                or sorted(fold.tolist()) != list(range(n_out))
+                or layer.activation not in (OP_LEAF, OP_TANH, OP_RELU, OP_SIGMOID)
+                or any(a.size and (a.min() < 0 or a.max() >= n)
+                       for a in (inputs, outputs, w_slots, biases))):
+            raise ValueError(f"not a dense layer of this tape of {n} nodes: {layer!r}")
         L.n_in, L.n_out = n_in, n_out
-        L.inputs = self._indices(layer.inputs)
-        L.outputs = self._indices(layer.outputs)
-        L.fold = self._indices(layer.fold)
+        L.inputs = self._indices(inputs)
+        L.outputs = self._indices(outputs)
+        L.fold = self._indices(fold)
         L.w_slots = self._indices(w_slots)
         L.act = layer.activation
         L.trainable = flags[w_slots[0, 0]] != 0
         # An input's gradient matters unless it is a fixed leaf: nothing upstream to train.
-        L.in_grads = any(opcodes[i] != OP_LEAF or flags[i] for i in layer.inputs)
+        L.in_grads = any(opcodes[i] != OP_LEAF or flags[i] for i in inputs)
         L.w = self._doubles(values[w_slots])
         L.w_before = self._doubles(values[w_slots])
         L.w_sum = self._doubles(np.full(n_in * n_out, -0.0))
         L.w_lr = self._doubles(lrs[w_slots])
-        if layer.biases:
-            L.b_slots = self._indices(layer.biases)
-            L.b = self._doubles(values[layer.biases])
-            L.b_before = self._doubles(values[layer.biases])
+        if biases.shape[0]:
+            L.b_slots = self._indices(biases)
+            L.b = self._doubles(values[biases])
+            L.b_before = self._doubles(values[biases])
             L.b_sum = self._doubles(np.full(n_out, -0.0))
-            L.b_lr = self._doubles(lrs[layer.biases])
+            L.b_lr = self._doubles(lrs[biases])
         L.x = self._doubles(np.zeros(n_in))
         L.pre = self._doubles(np.zeros(n_out))
         L.out = L.pre if L.act == OP_LEAF else self._doubles(np.zeros(n_out))

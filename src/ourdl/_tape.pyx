@@ -18,6 +18,7 @@ from ourdl._passes cimport (CHUNK_ROWS, OPT_SGD, RUN_BAD_DATA, RUN_BAD_LOSS, RUN
                             Optimizer, RunStatus,
                             backward_pass, forward_pass, forward_rows, load_row, update_pass)
 
+import copy
 import threading
 import time
 import weakref
@@ -683,7 +684,8 @@ cdef class Tape:
         layer's weights are never fed), as ``ourdl._fusion.Layer``s of tape indices."""
         if self.nodes is None:
             return []
-        return self._plan(self._input_slots(inputs) if len(inputs) else ())[0]
+        layers = self._plan(self._input_slots(inputs) if len(inputs) else ())[0]
+        return copy.deepcopy(layers)  # the tape's own stay as ourdl._fusion made them
 
     def _plan(self, slots):
         """(layers, steps) of ourdl._fusion.plan with the leaves at slots fed from data."""
