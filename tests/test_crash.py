@@ -491,3 +491,165 @@ def test_layers_changed_by_hand_cannot_reach_the_fused_loops():
     assert out[0] == "1"
     assert out[1].startswith("ValueError: not a dense layer of this tape")
     assert out[2].startswith("ValueError: not a dense layer of this tape")
+
+
+# ----------------------------------------------------------------------------- a second hostile try
+
+def test_fixed_weights_stay_fixed_in_the_tutorials_model_fused_or_not():
+    out = run("""
+        for fuse in (True, False):
+            x = [Node(name="x0"), Node(name="x1")]
+            w = [Node(Value=0.5, Flag=0), Node(Value=-0.25, Flag=0)]
+            y = Node(name="y")
+            root = MSENode(AddNode(MulNode(x[0], w[0]), MulNode(x[1], w[1])), y)
+            h = ourdl.compile(root, fuse=fuse).fit(np.array([[1., 2., 3.], [.5, -1., 2.]]), x + [y])
+            print(fuse, [n.value for n in w], h[0].loss)
+    """)
+    assert out == ["True [0.5, -0.25] 5.625", "False [0.5, -0.25] 5.625"]
+
+
+def test_an_optimizer_whose_settings_lie_is_refused_before_anything_changes():
+    out = run("""
+        from ourdl import optim
+        x, y = Node(), Node()
+        s = x
+        for k in range(3000):
+            s = AddNode(s, Node(Value=0.001, Flag=1))
+        tape = ourdl.compile(MSENode(s, y), fuse=False)
+        X = np.random.default_rng(0).normal(size=(5, 2))
+        tape.fit(X, [x, y])
+        class K(int):
+            def __ne__(self, o): return False
+            def __eq__(self, o): return True
+            __hash__ = int.__hash__
+        class Liar(optim.SGD):
+            def settings(self): return (K(7), 0.01, 0.9, 0.999, 1e-8)
+        print(raises(tape.fit, X, [x, y], optimizer=Liar()))
+        sgd = optim.SGD(0.1)
+        sgd.lr = -0.1
+        print(raises(tape.fit, X, [x, y], optimizer=sgd))
+        adam = optim.Adam()
+        adam.eps = -1.0
+        print(raises(tape.fit, X, [x, y], optimizer=adam))
+        class Short(optim.SGD):
+            def settings(self): return (0, 0.1)
+        print(raises(tape.fit, X, [x, y], optimizer=Short()))
+    """)
+    assert out[0].startswith("ValueError: optimizer") and "kind must be 0 (SGD), 1" in out[0]
+    assert out[1].endswith("lr must be a positive number or None")
+    assert out[2].endswith("eps must be a positive number")
+    assert out[3].startswith("TypeError: optimizer") and "settings() must give" in out[3]
+
+
+def test_a_weight_frozen_between_fits_is_not_trained_by_a_stale_plan():
+    out = run("""
+        from ourdl import nn
+        x, y = [Node(), Node()], Node()
+        layer = nn.Linear(2, 2, seed=0)
+        outs = layer(x)
+        root = AddNode(MSENode(outs[0], y), MSENode(outs[1], y))
+        X = np.random.default_rng(1).random((30, 3))
+        twin_layer = nn.Linear(2, 2, seed=0)
+        tx, ty = [Node(), Node()], Node()
+        touts = twin_layer(tx)
+        troot = AddNode(MSENode(touts[0], ty), MSENode(touts[1], ty))
+        for tape, inputs, lay in ((ourdl.compile(root), x + [y], layer),
+                                  (ourdl.compile(troot, fuse=False), tx + [ty], twin_layer)):
+            tape.fit(X, inputs)
+            lay.W[1][0].Flag = 0
+            frozen = lay.W[1][0].value
+            tape.fit(X, inputs)
+            print(lay.W[1][0].value == frozen, lay.weights.tolist())
+    """)
+    assert out[0].startswith("True") and out[1].startswith("True")
+    assert out[0].split(" ", 1)[1] == out[1].split(" ", 1)[1]
+
+
+def test_an_exception_in_an_op_of_your_own_stops_training_at_that_row():
+    out = run("""
+        class Fails(ourdl.CustomNode):
+            arity = 1
+            def compute(self, a, b):
+                if a > 0.5:
+                    raise ArithmeticError("stop")
+                return a
+            def derivatives(self, a, b):
+                return 1.0
+        x, w, y = Node(), Node(Value=0.0, Flag=1), Node()
+        # pow(nan, 0) is 1: the failed op's nan never reaches the loss
+        root = AddNode(MSENode(MulNode(x, w), y), ourdl.PowNode(Fails(x), Node(Value=0.0)))
+        X = np.column_stack([np.r_[0.1, 0.2, 0.9, np.full(997, 0.1)], np.ones(1000)])
+        print(raises(ourdl.compile(root).fit, X, [x, y]))
+        print(w.value, x.value)
+    """)
+    assert out[0] == "ArithmeticError: stop"
+    w_value, x_value = map(float, out[1].split())
+    assert x_value == 0.2 and 0 < w_value < 0.01  # two rows trained, then it stopped
+
+
+def test_planning_a_long_sum_is_linear():
+    out = run("""
+        import time
+        N = 20000
+        x = [Node() for _ in range(N)]
+        w = [Node(Flag=1) for _ in range(N)]
+        y = Node()
+        root = MSENode(sum(a * b for a, b in zip(x, w)), y)   # starts with 0 + x0*w0
+        start = time.perf_counter()
+        ourdl.compile(root).fit(np.ones((3, N + 1)), x + [y])
+        print(time.perf_counter() - start < 5)
+    """, timeout=120)
+    assert out == ["True"]
+
+
+def test_a_refused_fit_changes_neither_the_optimizer_state_nor_what_predict_wants():
+    out = run("""
+        from ourdl import optim
+        x, z, y = Node(), Node(), Node()
+        w = Node(Value=0.3, Flag=1)
+        root = MSENode(MulNode(x, w), y)
+        tape = ourdl.compile(root)
+        X = np.random.default_rng(0).random((20, 2))
+        tape.fit(X, [x, y], optimizer=optim.Momentum())
+        print(raises(tape.fit, X, [x, y], optimizer=optim.Adam(), epochs=0))
+        tape.fit(X, [x, y], optimizer=optim.Momentum())
+        twin_x, twin_w, twin_y = Node(), Node(Value=0.3, Flag=1), Node()
+        twin = ourdl.compile(MSENode(MulNode(twin_x, twin_w), twin_y))
+        twin.fit(X, [twin_x, twin_y], optimizer=optim.Momentum(), epochs=2)
+        print(w.value == twin_w.value)
+        print(raises(tape.predict, X[:, :1], [x], output=z))
+    """)
+    assert out[0] == "ValueError: epochs must be at least 1, not 0"
+    assert out[1] == "True"
+    assert out[2].startswith("ValueError: output") and "is not a node of this tape" in out[2]
+
+
+def test_fused_predict_computes_only_what_its_output_needs():
+    out = run("""
+        from ourdl import nn
+        class Log(ourdl.CustomNode):
+            arity = 1
+            def compute(self, a, b): return __import__("math").log(a)
+            def derivatives(self, a, b): return 1 / a
+        x, y = [Node(), Node()], Node(Value=0.0)
+        out = nn.MLP([2, 3, 1], seed=0)(x)[0]
+        root = MSENode(out, Log(y))
+        X = np.ones((2, 2))
+        for fuse in (True, False):
+            print(ourdl.compile(root, fuse=fuse).predict(X, x, output=out).tolist())
+        print(raises(ourdl.compile(root).layers, None))
+    """)
+    assert out[0] == out[1]
+    assert out[2].startswith("TypeError: inputs must be a list of Nodes")
+
+
+def test_a_huber_root_predicts_its_prediction_without_the_target():
+    out = run("""
+        x, w, y = Node(), Node(Value=0.5, Flag=1), Node()
+        pred = MulNode(x, w)
+        tape = ourdl.compile(ourdl.HuberNode(pred, y))
+        X = np.random.default_rng(0).random((5, 2))
+        tape.fit(X, [x, y])
+        print(np.array_equal(tape.predict(X[:, :1], [x]), tape.predict(X[:, :1], [x], output=pred)))
+    """)
+    assert out == ["True"]

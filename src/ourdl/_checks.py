@@ -4,6 +4,7 @@ Everything that reaches the compiled loops passes through here first (or through
 Tape's own index checks), with messages that say what was wrong and what would be
 accepted. The loops themselves trust their input: their bounds checks are off.
 """
+import math
 import numbers
 import operator
 import sys
@@ -62,6 +63,32 @@ def permutation(rng, n_rows):
             n_rows and not (0 <= order.min() and order.max() < n_rows)):
         raise ValueError(f"the seed's generator did not give a permutation of {n_rows} rows")
     return np.ascontiguousarray(order, dtype=np.int64)
+
+
+def optimizer_settings(optimizer):
+    """(kind, lr or nan, beta1, beta2, eps) of an ourdl.optim optimizer, as plain numbers,
+    checked: the compiled loop sizes the optimizer's state by the kind."""
+    from ourdl import optim
+    if optimizer is None:
+        optimizer = optim.SGD()
+    if not isinstance(optimizer, optim.SGD):
+        raise TypeError(f"optimizer must be one of ourdl.optim's (SGD, Momentum, Adam), not "
+                        f"{type(optimizer).__name__}")
+    try:
+        kind, lr, beta1, beta2, eps = optimizer.settings()
+        kind = int.__index__(operator.index(kind))
+        lr, beta1, beta2, eps = float(lr), float(beta1), float(beta2), float(eps)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"optimizer {optimizer!r}: settings() must give (kind, lr, beta1, "
+                        f"beta2, eps) as numbers ({error})") from None
+    problem = ("kind must be 0 (SGD), 1 (Momentum) or 2 (Adam)" if kind not in (0, 1, 2) else
+               "lr must be a positive number or None" if lr == lr and not 0 < lr < math.inf else
+               "its betas must be from 0 up to (not including) 1"
+               if not (0 <= beta1 < 1 and 0 <= beta2 < 1) else
+               "eps must be a positive number" if kind == 2 and not 0 < eps < math.inf else None)
+    if problem:
+        raise ValueError(f"optimizer {optimizer!r}: {problem}")
+    return (kind, lr, beta1, beta2, eps)
 
 
 def as_data(data, n_inputs):

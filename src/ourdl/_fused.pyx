@@ -21,7 +21,8 @@ cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memcpy, memset
 from ourdl._kernels cimport linear_rows
-from ourdl._passes cimport CHUNK_ROWS, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM, RUN_OK
+from ourdl._passes cimport (CHUNK_ROWS, RUN_ABORTED, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM,
+                            RUN_OK)
 from ourdl._ops cimport *
 from ourdl._passes cimport (OPT_SGD, backward_pass, forward_pass, load_row, node_grads,
                             node_value, opt_begin, opt_step, opt_undo)
@@ -216,11 +217,12 @@ cdef class Fused:
         for k, layer in enumerate(layers):
             self._build_layer(&self.layers[k], layer, values_a, lrs_a, opcodes, flags)
 
-        # The steps, in forward order: op nodes outside the layers, and layers (-1 - k).
-        if (sorted(s for s in steps if s < 0) != list(range(-len(layers), 0))
-                or sorted(s for s in steps if s >= 0) !=
-                [i for i in range(n) if i not in inside and opcodes[i] != OP_LEAF]):
-            raise ValueError("steps must name every op node outside the layers once, and layers")
+        # The steps, in forward order: op nodes outside the layers, and layers (-1 - k), each
+        # once (prediction runs only those its output needs).
+        general = {i for i in range(n) if i not in inside and opcodes[i] != OP_LEAF}
+        if len(set(steps)) != len(steps) or not all(
+                (-len(layers) <= s < 0) if s < 0 else (s in general) for s in steps):
+            raise ValueError("steps must name op nodes outside the layers and layers, each once")
         self.steps = np.array(steps, dtype=np.intp)
         # Gradients that are summed with += in a row: parents of general nodes, and layer
         # outputs (which may have no reader at all, and then stay -0.0).
@@ -250,7 +252,7 @@ cdef class Fused:
         cdef Py_ssize_t n = opcodes.shape[0], root = n - 1
         column = {slots[j]: j for j in range(slots.shape[0])}
         self.linear = False
-        if len(layers) != 1 or self.batch_size != 1 or self.n_flagged:
+        if len(layers) != 1 or self.batch_size != 1 or self.n_flagged or not self.layers[0].trainable:
             return
         layer = layers[0]
         if (len(layer.outputs) != 1 or layer.activation != OP_LEAF
@@ -394,6 +396,10 @@ cdef class Fused:
                 status = RUN_BAD_DATA
                 break
             self.forward_row(G)
+            if G.aborted[0]:
+                at[0] = i
+                status = RUN_ABORTED
+                break
             loss = v[root]
             if nonfinite(loss):
                 at[0] = i
@@ -410,6 +416,13 @@ cdef class Fused:
                     general_backward(G, s)
                 else:
                     ok = dense_backward(&self.layers[-1 - s], g, one_row) and ok
+            if G.aborted[0]:  # (a layer that stepped in its backward is taken back)
+                for k in range(self.n_layers):
+                    if one_row:
+                        dense_undo(&self.layers[k], O)
+                at[0] = i
+                status = RUN_ABORTED
+                break
             for k in range(n_flagged):
                 summed[k] += g[flagged[k]]
             self.count += 1
@@ -449,6 +462,8 @@ cdef class Fused:
             if not load_row(D, r, G.values):
                 return False
             self.forward_row(G)
+            if G.aborted[0]:
+                return False
             result[r] = G.values[out]
         return True
 

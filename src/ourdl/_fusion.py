@@ -85,13 +85,16 @@ def plan(opcodes, papa, mama, flags, fed=()):
             return b, a
         return (a, b) if lone(b) else None
 
+    broken = set()  # additions from which no chain of additions reaches a bottom of products
+
     def chain(top):
         """[(input, weight, product)] of a chain of additions of products, bottom first, and
         the additions walked; None if top is not one."""
         adds, tail, i = [], [], top
         while ops[i] == ADD:
-            if i != top and len(children[i]) != 1:
-                return None
+            if i != top and (len(children[i]) != 1 or i in broken):
+                broken.update(adds[1:])  # they lead here too: walk none of them again, so
+                return None              # that planning stays linear in the tape's length
             adds.append(i)
             left, right = papa[i], mama[i]
             if ops[left] == ADD and ops[right] == MUL:
@@ -104,6 +107,7 @@ def plan(opcodes, papa, mama, flags, fed=()):
                 tail += [right, left]
                 break
             else:
+                broken.update(adds[1:])
                 return None
         else:
             tail.append(i)
@@ -163,7 +167,10 @@ def plan(opcodes, papa, mama, flags, fed=()):
 
 def _layer(units, children, flags):
     """A Layer from units reading the same inputs, if every input is theirs alone and its
-    parameters are all trainable or all fixed."""
+    parameters are all trainable or all fixed. A lone product is left to the general passes:
+    there is nothing to fuse."""
+    if len(units) * len(units[0]["inputs"]) < 2:
+        return None
     units.sort(key=lambda u: u["out"])
     params = [w for u in units for w in u["weights"]] + [u["bias"] for u in units if u["bias"] is not None]
     if len({bool(flags[p]) for p in params}) != 1:

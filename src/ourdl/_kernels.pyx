@@ -14,7 +14,8 @@ from libc.math cimport fabs
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 from ourdl._ops cimport *
-from ourdl._passes cimport (RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM, RUN_OK, all_finite,
+from ourdl._passes cimport (RUN_ABORTED, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM, RUN_OK,
+                            all_finite,
                             all_finite_row, backward_pass, forward_pass, load_row, opt_begin,
                             opt_step, opt_undo)
 
@@ -51,12 +52,18 @@ cdef class Updates:
                 at[0] = i
                 return RUN_BAD_DATA
             forward_pass(G)
+            if G.aborted[0]:
+                at[0] = i
+                return RUN_ABORTED
             loss = v[G.n - 1]
             if nonfinite(loss):
                 at[0] = i
                 return RUN_BAD_LOSS
             loss_sum[0] += loss
             backward_pass(G, self.seed)
+            if G.aborted[0]:
+                at[0] = i
+                return RUN_ABORTED
             for k in range(n_flagged):
                 summed[k] += G.grads[flagged[k]]
             self.count += 1

@@ -222,7 +222,11 @@ cdef class Node:
         return (self.name, self.s.grad, self.s.papa_grad, self.s.mama_grad, self.s.param)
 
     def __setstate__(self, state):
-        self.name, self.s.grad, self.s.papa_grad, self.s.mama_grad, self.s.param = state
+        name, grad, papa_grad, mama_grad, param = state
+        if not (0.0 < param < float("inf") if self.opcode == OP_HUBER else param == 0.0):
+            raise ValueError(f"{type(self).__name__}: no such op constant {param!r}")
+        self.name, self.s.grad, self.s.papa_grad, self.s.mama_grad = name, grad, papa_grad, mama_grad
+        self.s.param = param
 
     def __copy__(self):
         """A new node with the same parents and state (the parents are shared, not copied)."""

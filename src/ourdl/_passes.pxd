@@ -19,6 +19,7 @@ cdef struct Graph:
     const double* consts          # each node's constant (HuberNode's delta)
     # Ops written in Python (ourdl.CustomNode): the tape's callbacks, which take the GIL.
     void* tape
+    const int* aborted            # set by a callback that raised: the loops stop at once
     double (*custom_value)(void* tape, Py_ssize_t i, double a, double b) noexcept nogil
     void (*custom_grads)(void* tape, Py_ssize_t i, double a, double b, double g,
                          double* to_papa, double* to_mama) noexcept nogil
@@ -43,6 +44,7 @@ cdef enum RunStatus:
     RUN_BAD_LOSS = 1    # the root value became nan/inf: stopped before that row's update
     RUN_BAD_PARAM = 2   # an update made a parameter nan/inf: it was undone
     RUN_BAD_DATA = 3    # a row of data holds nan/inf: stopped before that row's update
+    RUN_ABORTED = 4     # an op written in Python raised: stopped before that row's update
 
 # One dense layer as the row loop sees it: contiguous weights [input][unit] and scratch.
 cdef struct Dense:

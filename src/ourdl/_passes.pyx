@@ -110,6 +110,8 @@ cdef bint forward_rows(const Graph* G, const Data* D, const Py_ssize_t* program,
             else:
                 for r in range(nb):
                     dst[r] = node_value(G, i, o, a[r], 0.0)
+        if G.aborted[0]:  # an op written in Python raised
+            return False
         memcpy(result + s, buf + out * B, nb * sizeof(double))
         s += nb
     return True

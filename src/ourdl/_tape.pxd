@@ -44,7 +44,8 @@ cdef class Tape:
     cdef Py_ssize_t[::1] _input_slots(self, inputs) except *
     cdef Fused _fused(self, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t column_step,
                       bint plain_sgd)
-    cdef Optimizer _optimizer(self, optimizer) except *
+    cdef Optimizer _optimizer(self, tuple settings) except *
+    cdef int _aborted             # an op written in Python raised: the loops stop
     cdef Py_ssize_t _slot_of(self, node, str what) except -1
     cdef void _settle(self, const Data* D, Py_ssize_t row)
     cpdef double forward(self)

@@ -14,11 +14,12 @@ from ourdl._fused cimport Fused
 from ourdl._kernels cimport Updates, dot_rows
 from ourdl._nodes cimport Node, NodeState, topological_order
 from ourdl._ops cimport *
-from ourdl._passes cimport (CHUNK_ROWS, OPT_SGD, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_OK, Data, Graph,
-                            Optimizer, RunStatus,
-                            backward_pass, forward_pass, forward_rows, load_row, update_pass)
+from ourdl._passes cimport (CHUNK_ROWS, OPT_SGD, RUN_ABORTED, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_OK,
+                            Data, Graph, Optimizer, RunStatus, backward_pass, forward_pass,
+                            forward_rows, load_row, update_pass)
 
 import copy
+import numbers
 import threading
 import time
 import weakref
@@ -61,9 +62,13 @@ cdef double _custom_value(void* tape, Py_ssize_t i, double a, double b) noexcept
     if t._error is not None:
         return NAN
     try:
-        return float(t.nodes[i].compute(a, b))
+        value = t.nodes[i].compute(a, b)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{type(t.nodes[i]).__name__}.compute must return a number, "
+                            f"not {type(value).__name__}")
+        return float(value)
     except BaseException as error:
-        t._error = error
+        t._error, t._aborted = error, 1
         return NAN
 
 
@@ -83,7 +88,7 @@ cdef void _custom_grads(void* tape, Py_ssize_t i, double a, double b, double g,
         else:
             to_papa[0], to_mama[0] = g * float(slopes[0] if isinstance(slopes, tuple) else slopes), 0.0
     except BaseException as error:
-        t._error = error
+        t._error, t._aborted = error, 1
 
 
 def compile(Node root not None, fuse=True):
@@ -289,13 +294,14 @@ cdef class Tape:
         G.flags = &self.flags[0]
         G.consts = &self.consts[0]
         G.tape = <void*>self
+        G.aborted = &self._aborted
         G.custom_value = _custom_value
         G.custom_grads = _custom_grads
         return G
 
     cdef int _raise_custom_error(self) except -1:
         """Raise what an op written in Python raised during the last pass, if it did."""
-        error, self._error = self._error, None
+        error, self._error, self._aborted = self._error, None, 0
         if error is not None:
             raise error
         return 0
@@ -422,19 +428,15 @@ cdef class Tape:
         finally:
             self._busy = False
 
-    cdef Optimizer _optimizer(self, optimizer) except *:
-        """The optimizer as the compiled loops take it, with the state this tape keeps for it."""
-        from ourdl import optim
-        if optimizer is None:
-            optimizer = optim.SGD()
-        if not isinstance(optimizer, optim.SGD):
-            raise TypeError(f"optimizer must be one of ourdl.optim's (SGD, Momentum, Adam), not "
-                            f"{type(optimizer).__name__}")
-        kind, lr, beta1, beta2, eps = optimizer.settings()
+    cdef Optimizer _optimizer(self, tuple settings) except *:
+        """The optimizer (settings checked by checks.optimizer_settings) as the compiled loops
+        take it, with the state this tape keeps for it."""
+        cdef int kind = settings[0]
+        lr, beta1, beta2, eps = settings[1:]
         if self._opt_state is None or self._opt_state[0] != kind:
             # m, v, m before, v before (one slot per node), and the steps taken
-            self._opt_state = [kind, np.zeros(self.n if kind else 1), np.zeros(self.n if kind else 1),
-                               np.zeros(self.n if kind else 1), np.zeros(self.n if kind else 1), 0]
+            size = self.n if kind != OPT_SGD else 1  # SGD keeps no state
+            self._opt_state = [kind] + [np.zeros(size) for _ in range(4)] + [0]
         cdef double[::1] m = self._opt_state[1], v = self._opt_state[2]
         cdef double[::1] m_before = self._opt_state[3], v_before = self._opt_state[4]
         cdef Optimizer O
@@ -445,14 +447,18 @@ cdef class Tape:
         return O
 
     def _fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer):
-        cdef Optimizer O = self._optimizer(optimizer)
+        # Everything is checked before anything changes.
         cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
-        self._fed = self._fed | set(slots)  # from now on, predict wants these given
         cdef Py_ssize_t n_epochs = checks.count("epochs", epochs)
         cdef Py_ssize_t batch = checks.count("batch_size", batch_size)
         shuffle, progress = checks.switch("shuffle", shuffle), checks.switch("progress", progress)
         rng = checks.generator(seed) if shuffle else None
+        settings = checks.optimizer_settings(optimizer)
         X, names = checks.as_data(data, slots.shape[0])
+        state_before = self._opt_state
+        cdef Optimizer O = self._optimizer(settings)
+        self._fed = self._fed | set(slots)  # from now on, predict wants these given
+        self._error, self._aborted = None, 0
         cdef Py_ssize_t chunk = self._chunk_rows()
 
         cdef Py_ssize_t n_rows = X.shape[0], start, stop, epoch = 0, at = -1, last_row = -1
@@ -464,7 +470,8 @@ cdef class Tape:
         cdef Data D = _data_view(X, slots)
         # The fused kernels when the graph has dense layers, else the general passes.
         cdef Fused fused = self._fused(slots, batch, D.s1, O.kind == OPT_SGD and O.lr != O.lr)
-        state_before = [np.copy(a) if isinstance(a, np.ndarray) else a for a in self._opt_state]
+        if state_before is self._opt_state:  # the same state goes on: keep a copy to go back to
+            state_before = [np.copy(a) if isinstance(a, np.ndarray) else a for a in state_before]
         cdef Updates U = Updates(self.flags, batch, self.states[self.n - 1].grad) if fused is None else None
         bar = checks.progress_bar(n_epochs * n_rows) if progress else None
         history = []
@@ -483,7 +490,6 @@ cdef class Tape:
                         else:
                             status = U.train(&G, &D, &O, start, stop, n_rows, &loss_sum, &at)
                     self._opt_state[5] = O.t
-                    self._raise_custom_error()
                     if status != RUN_OK:
                         break
                     last_row = D.rows[stop - 1] if D.rows != NULL else stop - 1
@@ -504,6 +510,13 @@ cdef class Tape:
         finally:
             if bar is not None:
                 bar.close()
+        if status == RUN_ABORTED:  # an op written in Python raised on row at
+            row = D.rows[at] if D.rows != NULL else at
+            previous = (D.rows[at - 1] if D.rows != NULL else at - 1) if at > 0 else last_row
+            error, self._error = self._error, None
+            self._settle(&D, previous)  # as after the last row trained on
+            self._error, self._aborted = None, 0
+            raise error
         if status != RUN_OK and epoch == 0:
             # Every row is seen in the first epoch: bad data there is reported as such, even
             # where training went wrong before reaching it.
@@ -539,7 +552,7 @@ cdef class Tape:
         """The value of ``output`` for every row of ``data``.
 
         Column j of ``data`` feeds ``inputs[j]``, as in ``fit``. ``output`` defaults to the
-        root; but when the root is a loss (MSE or MAE) and ``inputs`` leave out its target (a
+        root; but when the root is a loss (MSE, MAE, Huber) and ``inputs`` leave out its target (a
         leaf that fit fed from data), to the prediction: the loss's other parent. An output
         that depends on a leaf that fit fed from data must be given that leaf's column: its
         value would be whatever the last row left there. Runs forward only, a row or a block
@@ -577,8 +590,9 @@ cdef class Tape:
                 and sorted(column.get(i, -1) for i in unit.inputs) == list(range(len(column)))):
             # One unit reading every data column (the tutorial's model): a dot product a row.
             offsets = np.array([column[i] * D.s1 for i in unit.inputs], dtype=np.intp)
-            weights = np.array([self.values[row[0]] for row in unit.weights])
-            bias = np.array([self.values[b] for b in unit.biases] or [0.0])
+            values = np.asarray(self.values)  # (numpy checks the indices)
+            weights = np.array([values[row[0]] for row in unit.weights])
+            bias = np.array([values[b] for b in unit.biases] or [0.0])
             bias_p = &bias[0] if unit.biases else NULL
             for start in range(0, n_rows, chunk):
                 stop = min(start + chunk, n_rows)
@@ -591,6 +605,9 @@ cdef class Tape:
                 PyErr_CheckSignals()
             return result
         if layers:  # each row through the fused layers and the nodes between them
+            needed = self._ancestors(out)  # and only what output depends on
+            steps = [s for s in steps if (needed[s] if s >= 0 else
+                                          any(needed[o] for o in layers[-1 - s].outputs))]
             fused = Fused(self.opcodes, self.papa, self.mama, self.values, self.lrs, self.flags,
                           layers, steps, 1, self.states[self.n - 1].grad, slots, D.s1)
             for start in range(0, n_rows, chunk):
@@ -625,7 +642,7 @@ cdef class Tape:
         cdef Py_ssize_t out = self.n - 1, target, other
         if output is not None:
             out = self._slot_of(output, "output")
-        elif self.opcodes[out] in (OP_MSE, OP_MAE):
+        elif self.opcodes[out] in (OP_MSE, OP_MAE, OP_HUBER):
             for target, other in ((self.mama[out], self.papa[out]), (self.papa[out], self.mama[out])):
                 if target in self._fed and target not in given:
                     out = other  # the loss of a target not given: the prediction is meant
@@ -684,7 +701,13 @@ cdef class Tape:
         layer's weights are never fed), as ``ourdl._fusion.Layer``s of tape indices."""
         if self.nodes is None:
             return []
-        layers = self._plan(self._input_slots(inputs) if len(inputs) else ())[0]
+        inputs = checks.node_list("inputs", inputs, "the leaves data feeds")
+        self._claim()
+        try:
+            self._pull()  # the plan depends on the nodes' flags as they are now
+            layers = self._plan(self._input_slots(inputs) if len(inputs) else ())[0]
+        finally:
+            self._busy = False
         return copy.deepcopy(layers)  # the tape's own stay as ourdl._fusion made them
 
     def _plan(self, slots):
@@ -692,12 +715,13 @@ cdef class Tape:
         if not self.fuse:
             return [], []
         fed = frozenset(int(i) for i in slots)
+        key = (fed, bytes(self.flags))  # which nodes train decides what can be fused
         if self._layers is None:
             self._layers = {}
-        if fed not in self._layers:
+        if key not in self._layers:
             from ourdl import _fusion
-            self._layers[fed] = _fusion.plan(self.opcodes, self.papa, self.mama, self.flags, fed)
-        return self._layers[fed]
+            self._layers[key] = _fusion.plan(self.opcodes, self.papa, self.mama, self.flags, fed)
+        return self._layers[key]
 
     @property
     def kernels(self):
