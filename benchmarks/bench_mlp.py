@@ -1,0 +1,240 @@
+"""MLPs on the PUBG training array, side by side: ourdl's fused tape against JAX and PyTorch.
+
+Per-sample SGD (batch of 1, lr 0.01 on every weight), squared error, tanh MLPs without biases:
+13-16-16-1 (the issue's target) and 13-64-64-1 (reported). Every system starts from the same
+weights, ``nn.MLP(..., seed=0).weights``:
+
+- ourdl ``Tape.fit``, fused (the default), one epoch over all rows; its time includes the loss
+  history, as it always does;
+- ourdl with ``fuse=False`` (the general passes, node by node), on a slice;
+- JAX: ``jax.jit`` over ``jax.lax.scan`` of the per-sample step, float64, all rows, timed
+  after a warm-up compile, with ``block_until_ready``; it sums the loss as ourdl does;
+- PyTorch eager, one sample per step, float64, on a slice; with one thread and with
+  PyTorch's default thread count (both are shown; the ratio targets use the faster).
+
+Times are per sample. Before any timing, each peer's weights after the first CHECK_ROWS rows
+must agree with ourdl's to 1e-9 relative (a wrong peer is worse than none), and ourdl's
+fused and unfused tapes must agree to the last bit.
+
+Then forward only: ``Tape.predict`` of the network's output on 500,000 rows against numpy's
+batched ``tanh(tanh(X @ W1) @ W2) @ W3`` (with numpy's default BLAS threads and with one).
+
+JAX, PyTorch and numba are optional (``pytest.importorskip``): without them their rows are
+skipped and the rest still runs.
+"""
+import os
+
+import numpy as np
+import pytest
+
+import ourdl
+from ourdl import MSENode, Node, nn
+
+LR = 0.01
+N_FEATURES = 13
+CHECK_ROWS = 1_000                                                # peers checked on these rows
+UNFUSED_ROWS = int(os.environ.get("OURDL_BENCH_UNFUSED_ROWS", 20_000))
+TORCH_ROWS = int(os.environ.get("OURDL_BENCH_TORCH_ROWS", 2_000))
+PREDICT_ROWS = 500_000
+SIZES = {"mlp16": [13, 16, 16, 1], "mlp64": [13, 64, 64, 1]}
+
+
+class Network:
+    """An ourdl MLP with its loss, fused and unfused tapes, and its starting weights."""
+
+    def __init__(self, sizes):
+        self.x = [Node() for _ in range(N_FEATURES)]
+        self.y = Node()
+        self.net = nn.MLP(sizes, activation="tanh", bias=False, seed=0, lr=LR)
+        self.out = self.net(self.x)[0]
+        self.loss = MSENode(self.out, self.y)
+        self.tape = ourdl.compile(self.loss)
+        self.unfused = ourdl.compile(self.loss, fuse=False)
+        self.start = [w.copy() for w in self.net.weights]
+
+    def reset(self, weights=None):
+        for layer, W in zip(self.net.layers, weights or self.start):
+            for i, row in enumerate(layer.W):
+                for j, node in enumerate(row):
+                    node.value = float(W[i, j])
+
+    def fit(self, data, fuse=True):
+        """Weights after one epoch over data from the starting weights."""
+        self.reset()
+        (self.tape if fuse else self.unfused).fit(data, self.x + [self.y])
+        weights = [w.copy() for w in self.net.weights]
+        self.reset()
+        return weights
+
+
+@pytest.fixture(scope="module", params=list(SIZES))
+def network(request, pubg_train):
+    net = Network(SIZES[request.param])
+    net.name = request.param
+    # The reference every peer must meet: ourdl's weights after CHECK_ROWS rows.
+    net.checked = net.fit(pubg_train[:CHECK_ROWS])
+    return net
+
+
+def assert_weights_agree(got, expected, who):
+    for k, (g, e) in enumerate(zip(got, expected)):
+        np.testing.assert_allclose(np.asarray(g), e, rtol=1e-9, atol=1e-12,
+                                   err_msg=f"{who}: layer {k} disagrees with ourdl")
+
+
+# ------------------------------------------------------------------------------------ ourdl
+def test_ourdl_fit_fused(benchmark, record, network, pubg_train):
+    net = network
+    benchmark.group = f"{net.name} per-sample SGD"
+    assert any(line.startswith("dense") for line in net.tape.kernels)
+    benchmark.extra_info["kernels"] = net.tape.kernels
+    history = benchmark.pedantic(net.tape.fit, args=(pubg_train, net.x + [net.y]),
+                                 setup=net.reset, rounds=3, warmup_rounds=1)
+    record(f"{net.name} ourdl", 1.0 / len(pubg_train),
+           f"per sample, fused, {len(pubg_train):,} rows")
+    assert np.isfinite(history[0].loss)
+    net.fitted = [w.copy() for w in net.net.weights]  # every round starts from net.start
+    net.reset()
+
+
+def test_ourdl_fit_unfused(benchmark, record, network, pubg_train):
+    net = network
+    benchmark.group = f"{net.name} per-sample SGD"
+    # The fused kernels are the general passes, faster: the same bits.
+    for a, b in zip(net.fit(pubg_train[:CHECK_ROWS], fuse=False), net.checked):
+        assert a.tobytes() == b.tobytes()
+    rows = pubg_train[:UNFUSED_ROWS]
+    benchmark.pedantic(net.unfused.fit, args=(rows, net.x + [net.y]), setup=net.reset,
+                       rounds=3, warmup_rounds=1)
+    record(f"{net.name} ourdl unfused", 1.0 / len(rows),
+           f"per sample, fuse=False, {len(rows):,} rows")
+    net.reset()
+
+
+# -------------------------------------------------------------------------------------- JAX
+@pytest.fixture(scope="module")
+def jax_epoch():
+    jax = pytest.importorskip("jax", reason="JAX is not installed (pip install 'jax[cpu]')")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    def loss_of(Ws, x, y):
+        h = x
+        for W in Ws[:-1]:
+            h = jnp.tanh(h @ W)
+        d = (h @ Ws[-1])[0] - y
+        return d * d
+
+    value_and_grad = jax.value_and_grad(loss_of)
+
+    def step(carry, row):
+        Ws, total = carry
+        loss, grads = value_and_grad(Ws, row[:N_FEATURES], row[N_FEATURES])
+        return (tuple(W - LR * g for W, g in zip(Ws, grads)), total + loss), None
+
+    @jax.jit
+    def epoch(Ws, data):
+        (Ws, total), _ = jax.lax.scan(step, (Ws, jnp.float64(0.0)), data)
+        return Ws, total
+
+    def run(Ws, data):
+        return jax.block_until_ready(epoch(Ws, data))
+
+    run.asarray = lambda a: jax.device_put(np.asarray(a, dtype=np.float64))
+    return run
+
+
+def test_jax_fit(benchmark, record, network, pubg_train, jax_epoch):
+    net = network
+    benchmark.group = f"{net.name} per-sample SGD"
+    Ws = tuple(jax_epoch.asarray(W) for W in net.start)  # the first call compiles (untimed)
+    got, _ = jax_epoch(Ws, jax_epoch.asarray(pubg_train[:CHECK_ROWS]))
+    assert got[0].dtype == np.float64
+    assert_weights_agree(got, net.checked, "JAX")
+    data = jax_epoch.asarray(pubg_train)
+    got, _ = benchmark.pedantic(jax_epoch, args=(Ws, data), rounds=3, warmup_rounds=1)
+    record(f"{net.name} jax", 1.0 / len(pubg_train),
+           f"per sample, jit + lax.scan, {len(pubg_train):,} rows")
+    if hasattr(net, "fitted"):  # and still after the whole epoch (measured: ~5e-12 relative)
+        assert_weights_agree(got, net.fitted, "JAX, whole epoch")
+
+
+# ---------------------------------------------------------------------------------- PyTorch
+def torch_epoch(torch, Ws, X, Y):
+    """The usual eager loop, one sample per step: forward, backward, update, zero the grads."""
+    for i in range(X.shape[0]):
+        h = X[i]
+        for W in Ws[:-1]:
+            h = torch.tanh(h @ W)
+        loss = ((h @ Ws[-1])[0] - Y[i]) ** 2
+        loss.backward()
+        with torch.no_grad():
+            for W in Ws:
+                W -= LR * W.grad
+                W.grad = None
+
+
+@pytest.mark.parametrize("threads", ["1 thread", "default threads"])
+def test_torch_eager_fit(benchmark, record, network, pubg_train, threads):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    net = network
+    benchmark.group = f"{net.name} per-sample SGD"
+    before = torch.get_num_threads()
+    if threads == "1 thread":
+        torch.set_num_threads(1)
+
+    def fresh(rows):
+        Ws = [torch.tensor(W, dtype=torch.float64, requires_grad=True) for W in net.start]
+        X = torch.from_numpy(np.ascontiguousarray(pubg_train[:rows, :N_FEATURES]))
+        Y = torch.from_numpy(np.ascontiguousarray(pubg_train[:rows, N_FEATURES]))
+        return (torch, Ws, X, Y), {}
+
+    try:
+        (_, Ws, X, Y), _ = fresh(CHECK_ROWS)
+        torch_epoch(torch, Ws, X, Y)
+        assert_weights_agree([W.detach().numpy() for W in Ws], net.checked, "PyTorch")
+        rows = min(TORCH_ROWS, len(pubg_train))
+        benchmark.pedantic(torch_epoch, setup=lambda: fresh(rows), rounds=3, warmup_rounds=1)
+        record(f"{net.name} torch, {threads}", 1.0 / rows,
+               f"per sample, eager, {torch.get_num_threads()} thread(s), {rows:,} rows")
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------------- predict
+@pytest.fixture(scope="module")
+def predictor(pubg_train):
+    net = Network(SIZES["mlp16"])
+    X = np.ascontiguousarray(pubg_train[:PREDICT_ROWS, :N_FEATURES])
+    return net, X
+
+
+def numpy_forward(X, W1, W2, W3):
+    return (np.tanh(np.tanh(X @ W1) @ W2) @ W3)[:, 0]
+
+
+@pytest.mark.benchmark(group="mlp16 predict")
+def test_ourdl_mlp_predict(benchmark, record, predictor):
+    net, X = predictor
+    got = benchmark.pedantic(net.tape.predict, args=(X, net.x), kwargs={"output": net.out},
+                             rounds=5, warmup_rounds=1)
+    record("mlp16 predict ourdl", note=f"{len(X):,} rows")
+    np.testing.assert_allclose(got, numpy_forward(X, *net.start), rtol=0, atol=1e-12)
+
+
+@pytest.mark.benchmark(group="mlp16 predict")
+def test_numpy_mlp_predict(benchmark, record, predictor):
+    net, X = predictor
+    got = benchmark.pedantic(numpy_forward, args=(X, *net.start), rounds=5, warmup_rounds=1)
+    record("mlp16 predict numpy", note=f"{len(X):,} rows, default BLAS threads")
+    assert got.shape == (len(X),)
+
+
+@pytest.mark.benchmark(group="mlp16 predict")
+def test_numpy_mlp_predict_one_blas_thread(benchmark, record, predictor):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    net, X = predictor
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        got = benchmark.pedantic(numpy_forward, args=(X, *net.start), rounds=5, warmup_rounds=1)
+    record("mlp16 predict numpy 1t", note=f"{len(X):,} rows, 1 BLAS thread")
+    assert got.shape == (len(X),)
