@@ -201,6 +201,48 @@ def test_torch_eager_fit(benchmark, record, network, pubg_train, threads):
         torch.set_num_threads(before)
 
 
+def torch_modules(torch, start):
+    """The same network as a tutorial writes it: nn.Sequential, nn.MSELoss, optim.SGD."""
+    layers = []
+    for k, W in enumerate(start):
+        linear = torch.nn.Linear(*W.shape, bias=False, dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(W.T))  # PyTorch keeps W as (n_out, n_in)
+        layers += [linear] if k == len(start) - 1 else [linear, torch.nn.Tanh()]
+    model = torch.nn.Sequential(*layers)
+    return model, torch.optim.SGD(model.parameters(), lr=LR), torch.nn.MSELoss()
+
+
+def torch_modules_epoch(model, optimizer, loss_of, X, Y):
+    for i in range(X.shape[0]):
+        optimizer.zero_grad()
+        loss_of(model(X[i:i + 1]), Y[i:i + 1, None]).backward()  # the mean of one: (p - y)**2
+        optimizer.step()
+
+
+def test_torch_modules_fit(benchmark, record, network, pubg_train):
+    """Reported beside the lean loop: the usual nn.Module + optimizer code, default threads."""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    net = network
+    benchmark.group = f"{net.name} per-sample SGD"
+
+    def fresh(rows):
+        X = torch.from_numpy(np.ascontiguousarray(pubg_train[:rows, :N_FEATURES]))
+        Y = torch.from_numpy(np.ascontiguousarray(pubg_train[:rows, N_FEATURES]))
+        return (*torch_modules(torch, net.start), X, Y), {}
+
+    (model, *rest), _ = fresh(CHECK_ROWS)
+    torch_modules_epoch(model, *rest)
+    linears = [layer for layer in model if isinstance(layer, torch.nn.Linear)]
+    assert_weights_agree([layer.weight.detach().numpy().T for layer in linears], net.checked,
+                         "PyTorch nn.Sequential + optim.SGD")
+    rows = min(TORCH_ROWS, len(pubg_train))
+    benchmark.pedantic(torch_modules_epoch, setup=lambda: fresh(rows), rounds=3, warmup_rounds=1)
+    record(f"{net.name} torch, nn + optim", 1.0 / rows,
+           f"per sample, eager nn.Sequential + optim.SGD, {torch.get_num_threads()} thread(s), "
+           f"{rows:,} rows")
+
+
 # ---------------------------------------------------------------------------------- predict
 @pytest.fixture(scope="module")
 def predictor(pubg_train):
@@ -238,3 +280,29 @@ def test_numpy_mlp_predict_one_blas_thread(benchmark, record, predictor):
         got = benchmark.pedantic(numpy_forward, args=(X, *net.start), rounds=5, warmup_rounds=1)
     record("mlp16 predict numpy 1t", note=f"{len(X):,} rows, 1 BLAS thread")
     assert got.shape == (len(X),)
+
+
+@pytest.mark.benchmark(group="mlp16 predict")
+def test_libm_tanh_floor(benchmark, record, predictor):
+    """The floor of a bit-exact predict: the 16 million tanh calls alone, each libm's tanh
+    (what reference.py's math.tanh gives), one after another in a numba loop. numpy's np.tanh
+    may use SIMD code that differs from libm in the last bits, so ourdl cannot use it."""
+    numba = pytest.importorskip("numba", reason="numba is not installed")
+    import math
+
+    @numba.njit
+    def tanh_each(a, out):
+        for i in range(a.shape[0]):
+            out[i] = math.tanh(a[i])
+        return out
+
+    net, X = predictor
+    W1, W2, _ = net.start
+    first = X @ W1
+    arguments = np.concatenate([first.ravel(), (np.tanh(first) @ W2).ravel()])
+    out = np.empty_like(arguments)
+    tanh_each(arguments[:100], out[:100])  # compile outside the timing
+    benchmark.pedantic(tanh_each, args=(arguments, out), rounds=5, warmup_rounds=1)
+    record("mlp16 libm tanh floor", note=f"{len(arguments):,} scalar libm tanh calls, numba")
+    sample = arguments[::997]
+    assert out[::997].tobytes() == np.array([math.tanh(v) for v in sample]).tobytes()

@@ -96,6 +96,8 @@ RATIOS = [
     ("MLP 13-16-16-1: ourdl / JAX, per sample", "mlp16 ourdl", "mlp16 jax", "<= 1"),
     ("MLP 13-16-16-1: PyTorch eager / ourdl", TORCH["mlp16"], "mlp16 ourdl", ">= 200"),
     ("MLP 13-16-16-1: PyTorch 1 thread / ourdl", "mlp16 torch, 1 thread", "mlp16 ourdl", ""),
+    ("MLP 13-16-16-1: PyTorch nn + optim / ourdl", "mlp16 torch, nn + optim", "mlp16 ourdl",
+     ""),
     ("MLP 13-16-16-1: unfused / fused ourdl", "mlp16 ourdl unfused", "mlp16 ourdl", ""),
     ("MLP 13-64-64-1: ourdl / JAX, per sample", "mlp64 ourdl", "mlp64 jax", "reported"),
     ("MLP 13-64-64-1: PyTorch eager / ourdl", TORCH["mlp64"], "mlp64 ourdl", "reported"),
@@ -103,6 +105,8 @@ RATIOS = [
     ("MLP predict: ourdl / numpy", "mlp16 predict ourdl", "mlp16 predict numpy", "<= 1"),
     ("MLP predict: ourdl / numpy on 1 BLAS thread", "mlp16 predict ourdl",
      "mlp16 predict numpy 1t", ""),
+    ("MLP predict: ourdl / its libm tanh calls alone", "mlp16 predict ourdl",
+     "mlp16 libm tanh floor", ""),
 ]
 
 
