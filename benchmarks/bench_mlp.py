@@ -10,7 +10,10 @@ weights, ``nn.MLP(..., seed=0).weights``:
 - JAX: ``jax.jit`` over ``jax.lax.scan`` of the per-sample step, float64, all rows, timed
   after a warm-up compile, with ``block_until_ready``; it sums the loss as ourdl does;
 - PyTorch eager, one sample per step, float64, on a slice; with one thread and with
-  PyTorch's default thread count (both are shown; the ratio targets use the faster).
+  PyTorch's default thread count (both are shown; the ratio targets use the faster); and as
+  a tutorial writes it (nn.Sequential, nn.MSELoss, optim.SGD), reported;
+- a bare numba loop doing ourdl's operations in ourdl's order and nothing else
+  (bare_loops.bare_mlp_epoch), equal to ourdl's weights to the last bit: the floor.
 
 Times are per sample. Before any timing, each peer's weights after the first CHECK_ROWS rows
 must agree with ourdl's to 1e-9 relative (a wrong peer is worse than none), and ourdl's
@@ -118,6 +121,30 @@ def test_ourdl_fit_unfused(benchmark, record, network, pubg_train):
     record(f"{net.name} ourdl unfused", 1.0 / len(rows),
            f"per sample, fuse=False, {len(rows):,} rows")
     net.reset()
+
+
+def test_bare_mlp_loop(benchmark, record, network, pubg_train):
+    """The floor for ourdl: a numba loop doing ourdl's operations in ourdl's order, nothing else."""
+    pytest.importorskip("numba", reason="numba is not installed: no bare loop to compare with")
+    import bare_loops
+    net = network
+    benchmark.group = f"{net.name} per-sample SGD"
+    Ws = [w.copy() for w in net.start]
+    bare_loops.bare_mlp_epoch(pubg_train[:CHECK_ROWS], *Ws)  # compiles, untimed
+    for a, b in zip(Ws, net.checked):
+        assert a.tobytes() == b.tobytes()
+
+    def fresh():
+        Ws[:] = [w.copy() for w in net.start]
+        return (pubg_train, *Ws), {}
+
+    benchmark.pedantic(bare_loops.bare_mlp_epoch, setup=fresh, rounds=epoch_rounds(net),
+                       warmup_rounds=1)
+    record(f"{net.name} bare loop", 1.0 / len(pubg_train),
+           f"per sample, numba, ourdl's operations and order, {len(pubg_train):,} rows")
+    if hasattr(net, "fitted"):  # still the same bits after the whole epoch
+        for a, b in zip(Ws, net.fitted):
+            assert a.tobytes() == b.tobytes()
 
 
 # -------------------------------------------------------------------------------------- JAX
