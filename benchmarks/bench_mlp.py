@@ -27,7 +27,8 @@ reference.py's bits (numpy's ``np.tanh`` may be SIMD code that differs from libm
 bits).
 
 JAX, PyTorch and numba are optional (``pytest.importorskip``): without them their rows are
-skipped and the rest still runs.
+skipped and the rest still runs. OURDL_BENCH_TORCH_ROWS (2,000) and OURDL_BENCH_UNFUSED_ROWS
+(20,000) set the slices that PyTorch and the unfused tape are timed on.
 """
 import os
 
@@ -44,6 +45,8 @@ UNFUSED_ROWS = int(os.environ.get("OURDL_BENCH_UNFUSED_ROWS", 20_000))
 TORCH_ROWS = int(os.environ.get("OURDL_BENCH_TORCH_ROWS", 2_000))
 PREDICT_ROWS = 500_000
 SIZES = {"mlp16": [13, 16, 16, 1], "mlp64": [13, 64, 64, 1]}
+TORCH_MISSING = ("PyTorch is not installed (a CPU wheel: pip install torch "
+                 "--index-url https://download.pytorch.org/whl/cpu, or ourdl[torch])")
 
 
 class Network:
@@ -125,7 +128,8 @@ def test_ourdl_fit_unfused(benchmark, record, network, pubg_train):
 
 def test_bare_mlp_loop(benchmark, record, network, pubg_train):
     """The floor for ourdl: a numba loop doing ourdl's operations in ourdl's order, nothing else."""
-    pytest.importorskip("numba", reason="numba is not installed: no bare loop to compare with")
+    pytest.importorskip("numba", reason="numba is not installed: no bare loop to compare with "
+                        "(pip install numba, or ourdl[peers])")
     import bare_loops
     net = network
     benchmark.group = f"{net.name} per-sample SGD"
@@ -150,7 +154,8 @@ def test_bare_mlp_loop(benchmark, record, network, pubg_train):
 # -------------------------------------------------------------------------------------- JAX
 @pytest.fixture(scope="module")
 def jax_epoch():
-    jax = pytest.importorskip("jax", reason="JAX is not installed (pip install 'jax[cpu]')")
+    jax = pytest.importorskip(
+        "jax", reason="JAX is not installed (pip install 'jax[cpu]', or ourdl[peers])")
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
@@ -213,7 +218,7 @@ def torch_epoch(torch, Ws, X, Y):
 
 @pytest.mark.parametrize("threads", ["1 thread", "default threads"])
 def test_torch_eager_fit(benchmark, record, network, pubg_train, threads):
-    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    torch = pytest.importorskip("torch", reason=TORCH_MISSING)
     net = network
     benchmark.group = f"{net.name} per-sample SGD"
     before = torch.get_num_threads()
@@ -259,7 +264,7 @@ def torch_modules_epoch(model, optimizer, loss_of, X, Y):
 
 def test_torch_modules_fit(benchmark, record, network, pubg_train):
     """Reported beside the lean loop: the usual nn.Module + optimizer code, default threads."""
-    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    torch = pytest.importorskip("torch", reason=TORCH_MISSING)
     net = network
     benchmark.group = f"{net.name} per-sample SGD"
 
@@ -324,7 +329,7 @@ def test_libm_tanh_floor(benchmark, record, predictor):
     """The floor of a bit-exact predict: the 16 million tanh calls alone, each libm's tanh
     (what reference.py's math.tanh gives), one after another in a numba loop. numpy's np.tanh
     may use SIMD code that differs from libm in the last bits, so ourdl cannot use it."""
-    numba = pytest.importorskip("numba", reason="numba is not installed")
+    numba = pytest.importorskip("numba", reason="numba is not installed (or ourdl[peers])")
     import math
 
     @numba.njit
