@@ -1,6 +1,8 @@
 """One epoch of the seed's PUBG model, side by side: ourdl's Tape.fit, the seed's per-sample loop
-on the reference classes and on ourdl's compiled nodes, and scikit-learn's SGDRegressor (the
-same math); then Tape.predict against numpy's X @ w, and one sample's forward + backward.
+on the reference classes and on ourdl's compiled nodes, scikit-learn's SGDRegressor (the same
+math) and a bare compiled loop in numba (the same operations in the same order and nothing
+else: the floor, see bare_loops.py); then Tape.predict against numpy's X @ w, and one sample's
+forward + backward.
 
 Run with `pytest benchmarks` (outside the default test run). The reference loop takes about a
 minute on all 635,716 rows; OURDL_BENCH_REFERENCE_ROWS=N runs it on the first N rows and scales
@@ -126,6 +128,40 @@ def test_sklearn_sgd_regressor(benchmark, record, pubg_train, fitted):
     record("sklearn")
     # The seed's gradient 2(p - y)x with lr 0.01 is scikit-learn's (p - y)x with eta0 0.02.
     np.testing.assert_allclose(model.coef_, fitted, rtol=0, atol=1e-12)
+
+
+def bare_loop_module():
+    pytest.importorskip("numba", reason="numba is not installed: no bare loop to compare with "
+                        "(pip install numba, or ourdl[peers])")
+    import bare_loops
+    return bare_loops
+
+
+def bench_bare_loop(benchmark, pubg_train, fitted, loop):
+    w = np.zeros(13)
+
+    def from_zero():
+        w[:] = 0.0
+        return (pubg_train, w), {}
+
+    loop(pubg_train[:10], np.zeros(13))  # compile outside the timing
+    benchmark.pedantic(loop, setup=from_zero, rounds=20, warmup_rounds=2)
+    # The same operations in the same order: ourdl's fit ends with these weights, bit for bit.
+    assert bits(w) == bits(fitted)
+
+
+@pytest.mark.benchmark(group="epoch")
+def test_bare_loop(benchmark, record, pubg_train, fitted):
+    """The floor: weights in an array, the seed's operations in its order, nothing else."""
+    bench_bare_loop(benchmark, pubg_train, fitted, bare_loop_module().bare_epoch)
+    record("bare loop", note="numba, no loss history")
+
+
+@pytest.mark.benchmark(group="epoch")
+def test_bare_loop_in_registers(benchmark, record, pubg_train, fitted):
+    """The same, the 13 weights spelled as 13 locals (to see whether registers change it)."""
+    bench_bare_loop(benchmark, pubg_train, fitted, bare_loop_module().bare_epoch_in_registers)
+    record("bare loop, locals", note="numba, weights as 13 local scalars")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,123 @@
+"""Bare compiled loops for the seed's 13 -> 1 linear model: the floor that Tape.fit is held to.
+
+Each loop does the seed's floating-point operations for one row, in the seed's order, and
+nothing else (no loss history, no checks, no buffers)::
+
+    p = x0*w0;  p = p + x_k*w_k  (k = 1..12)   # the chain of AddNodes, left to right
+    d = p - y
+    t = 2.0*d                                   # MSENode: grad*2*(p - y), grad = 1.0
+    w_k = w_k - 0.01*(t*x_k)                    # MulNode sends t*x_k; updata: w - lr*grad
+
+so their weights after an epoch equal ourdl's to the last bit (bench_fit.py asserts it).
+numba compiles without fastmath, so LLVM neither reorders nor fuses these into FMAs.
+
+Two spellings of the same loop:
+- ``bare_epoch``: weights in an array, as one would write it first;
+- ``bare_epoch_in_registers``: the 13 weights as 13 local scalars (the loop body is
+  generated), so the compiler can keep them in registers across rows; this is the loop the
+  issue calls the physical floor of the dependency chain.
+``bare_mlp_epoch`` is the same idea for the tanh MLPs of bench_mlp.py.
+Importing this module needs numba; the benchmarks skip the bare loops without it.
+"""
+import numba
+import numpy as np
+
+N_FEATURES = 13
+LR = 0.01
+
+
+@numba.njit(cache=False, fastmath=False)
+def bare_epoch(data, w):
+    """One epoch over data (rows x 14: 13 features, target) on the weights w, in place."""
+    for r in range(data.shape[0]):
+        p = data[r, 0] * w[0]
+        for k in range(1, N_FEATURES):
+            p = p + data[r, k] * w[k]
+        d = p - data[r, N_FEATURES]
+        t = 2.0 * d
+        for k in range(N_FEATURES):
+            w[k] = w[k] - LR * (t * data[r, k])
+    return w
+
+
+def _generate_in_registers():
+    """The same loop with w0..w12 as locals: written out, since numba has no unroll pragma."""
+    ks = range(N_FEATURES)
+    lines = ["def bare_epoch_in_registers(data, w):"]
+    lines += [f"    w{k} = w[{k}]" for k in ks]
+    lines += ["    for r in range(data.shape[0]):"]
+    lines += [f"        x{k} = data[r, {k}]" for k in ks]
+    lines += ["        p = x0 * w0"]
+    lines += [f"        p = p + x{k} * w{k}" for k in ks if k]
+    lines += [f"        d = p - data[r, {N_FEATURES}]", "        t = 2.0 * d"]
+    lines += [f"        w{k} = w{k} - {LR!r} * (t * x{k})" for k in ks]
+    lines += [f"    w[{k}] = w{k}" for k in ks]
+    lines += ["    return w"]
+    namespace = {}
+    exec(compile("\n".join(lines), "<bare_epoch_in_registers>", "exec"), namespace)
+    return numba.njit(cache=False, fastmath=False)(namespace["bare_epoch_in_registers"])
+
+
+bare_epoch_in_registers = _generate_in_registers()
+
+
+def from_zero(loop, data):
+    """Weights after one epoch of ``loop`` over ``data``, starting from zero."""
+    return loop(np.ascontiguousarray(data, dtype=np.float64), np.zeros(N_FEATURES))
+
+
+@numba.njit(cache=False, fastmath=False)
+def bare_mlp_epoch(data, W1, W2, W3):
+    """One epoch of per-sample SGD for a tanh MLP n_in-h1-h2-1 without biases, in place, in
+    ourdl's order: each unit's sum over its inputs in input order; each input's gradient summed
+    over the units last to first (``Layer.fold`` of an nn-built layer), from -0.0; a layer's
+    input gradients from its weights before its update; tanh is libm's. The loops over units
+    are independent, so the compiler may vectorize them; each input's gradient is a chain.
+    bench_mlp.py asserts that the weights equal ourdl's to the last bit."""
+    n_in, h1 = W1.shape
+    h2 = W2.shape[1]
+    a1, a2 = np.empty(h1), np.empty(h2)
+    d1, d2 = np.empty(h1), np.empty(h2)
+    g1, g2 = np.empty(h1), np.empty(h2)
+    for r in range(data.shape[0]):
+        x = data[r]
+        for j in range(h1):
+            a1[j] = x[0] * W1[0, j]
+        for i in range(1, n_in):
+            for j in range(h1):
+                a1[j] = a1[j] + x[i] * W1[i, j]
+        for j in range(h1):
+            a1[j] = np.tanh(a1[j])
+        for j in range(h2):
+            a2[j] = a1[0] * W2[0, j]
+        for i in range(1, h1):
+            for j in range(h2):
+                a2[j] = a2[j] + a1[i] * W2[i, j]
+        for j in range(h2):
+            a2[j] = np.tanh(a2[j])
+        out = a2[0] * W3[0, 0]
+        for i in range(1, h2):
+            out = out + a2[i] * W3[i, 0]
+        t = 2.0 * (out - x[n_in])
+        # output layer: gradients to its inputs, then its update
+        for i in range(h2):
+            g2[i] = -0.0 + t * W3[i, 0]
+            W3[i, 0] = W3[i, 0] - LR * (t * a2[i])
+        # second layer
+        for j in range(h2):
+            d2[j] = g2[j] * (1.0 - a2[j] * a2[j])
+        for i in range(h1):
+            acc = -0.0
+            for j in range(h2 - 1, -1, -1):
+                acc = acc + d2[j] * W2[i, j]
+            g1[i] = acc
+        for i in range(h1):
+            for j in range(h2):
+                W2[i, j] = W2[i, j] - LR * (d2[j] * a1[i])
+        # first layer: its inputs are data, no gradients owed to them
+        for j in range(h1):
+            d1[j] = g1[j] * (1.0 - a1[j] * a1[j])
+        for i in range(n_in):
+            for j in range(h1):
+                W1[i, j] = W1[i, j] - LR * (d1[j] * x[i])
+    return W1, W2, W3
