@@ -33,7 +33,8 @@ VECTORIZED = [] if DEBUG else ["-ftree-vectorize"]
 MODULES = {"_nodes": [], "_passes": [], "_kernels": [], "_fused": VECTORIZED, "_tape": [],
            "_core": []}
 extensions = [
-    Extension(f"ourdl.{name}", [f"src/ourdl/{name}.pyx"], extra_compile_args=compile_args + extra)
+    Extension(f"ourdl.{name}", [f"src/ourdl/{name}.pyx"], include_dirs=["src/ourdl"],
+              depends=["src/ourdl/dense.h"], extra_compile_args=compile_args + extra)
     for name, extra in MODULES.items()
 ]
 

@@ -29,6 +29,15 @@ from ourdl._passes cimport (OPT_SGD, backward_pass, forward_pass, load_row, node
 
 import numpy as np
 
+cdef extern from "dense.h":
+    void ourdl_dense_sums(const double* x, const double* w, double* acc, Py_ssize_t n_in,
+                          Py_ssize_t n_out) noexcept nogil
+    void ourdl_dense_input_grads(const double* d, const double* w, const Py_ssize_t* fold,
+                                 double* gin, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil
+    int ourdl_dense_step(const double* x, const double* d, const double* w, double* new_w,
+                         const double* lr, double* check, Py_ssize_t n_in,
+                         Py_ssize_t n_out) noexcept nogil
+
 
 cdef inline void dense_forward(Dense* L, double* v) noexcept nogil:
     cdef Py_ssize_t i, j, n_in = L.n_in, n_out = L.n_out
@@ -38,14 +47,7 @@ cdef inline void dense_forward(Dense* L, double* v) noexcept nogil:
     cdef const double* w = L.w
     for i in range(n_in):
         x[i] = v[L.inputs[i]]
-    xi = x[0]
-    for j in range(n_out):
-        acc[j] = xi * w[j]
-    for i in range(1, n_in):
-        xi = x[i]
-        w = L.w + i * n_out
-        for j in range(n_out):
-            acc[j] = acc[j] + xi * w[j]
+    ourdl_dense_sums(x, w, acc, n_in, n_out)
     if L.b != NULL:
         for j in range(n_out):
             acc[j] = acc[j] + L.b[j]
@@ -60,14 +62,16 @@ cdef inline bint dense_backward(Dense* L, double* g, bint step) noexcept nogil:
     """Gradients from the outputs' gradients in g; with step (one row per batch) also the
     update, else the gradients are summed for the batch. False if a parameter became nan or
     inf."""
-    cdef Py_ssize_t i, j, q, n_in = L.n_in, n_out = L.n_out
-    cdef double xi, acc, grad
+    cdef Py_ssize_t i, j, q, k, n_in = L.n_in, n_out = L.n_out
+    cdef double xi, dj, grad
     cdef double* d = L.delta
-    cdef double* w
-    cdef double* before
+    cdef double* gin = L.gin
+    cdef double* check = L.check
+    cdef const double* w
+    cdef double* new
     cdef double* wsum
     cdef const double* lr
-    cdef bint bad = False
+    cdef int bad = 0
     for j in range(n_out):
         grad = g[L.outputs[j]]
         if L.act == OP_TANH:
@@ -79,26 +83,20 @@ cdef inline bint dense_backward(Dense* L, double* g, bint step) noexcept nogil:
         else:
             d[j] = grad
     if L.in_grads:  # from the weights before this row's update
+        # Each input's sum runs over the units in fold's order; the inputs go side by side.
+        ourdl_dense_input_grads(d, L.w, L.fold, gin, n_in, n_out)
         for i in range(n_in):
-            w = L.w + i * n_out
-            acc = -0.0
-            for q in range(n_out):
-                j = L.fold[q]
-                acc = acc + d[j] * w[j]
-            g[L.inputs[i]] = acc
+            g[L.inputs[i]] = gin[i]
     if not L.trainable:
         return True
-    for i in range(n_in):
-        xi = L.x[i]
-        w = L.w + i * n_out
-        if step:
-            before = L.w_before + i * n_out
-            lr = L.w_lr + i * n_out
-            for j in range(n_out):
-                before[j] = w[j]
-                w[j] = w[j] - lr[j] * (d[j] * xi)
-                bad = bad | nonfinite(w[j])
-        else:
+    if step:
+        # The new weights go to the spare buffer, which then becomes the current one: the
+        # old stay behind as w_before, without a copy.
+        bad = ourdl_dense_step(L.x, d, L.w, L.w_before, L.w_lr, check, n_in, n_out)
+        L.w_before, L.w = L.w, L.w_before
+    else:
+        for i in range(n_in):
+            xi = L.x[i]
             wsum = L.w_sum + i * n_out
             for j in range(n_out):
                 wsum[j] = wsum[j] + d[j] * xi
@@ -329,6 +327,8 @@ cdef class Fused:
         L.pre = self._doubles(np.zeros(n_out))
         L.out = L.pre if L.act == OP_LEAF else self._doubles(np.zeros(n_out))
         L.delta = self._doubles(np.zeros(n_out))
+        L.gin = self._doubles(np.zeros(n_in))
+        L.check = self._doubles(np.zeros(n_out))
         return 0
 
     def __dealloc__(self):

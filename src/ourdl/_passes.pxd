@@ -69,6 +69,8 @@ cdef struct Dense:
     double* pre                   # this row's sums (before the activation)
     double* out                   # this row's outputs
     double* delta                 # this row's gradients at the sums
+    double* gin                   # this row's gradients at the inputs
+    double* check                 # per unit: nan if one of its new weights is nan or inf
 
 
 # The tutorial's loss on one unit fed from data: where its columns are, what it is.

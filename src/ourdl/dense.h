@@ -1,0 +1,81 @@
+/* The inner loops of ourdl's fused dense layers (_fused.pyx), in C so that they can be
+ * compiled for several instruction sets at once: the processor runs the widest version it
+ * has (GCC's target_clones; one portable version elsewhere).
+ *
+ * Every loop runs across independent units (or inputs), so a vector does the same
+ * operations side by side that the general passes do one by one, each unit's in its own
+ * order; and -ffp-contract=off (setup.py) keeps every multiply and add apart. So every
+ * version gives the same bits.
+ */
+#ifndef OURDL_DENSE_H
+#define OURDL_DENSE_H
+
+/* Included by the Cython module after Python.h, which defines Py_ssize_t. */
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define OURDL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define OURDL_CLONES
+#endif
+
+/* acc[j] = x[0]*w[0][j] + x[1]*w[1][j] + ... (left to right), w laid out [input][unit]. */
+OURDL_CLONES static void ourdl_dense_sums(const double *restrict x, const double *restrict w,
+                                          double *restrict acc, Py_ssize_t n_in, Py_ssize_t n_out)
+{
+    Py_ssize_t i, j;
+    for (j = 0; j < n_out; j++)
+        acc[j] = x[0] * w[j];
+    for (i = 1; i < n_in; i++) {
+        const double xi = x[i];
+        const double *restrict wi = w + i * n_out;
+        for (j = 0; j < n_out; j++)
+            acc[j] = acc[j] + xi * wi[j];
+    }
+}
+
+/* gin[i] = -0.0 + d[fold[0]]*w[i][fold[0]] + d[fold[1]]*w[i][fold[1]] + ... for every input. */
+OURDL_CLONES static void ourdl_dense_input_grads(const double *restrict d,
+                                                 const double *restrict w,
+                                                 const Py_ssize_t *restrict fold,
+                                                 double *restrict gin, Py_ssize_t n_in,
+                                                 Py_ssize_t n_out)
+{
+    Py_ssize_t i, q;
+    for (i = 0; i < n_in; i++)
+        gin[i] = -0.0;
+    for (q = 0; q < n_out; q++) {
+        const Py_ssize_t j = fold[q];
+        const double dj = d[j];
+        for (i = 0; i < n_in; i++)
+            gin[i] = gin[i] + dj * w[i * n_out + j];
+    }
+}
+
+/* new[i][j] = w[i][j] - lr[i][j] * (d[j] * x[i]); returns nonzero if a new weight is nan or
+ * inf. x - x is 0 for every finite x and nan otherwise: summed per unit, the test
+ * vectorizes with the update. */
+OURDL_CLONES static int ourdl_dense_step(const double *restrict x, const double *restrict d,
+                                         const double *restrict w, double *restrict new_w,
+                                         const double *restrict lr, double *restrict check,
+                                         Py_ssize_t n_in, Py_ssize_t n_out)
+{
+    Py_ssize_t i, j;
+    int bad = 0;
+    for (j = 0; j < n_out; j++)
+        check[j] = 0.0;
+    for (i = 0; i < n_in; i++) {
+        const double xi = x[i];
+        const double *restrict wi = w + i * n_out;
+        const double *restrict lri = lr + i * n_out;
+        double *restrict ni = new_w + i * n_out;
+        for (j = 0; j < n_out; j++) {
+            ni[j] = wi[j] - lri[j] * (d[j] * xi);
+            check[j] = check[j] + (ni[j] - ni[j]);
+        }
+    }
+    for (j = 0; j < n_out; j++)
+        bad |= check[j] != 0.0;
+    return bad;
+}
+
+#endif
