@@ -65,3 +65,13 @@ def test_readme_blocks_print_what_their_comments_say(marker, expected, capsys):
     assert capsys.readouterr().out.splitlines() == expected
     for line in expected:
         assert f"# {line}" in block
+
+
+def test_readme_save_block_prints_what_it_says(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    block = next(b for b in README_BLOCKS if "ourdl.save" in b)
+    exec(compile(block, "README.md save block", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["#", "op", "name", "Papa", "Mama", "value", "grad", "Flag", "lr",
+                                "kernel"]
+    assert lines[-3:] == ["True", "True", "{'note': \"the tutorial's example\"}"]
