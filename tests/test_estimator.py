@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import ourdl
-from ourdl import nn, optim
+from ourdl import nn
 
 N_FEATURES = 5
 
@@ -196,7 +196,8 @@ try:
     ourdl.Regressor().predict(X)
 except NotFittedError as error:
     print("not fitted:", error)
-print(ourdl.Regressor(hidden=(3,), fit_intercept=True, epochs=50, lr=0.05).fit(X, y).score(X, y) > 0.9)
+model = ourdl.Regressor(hidden=(3,), fit_intercept=True, epochs=50, lr=0.05)
+print(model.fit(X, y).score(X, y) > 0.9)
 """
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           timeout=120)
@@ -211,7 +212,8 @@ print(ourdl.Regressor(hidden=(3,), fit_intercept=True, epochs=50, lr=0.05).fit(X
 
 @pytest.mark.parametrize("setting, error, message", [
     ({"hidden": "16,16"}, TypeError, "hidden must be a tuple of layer sizes"),
-    ({"hidden": (16, 0)}, ValueError, r"hidden must hold whole numbers of at least 1, not \(16, 0\)"),
+    ({"hidden": (16, 0)}, ValueError, r"hidden must hold whole numbers of at least 1, not "
+                                      r"\(16, 0\)"),
     ({"activation": "gelu"}, ValueError, "activation must be one of .*'tanh'.*not 'gelu'"),
     ({"loss": "l2"}, ValueError, "loss must be one of 'mse', 'mae', 'huber', not 'l2'"),
     ({"optimizer": "rmsprop"}, ValueError, "optimizer must be one of 'sgd', 'momentum', 'adam'"),

@@ -236,7 +236,8 @@ def _run_pubg(args) -> int:
             f"{' -> '.join(map(str, sizes))} network")
 
     placements = predict(test)
-    picture = _render_plot(model.history_, truth, guesses, baseline, args.plot) if args.plot else None
+    picture = (_render_plot(model.history_, truth, guesses, baseline, args.plot)
+               if args.plot else None)
     _write_outputs(placements, args.out, picture, args.plot)
     total = time.perf_counter() - started
     data_seconds = prepared - started
