@@ -28,8 +28,8 @@ def test_a_saved_model_predicts_the_same_submission_without_training(workdir, ca
     assert outputs(workdir) == ["again.csv", "model.ourdl", "submission.csv"]
     info = ourdl.load_info(workdir / "model.ourdl")[pubg.MODEL_INFO]
     assert info["features"] == list(pubg.FEATURES) and len(info["maxima"]) == 14
-    loaded = ourdl.named(ourdl.load(workdir / "model.ourdl"))
-    assert loaded["result"].op == "mse" and loaded["w[12]"].Flag == 1
+    root = ourdl.load(workdir / "model.ourdl")
+    assert root.op == "mse" and ourdl.named(root)["x[12]"].op == "leaf"
 
 
 def test_a_saved_model_predicts_a_real_test_file(workdir, capsys):

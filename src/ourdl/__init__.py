@@ -3,7 +3,8 @@
 ``from ourdl import *`` gives the tutorial's ``Node``, ``AddNode``, ``MulNode``, ``MSENode``
 and friends, backed by the Cython core; ``ourdl.compile(root)`` flattens a graph into a
 ``Tape`` that trains whole epochs in compiled code. ``ourdl.reference`` is the same thing in
-plain Python, for reading.
+plain Python, for reading. ``ourdl.Regressor`` trains the tutorial's model (or a deeper one)
+behind scikit-learn's fit/predict, without needing scikit-learn.
 """
 
 try:
@@ -31,6 +32,8 @@ def _unary(node_class):
     apply.__doc__ = f"A new {node_class.__name__} on x (a node, or a number made a constant node)."
     return apply
 
+
+from ourdl.estimator import Regressor  # noqa: E402 - after the core it is built on
 
 sin, cos, tan = _unary(SinNode), _unary(CosNode), _unary(TanNode)
 ln, exp, sqrt, abs = _unary(LnNode), _unary(ExpNode), _unary(SqrtNode), _unary(AbsNode)

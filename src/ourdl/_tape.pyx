@@ -31,7 +31,7 @@ from ourdl import _checks as checks
 from ourdl import _nodes
 from ourdl._nodes import OP_NAMES
 
-EpochStats = namedtuple("EpochStats", "epoch loss seconds samples_per_second")
+EpochStats = namedtuple("EpochStats", "epoch loss seconds samples_per_second", module="ourdl")
 EpochStats.__doc__ = "One epoch of Tape.fit: mean root value (the training loss), wall time, speed."
 
 cdef enum:
@@ -264,7 +264,18 @@ cdef class Tape:
     def __reduce__(self):
         if self.nodes is None:
             raise TypeError("a Tape that was never built cannot be pickled")
-        return (Tape, (self.root, self.fuse))
+        return (Tape, (self.root, self.fuse), self._opt_state)
+
+    def __setstate__(self, state):
+        """The optimizer's state, as pickled with the tape (None: none yet)."""
+        if state is not None:
+            kind, m, v, m_before, v_before, t = state
+            arrays = [np.array(a, dtype=np.float64) for a in (m, v, m_before, v_before)]
+            size = self.n if kind != OPT_SGD else 1
+            if kind not in (0, 1, 2) or any(a.shape != (size,) for a in arrays) or t < 0:
+                raise ValueError("a pickled Tape's optimizer state does not fit its graph")
+            state = [int(kind)] + arrays + [int(t)]
+        self._opt_state = state
 
     @property
     def ops(self):

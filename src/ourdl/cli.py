@@ -65,6 +65,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 # the synthetic data, ten times the real training file being plenty for a quick try.
 LARGEST_COUNT = sys.maxsize
 LARGEST_ROWS = 15_000_000
+# A layer of n units after one of m costs n * m weight nodes of about 200 bytes each.
+LARGEST_LAYER = 1024
+DEFAULT_HIDDEN = (16, 16)
 
 
 def _whole_number(low, high):
@@ -83,6 +86,11 @@ def _learning_rate(text):
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, not {_shown(text)}")
     return value
+
+
+def _layer_sizes(text):
+    sizes = tuple(_whole_number(1, LARGEST_LAYER)(size.strip()) for size in text.split(","))
+    return sizes
 
 
 def _fraction(text):
@@ -115,7 +123,8 @@ def _parser():
         "pubg", help="train the tutorial's PUBG placement model and write a submission",
         description="The tutorial's PUBG placement application: drop the rows without kill "
                     "distances, divide each column by its maximum, train the tutorial's model "
-                    "(13 features -> 1, plain SGD, built of ourdl nodes), report the mean "
+                    "(13 features -> 1, plain SGD, built of ourdl nodes; or with --model mlp a "
+                    "deeper network, with --optimizer another rule), report the mean "
                     "absolute error on held-out matches, predict the test rows and write the "
                     "submission: the header team_placement and one whole number per test row, "
                     "in the test file's order (the contest's format has no id column). Give "
@@ -127,6 +136,16 @@ def _parser():
                       help="the real pubg_train.csv: plain, .zip, .gz, .bz2 or .xz")
     pubg.add_argument("--test", metavar="PATH", type=Path,
                       help="the real pubg_test.csv, in the same formats")
+    pubg.add_argument("--model", choices=("linear", "mlp"), default="linear",
+                      help="linear: the tutorial's model, 13 weights starting at 0 (the "
+                           "default); mlp: a network with --hidden layers of tanh units")
+    pubg.add_argument("--hidden", metavar="SIZES", type=_layer_sizes,
+                      help=f"the hidden layers of --model mlp, comma-separated (default "
+                           f"{','.join(map(str, DEFAULT_HIDDEN))}; each at most "
+                           f"{LARGEST_LAYER:,})")
+    pubg.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd",
+                      help="how each weight steps with --lr: sgd (the tutorial's), momentum "
+                           "(beta 0.9) or adam (torch.optim.Adam's rule)")
     pubg.add_argument("--epochs", metavar="N", type=_whole_number(1, LARGEST_COUNT), default=1,
                       help="passes over the training rows (default 1, as in the tutorial)")
     pubg.add_argument("--lr", metavar="RATE", type=_learning_rate, default=0.01,
@@ -194,27 +213,19 @@ def _run_pubg(args) -> int:
         f"{len(training_matches):,}; holding out "
         f"{_count(held_out['match_id'].nunique(), 'match')} ({_count(len(held_out), 'row')})")
 
-    network = pubg.build_network(len(pubg.FEATURES), args.lr)
-    tape = ourdl.compile(network.loss)
-    # One epoch per call, so each line is printed as its epoch ends. One generator for all
-    # the calls draws the same orders as fit(epochs=N, seed=args.seed) would.
-    rng = np.random.default_rng(args.seed)
-    history = []
+    model = _model(args)
+    features, target = data[:, :-1], data[:, -1]
     for epoch in range(1, args.epochs + 1):
-        [stats] = tape.fit(data, network.x + [network.y], epochs=1, shuffle=args.shuffle,
-                           seed=rng, batch_size=args.batch_size,
-                           progress=not args.quiet and sys.stderr.isatty())  # not into logs
-        history.append(stats)
+        # One epoch per call, so each line is printed as its epoch ends; the model's own
+        # generator carries the shuffling on, as fit(epochs=N) would.
+        stats = model.partial_fit(features, target).history_[-1]
         say(f"epoch {epoch}/{args.epochs}: training loss {stats.loss:.6g} "
             f"({stats.seconds:.3f} s, {stats.samples_per_second:,.0f} samples/s)")
-
-    # The prediction node alone, so the target column is not needed to predict.
-    predictor = ourdl.compile(network.prediction)
 
     def predict(frame):
         features = pubg.to_array(frame)[:, :len(pubg.FEATURES)]
         normalized = pubg.normalize_test(features, maxima[:-1], means[:-1])
-        return pubg.to_placement(predictor.predict(normalized, network.x), maxima[-1])
+        return pubg.to_placement(model.predict(normalized), maxima[-1])
 
     truth = held_out[pubg.TARGET].to_numpy()
     guesses = predict(held_out) if len(held_out) else np.empty(0, dtype=np.int64)
@@ -223,19 +234,26 @@ def _run_pubg(args) -> int:
         say(f"held-out MAE: {abs(guesses - truth).mean():.3f} placements on {len(truth):,} rows "
             f"(always predicting the training mean, {baseline:.1f}: "
             f"{abs(baseline - truth).mean():.3f})")
-    say("learned weights:")
-    for name, weight in zip(pubg.FEATURES, network.w):
-        say(f"  {name:<22} {weight.value:+.6f}")
+    if args.model == "linear":
+        say("learned weights:")
+        for name, weight in zip(pubg.FEATURES, model.coefs_[0][:, 0]):
+            say(f"  {name:<22} {weight:+.6f}")
+    else:
+        sizes = [len(pubg.FEATURES), *model.hidden, 1]
+        count = sum(w.size for w in model.coefs_) + sum(b.size for b in model.intercepts_)
+        say(f"learned {_count(count, 'weight')} (biases included) of the "
+            f"{' -> '.join(map(str, sizes))} network")
 
     placements = predict(test)
-    picture = _render_plot(history, truth, guesses, baseline, args.plot) if args.plot else None
-    model = (args.save_model, network, maxima, means) if args.save_model else None
-    _write_outputs(placements, args.out, picture, args.plot, model)
+    picture = (_render_plot(model.history_, truth, guesses, baseline, args.plot)
+               if args.plot else None)
+    kept = (args.save_model, model.tape_.root, maxima, means) if args.save_model else None
+    _write_outputs(placements, args.out, picture, args.plot, kept)
     total = time.perf_counter() - started
     data_seconds = prepared - started
-    epoch_seconds = sum(stats.seconds for stats in history)
+    epoch_seconds = sum(stats.seconds for stats in model.history_)
     say(f"time: {total:.2f} s in all: data {data_seconds:.2f} s, training {epoch_seconds:.3f} s "
-        f"({len(data) * len(history) / epoch_seconds:,.0f} samples/s), prediction, output and "
+        f"({len(data) * args.epochs / epoch_seconds:,.0f} samples/s), prediction, output and "
         f"the rest {total - data_seconds - epoch_seconds:.2f} s")
     also = [str(path) for path in (args.plot, args.save_model) if path is not None]
     say(f"wrote {args.out} ({_count(len(placements), 'row')})"
@@ -260,6 +278,15 @@ def _predict_with_saved_model(args) -> int:
     _write_outputs(placements, args.out, None, None)
     say(f"wrote {args.out} ({_count(len(placements), 'row')})")
     return 0
+
+
+def _model(args):
+    """The model to train: the tutorial's (--model linear) or an MLP, as an ourdl.Regressor
+    (its seed draws the MLP's initial weights, then the order of the rows with --shuffle)."""
+    return ourdl.Regressor(
+        hidden=(args.hidden or DEFAULT_HIDDEN) if args.model == "mlp" else (),
+        optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, shuffle=args.shuffle,
+        seed=args.seed, progress=not args.quiet and sys.stderr.isatty())  # no bar into logs
 
 
 class _Report:
@@ -304,6 +331,8 @@ def _check_before_work(args):
         given, missing = ("--train", "--test") if args.test is None else ("--test", "--train")
         raise ValueError(f"{given} without {missing}: give both real files, or neither for "
                          f"synthetic data (a real file never mixes with synthetic data)")
+    if args.hidden is not None and args.model != "mlp":
+        raise ValueError("--hidden sizes the layers of --model mlp; the linear model has none")
     if args.train is not None and args.rows is not None:
         raise ValueError("--rows sizes the synthetic data; the real files are used whole")
     for option, path in (("--train", args.train), ("--test", args.test)):
@@ -423,7 +452,7 @@ def _figure(history, truth, guesses, baseline):
 
 
 def _write_outputs(placements, out, picture, plot_path, model=None):
-    """Write the plot, the model ((path, network, maxima, means)) and the submission; the
+    """Write the plot, the model ((path, loss node, maxima, means)) and the submission; the
     plot and model are renamed into place only once the submission is written, so a failure
     leaves none of them (and deletes nothing of the user's)."""
     from ourdl.datasets import pubg

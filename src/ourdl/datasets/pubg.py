@@ -762,15 +762,16 @@ def build_network(n_features: int = len(FEATURES), lr: float = 0.01) -> Network:
 MODEL_INFO = "ourdl pubg"  # the key of what save_model keeps beside the graph
 
 
-def save_model(path, network: Network, maxima, means):
-    """Save the trained network with ourdl.save, and beside it what predicting needs: the
-    feature names, and the training maxima and means of every column (the seed's max_value
-    and data.mean(axis=0), target last) that normalize_test applies to test rows."""
+def save_model(path, loss, maxima, means):
+    """Save the trained network (its loss node, MSE(prediction, y), inputs named x[0], x[1],
+    ...) with ourdl.save, and beside it what predicting needs: the feature names, and the
+    training maxima and means of every column (the seed's max_value and data.mean(axis=0),
+    target last) that normalize_test applies to test rows."""
     import ourdl
 
     info = {"features": list(FEATURES),
             "maxima": [float(v) for v in maxima], "means": [float(v) for v in means]}
-    ourdl.save(path, network.loss, info={MODEL_INFO: info})
+    ourdl.save(path, loss, info={MODEL_INFO: info})
 
 
 def load_model(path):
@@ -795,9 +796,10 @@ def load_model(path):
     nodes = ourdl.named(loss)
     try:
         x = [nodes[f"x[{i}]"] for i in range(n)]
-        w = [nodes[f"w[{i}]"] for i in range(n)]
     except KeyError as missing:
         raise ValueError(f"{path}: the saved network has no single node named {missing}") from None
+    # The tutorial's weights by their names; a deeper network's are its own.
+    w = [nodes[f"w[{i}]"] for i in range(n)] if all(f"w[{i}]" in nodes for i in range(n)) else []
     network = Network(x, w, loss.Mama, loss.Papa, loss)
     return network, np.array(model["maxima"], dtype=np.float64), np.array(model["means"],
                                                                            dtype=np.float64)
