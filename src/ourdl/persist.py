@@ -23,6 +23,7 @@ What is saved is enough for a loaded graph to give the same forward, backward, `
 
 A reader of version 1 refuses files of a later version; a later ourdl reads version 1.
 """
+import errno
 import json
 import os
 import zipfile
@@ -170,6 +171,12 @@ def _read(path, arrays):
                 return header, _arrays(archive, header, size) if arrays else None
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as error:
+        if error.errno != errno.EINVAL:  # a real failure to read, not a damaged archive
+            raise
+        # zipfile seeks where damaged offsets point, before the file's start
+        raise ValueError(f"{path}: not a readable ourdl graph (truncated or damaged?): "
+                         f"an offset points outside the file") from None
     except _Corrupt as problem:
         raise ValueError(f"{path}: {problem}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, KeyError,
