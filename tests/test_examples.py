@@ -58,6 +58,7 @@ def test_seed_pubg_example_trains_and_writes_a_submission(tmp_path):
 @pytest.mark.parametrize("marker, expected", [
     ("nn.MLP", ["dense 13 -> 16, tanh (624 nodes from 1 to 680)", "(13, 16)"]),
     ("Softplus", ["0.114506"]),
+    ("ourdl.Regressor(hidden=(16, 16)", ["True"]),
 ])
 def test_readme_blocks_print_what_their_comments_say(marker, expected, capsys):
     block = next(b for b in README_BLOCKS if marker in b)
