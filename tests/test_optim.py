@@ -1,7 +1,6 @@
 """Optimizers in the compiled loop: Tape.fit with SGD, Momentum and Adam equals
 ourdl.reference.fit with their plain-Python twins, bit for bit, on every kernel (the
 tutorial's model, fused dense layers, the general passes); PyTorch agrees to 1e-12."""
-import re
 import struct
 
 import numpy as np

@@ -8,7 +8,8 @@ the reverse order. Each layer computes exactly what its nodes would, in the same
 
 - forward, per unit j: ``sum = x[0]*w[0][j]``, then ``sum = sum + x[i]*w[i][j]`` for each
   further input, then ``+ b[j]``, then the activation. The loops run over the units, which
-  are independent, so the compiler vectorizes them without reordering any unit's sum;
+  are independent, so they are vectors without reordering any unit's sum (dense.h: the
+  loops in C, built for AVX-512, AVX2 and a baseline, the widest picked at load time);
 - backward: the gradient at unit j's sum is ``delta[j]`` (the output's gradient times the
   activation's slope, as the activation node computes it); every product and partial sum
   of the unit passes it on unchanged, so weight w[i][j] receives ``delta[j]*x[i]``, the
@@ -21,11 +22,10 @@ cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memcpy, memset
 from ourdl._kernels cimport linear_rows
-from ourdl._passes cimport (CHUNK_ROWS, RUN_ABORTED, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM,
-                            RUN_OK)
 from ourdl._ops cimport *
-from ourdl._passes cimport (OPT_SGD, backward_pass, forward_pass, load_row, node_grads,
-                            node_value, opt_begin, opt_step, opt_undo)
+from ourdl._passes cimport (CHUNK_ROWS, OPT_SGD, RUN_ABORTED, RUN_BAD_DATA, RUN_BAD_LOSS,
+                            RUN_BAD_PARAM, RUN_OK, backward_pass, forward_pass, load_row,
+                            node_grads, node_value, opt_begin, opt_step, opt_undo)
 
 import numpy as np
 
@@ -41,7 +41,6 @@ cdef extern from "dense.h":
 
 cdef inline void dense_forward(Dense* L, double* v) noexcept nogil:
     cdef Py_ssize_t i, j, n_in = L.n_in, n_out = L.n_out
-    cdef double xi
     cdef double* x = L.x
     cdef double* acc = L.pre
     cdef const double* w = L.w
@@ -62,15 +61,10 @@ cdef inline bint dense_backward(Dense* L, double* g, bint step) noexcept nogil:
     """Gradients from the outputs' gradients in g; with step (one row per batch) also the
     update, else the gradients are summed for the batch. False if a parameter became nan or
     inf."""
-    cdef Py_ssize_t i, j, q, k, n_in = L.n_in, n_out = L.n_out
-    cdef double xi, dj, grad
+    cdef Py_ssize_t i, j, n_in = L.n_in, n_out = L.n_out
+    cdef double xi, grad
     cdef double* d = L.delta
-    cdef double* gin = L.gin
-    cdef double* check = L.check
-    cdef const double* w
-    cdef double* new
     cdef double* wsum
-    cdef const double* lr
     cdef int bad = 0
     for j in range(n_out):
         grad = g[L.outputs[j]]
@@ -84,15 +78,15 @@ cdef inline bint dense_backward(Dense* L, double* g, bint step) noexcept nogil:
             d[j] = grad
     if L.in_grads:  # from the weights before this row's update
         # Each input's sum runs over the units in fold's order; the inputs go side by side.
-        ourdl_dense_input_grads(d, L.w, L.fold, gin, n_in, n_out)
+        ourdl_dense_input_grads(d, L.w, L.fold, L.gin, n_in, n_out)
         for i in range(n_in):
-            g[L.inputs[i]] = gin[i]
+            g[L.inputs[i]] = L.gin[i]
     if not L.trainable:
         return True
     if step:
         # The new weights go to the spare buffer, which then becomes the current one: the
         # old stay behind as w_before, without a copy.
-        bad = ourdl_dense_step(L.x, d, L.w, L.w_before, L.w_lr, check, n_in, n_out)
+        bad = ourdl_dense_step(L.x, d, L.w, L.w_before, L.w_lr, L.check, n_in, n_out)
         L.w_before, L.w = L.w, L.w_before
     else:
         for i in range(n_in):

@@ -209,7 +209,6 @@ def _runnable(layers, ops, papa, mama):
     until the steps keep every order."""
     while True:
         steps, blame = _steps(layers, ops, papa, mama)
-        position = {s: q for q, s in enumerate(steps)}
         readers = {}
         for c in steps:
             if c >= 0:
