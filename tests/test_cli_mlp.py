@@ -104,12 +104,9 @@ def test_bad_options_fail_before_any_work(argv, code, message, workdir, capsys):
     assert not (workdir / "submission.csv").exists() and not (workdir / "cache").exists()
 
 
-def test_a_saved_mlp_predicts_the_same_submission_without_training(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OURDL_CACHE_DIR", str(tmp_path / "cache"))
-    from ourdl import cli
+def test_a_saved_mlp_predicts_the_same_submission_without_training(workdir):
     assert cli.main(["pubg", "--rows", "3000", "--model", "mlp", "--hidden", "8",
                      "--optimizer", "adam", "--save-model", "m.ourdl", "--quiet"]) == 0
     assert cli.main(["pubg", "--rows", "3000", "--model-in", "m.ourdl", "--out", "again.csv",
                      "--quiet"]) == 0
-    assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "submission.csv").read_bytes()
+    assert (workdir / "again.csv").read_bytes() == (workdir / "submission.csv").read_bytes()
