@@ -76,3 +76,32 @@ def test_readme_save_block_prints_what_it_says(tmp_path, monkeypatch, capsys):
     assert lines[1].split() == ["#", "op", "name", "Papa", "Mama", "value", "grad", "Flag", "lr",
                                 "kernel"]
     assert lines[-3:] == ["True", "True", "{'note': \"the tutorial's example\"}"]
+
+
+def test_curve_fit_example_recovers_k_g_h(tmp_path):
+    printed = run("curve_fit.py", cwd=tmp_path)
+    found = dict(re.findall(r"^([kgh]) = (-?[0-9.]+) \(true", printed, re.M))
+    assert sorted(found) == ["g", "h", "k"], printed
+    learned = {name: float(value) for name, value in found.items()}
+    assert learned == pytest.approx({"k": 0.8, "g": 0.9, "h": 0.5}, abs=0.02)
+    loss = float(re.search(r"loss after 100 epochs: (\S+)", printed).group(1))
+    assert loss < 2 * 0.01 ** 2  # within twice the noise's own mean square
+
+
+def test_curve_fit_example_plots_when_asked(tmp_path):
+    pytest.importorskip("matplotlib")
+    printed = run("curve_fit.py", "--epochs", "5", "--plot", "fit.png", cwd=tmp_path)
+    assert "plot written to fit.png" in printed
+    assert (tmp_path / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mlp_pubg_example_beats_the_tutorials_linear_model(tmp_path):
+    printed = run("mlp_pubg.py", "--rows", "20000", cwd=tmp_path)
+    mae = {name.strip(): float(value)
+           for name, value in re.findall(r"^(.+?)\s+held-out MAE\s+([0-9.]+)", printed, re.M)}
+    assert len(mae) == 4, printed
+    mean = mae["always the training mean"]
+    linear = mae["linear (the tutorial's model)"]
+    assert linear < mean
+    assert mae["nn.MLP 13-16-16-1, Tape.fit, Adam"] < linear
+    assert mae["ourdl.Regressor(hidden=(16, 16))"] < linear
