@@ -1,4 +1,5 @@
-"""Every example in README.md and examples/ runs, and prints what it says it prints."""
+"""Every example in README.md, README.zh-CN.md and examples/ runs, and prints what it says it
+prints."""
 import re
 import subprocess
 import sys
@@ -9,7 +10,10 @@ import pytest
 from test_seed_programs import SEED_TRACE, expected_lines
 
 ROOT = Path(__file__).resolve().parent.parent
-README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+READMES = ("README.md", "README.zh-CN.md")
+BLOCKS = {name: re.findall(r"```python\n(.*?)```", (ROOT / name).read_text(), re.S)
+          for name in READMES}
+README_BLOCKS = BLOCKS["README.md"]
 
 
 def run(script, *args, cwd):
@@ -19,23 +23,38 @@ def run(script, *args, cwd):
     return done.stdout
 
 
-def test_readme_has_examples():
-    assert len(README_BLOCKS) >= 3
+@pytest.mark.parametrize("readme", READMES)
+def test_readme_has_examples(readme):
+    assert len(BLOCKS[readme]) >= 3
 
 
-@pytest.mark.parametrize("number", range(len(README_BLOCKS)))
-def test_readme_example_runs(number, tmp_path, monkeypatch, capsys):
+def test_chinese_readme_runs_the_english_readmes_code():
+    # Same code, same order: every check below of what a block prints holds for both.
+    assert BLOCKS["README.zh-CN.md"] == README_BLOCKS
+
+
+@pytest.mark.parametrize("readme", READMES)
+def test_readmes_link_to_each_other(readme):
+    other = READMES[1 - READMES.index(readme)]
+    first_lines = (ROOT / readme).read_text().splitlines()[:3]
+    assert any(f"]({other})" in line for line in first_lines)
+
+
+@pytest.mark.parametrize("readme, number",
+                         [(name, n) for name in READMES for n in range(len(BLOCKS[name]))])
+def test_readme_example_runs(readme, number, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    exec(compile(README_BLOCKS[number], f"README.md block {number}", "exec"), {})
+    exec(compile(BLOCKS[readme][number], f"{readme} block {number}", "exec"), {})
     printed = capsys.readouterr().out
     if number == 0:  # the tutorial's first program, with the tutorial's numbers
         assert printed.split() == ["0.009999999999999929", "0.9978", "0.005123696399999996"]
 
 
-def test_readme_fit_example_learns_the_weights(tmp_path, monkeypatch, capsys):
-    block = next(b for b in README_BLOCKS if "tape.fit" in b)
+@pytest.mark.parametrize("readme", READMES)
+def test_readme_fit_example_learns_the_weights(readme, tmp_path, monkeypatch, capsys):
+    block = next(b for b in BLOCKS[readme] if "tape.fit" in b)
     namespace = {}
-    exec(compile(block, "README.md fit block", "exec"), namespace)
+    exec(compile(block, f"{readme} fit block", "exec"), namespace)
     learned = [node.value for node in namespace["w"]]
     assert learned == pytest.approx([0.5, -1.0, 2.0], abs=0.02)
 
@@ -55,24 +74,55 @@ def test_seed_pubg_example_trains_and_writes_a_submission(tmp_path):
     assert submission["team_placement"].min() >= 1
 
 
+@pytest.mark.parametrize("readme", READMES)
 @pytest.mark.parametrize("marker, expected", [
     ("nn.MLP", ["dense 13 -> 16, tanh (624 nodes from 1 to 680)", "(13, 16)"]),
     ("Softplus", ["0.114506"]),
     ("ourdl.Regressor(hidden=(16, 16)", ["True"]),
 ])
-def test_readme_blocks_print_what_their_comments_say(marker, expected, capsys):
-    block = next(b for b in README_BLOCKS if marker in b)
-    exec(compile(block, f"README.md {marker} block", "exec"), {})
+def test_readme_blocks_print_what_their_comments_say(readme, marker, expected, capsys):
+    block = next(b for b in BLOCKS[readme] if marker in b)
+    exec(compile(block, f"{readme} {marker} block", "exec"), {})
     assert capsys.readouterr().out.splitlines() == expected
     for line in expected:
         assert f"# {line}" in block
 
 
-def test_readme_save_block_prints_what_it_says(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("readme", READMES)
+def test_readme_save_block_prints_what_it_says(readme, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    block = next(b for b in README_BLOCKS if "ourdl.save" in b)
-    exec(compile(block, "README.md save block", "exec"), {})
+    block = next(b for b in BLOCKS[readme] if "ourdl.save" in b)
+    exec(compile(block, f"{readme} save block", "exec"), {})
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split() == ["#", "op", "name", "Papa", "Mama", "value", "grad", "Flag", "lr",
                                 "kernel"]
     assert lines[-3:] == ["True", "True", "{'note': \"the tutorial's example\"}"]
+
+
+def test_curve_fit_example_recovers_k_g_h(tmp_path):
+    printed = run("curve_fit.py", cwd=tmp_path)
+    found = dict(re.findall(r"^([kgh]) = (-?[0-9.]+) \(true", printed, re.M))
+    assert sorted(found) == ["g", "h", "k"], printed
+    learned = {name: float(value) for name, value in found.items()}
+    assert learned == pytest.approx({"k": 0.8, "g": 0.9, "h": 0.5}, abs=0.02)
+    loss = float(re.search(r"loss after 100 epochs: (\S+)", printed).group(1))
+    assert loss < 2 * 0.01 ** 2  # within twice the noise's own mean square
+
+
+def test_curve_fit_example_plots_when_asked(tmp_path):
+    pytest.importorskip("matplotlib")
+    printed = run("curve_fit.py", "--epochs", "5", "--plot", "fit.png", cwd=tmp_path)
+    assert "plot written to fit.png" in printed
+    assert (tmp_path / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mlp_pubg_example_beats_the_tutorials_linear_model(tmp_path):
+    printed = run("mlp_pubg.py", "--rows", "20000", cwd=tmp_path)
+    mae = {name.strip(): float(value)
+           for name, value in re.findall(r"^(.+?)\s+held-out MAE\s+([0-9.]+)", printed, re.M)}
+    assert len(mae) == 4, printed
+    mean = mae["always the training mean"]
+    linear = mae["linear (the tutorial's model)"]
+    assert linear < mean
+    assert mae["nn.MLP 13-16-16-1, Tape.fit, Adam"] < linear
+    assert mae["ourdl.Regressor(hidden=(16, 16))"] < linear
