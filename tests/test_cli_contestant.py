@@ -20,14 +20,6 @@ from ourdl.datasets import pubg
 from test_cli import outputs, run
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """Each test in its own folder, with its own cache."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OURDL_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
-
-
 def command(*argv):
     return [sys.executable, "-m", "ourdl", "pubg", "--rows", "3000", *argv]
 

@@ -15,12 +15,7 @@ MAE_LINE = re.compile(r"held-out MAE: ([\d.]+) placements on [\d,]+ rows \(alway
 ROWS = "20000"
 
 
-@pytest.fixture(autouse=True)
-def workdir(tmp_path, monkeypatch):
-    """Each test in its own folder, with its own cache."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OURDL_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("workdir")  # each test in its own folder (conftest.py)
 
 
 def run(capsys, *argv):

@@ -7,12 +7,7 @@ import ourdl
 from ourdl.datasets import pubg
 
 
-@pytest.fixture(autouse=True)
-def workdir(tmp_path, monkeypatch):
-    """Each test in its own folder, with its own cache."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OURDL_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("workdir")  # each test in its own folder (conftest.py)
 
 
 def test_a_saved_model_predicts_the_same_submission_without_training(workdir, capsys):

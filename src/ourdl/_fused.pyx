@@ -25,7 +25,7 @@ from ourdl._kernels cimport linear_rows
 from ourdl._ops cimport *
 from ourdl._passes cimport (CHUNK_ROWS, OPT_SGD, RUN_ABORTED, RUN_BAD_DATA, RUN_BAD_LOSS,
                             RUN_BAD_PARAM, RUN_OK, backward_pass, forward_pass, load_row,
-                            node_grads, node_value, opt_begin, opt_step, opt_undo)
+                            node_backward, node_forward, opt_begin, opt_step, opt_undo)
 
 import numpy as np
 
@@ -136,35 +136,6 @@ cdef inline void dense_undo(Dense* L, Optimizer* O) noexcept nogil:
             memcpy(L.b, L.b_before, L.n_out * sizeof(double))
             for k in range(L.n_out):
                 opt_undo(O, L.b_slots[k])
-
-
-cdef inline void general_forward(const Graph* G, Py_ssize_t i) noexcept nogil:
-    cdef int o = G.op[i]
-    if o == OP_LEAF:
-        return
-    G.values[i] = node_value(G, i, o, G.values[G.papa[i]],
-                             G.values[G.mama[i]] if is_binary(o) else 0.0)
-
-
-cdef inline void general_backward(const Graph* G, Py_ssize_t i) noexcept nogil:
-    cdef int o = G.op[i]
-    cdef Py_ssize_t p, m
-    cdef double to_papa, to_mama
-    cdef const double* v = G.values
-    if o == OP_LEAF:
-        return
-    p = G.papa[i]
-    if is_binary(o):
-        m = G.mama[i]
-        node_grads(G, i, o, v[p], v[m], v[i], G.grads[i], &to_papa, &to_mama)
-        G.papa_grads[i] = to_papa
-        G.grads[p] += to_papa
-        G.mama_grads[i] = to_mama
-        G.grads[m] += to_mama
-    else:
-        node_grads(G, i, o, v[p], 0.0, v[i], G.grads[i], &to_papa, &to_mama)
-        G.papa_grads[i] = to_papa
-        G.grads[p] += to_papa
 
 
 def _array(values, dtype=np.float64):
@@ -358,7 +329,7 @@ cdef class Fused:
         for q in range(self.steps.shape[0]):
             s = self.steps[q]
             if s >= 0:
-                general_forward(G, s)
+                node_forward(G, s)
             else:
                 dense_forward(&self.layers[-1 - s], G.values)
 
@@ -407,7 +378,7 @@ cdef class Fused:
             for q in range(n_steps - 1, -1, -1):
                 s = steps[q]
                 if s >= 0:
-                    general_backward(G, s)
+                    node_backward(G, s)
                 else:
                     ok = dense_backward(&self.layers[-1 - s], g, one_row) and ok
             if G.aborted[0]:  # (a layer that stepped in its backward is taken back)

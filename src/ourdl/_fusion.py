@@ -23,6 +23,7 @@ Whatever does not fit (a shared weight, an extra edge, a tree of sums) stays wit
 passes, node by node; the rest is still fused. Values do not depend on evaluation order, and
 every gradient sum keeps the tape's order, so fused and unfused tapes agree bit for bit.
 """
+import heapq
 from dataclasses import dataclass, field
 
 from ourdl._nodes import ARITY, OP_NAMES
@@ -239,7 +240,10 @@ def _steps(layers, ops, papa, mama):
             outputs[i] = k
     last = {layer.last: k for k, layer in enumerate(layers)}
     done = [False] * n
-    steps, waiting, blame = [], [], {}
+    steps, blame = [], {}
+    lacking = {}            # a waiting item -> how many of what it needs are not done yet
+    waiters = {}            # a node -> the items waiting for it
+    ready = []              # waiting items that may run now, by their place in the tape
 
     def needs(item):
         return layers[-1 - item].inputs if item < 0 else _parents(item, ops, papa, mama)
@@ -248,6 +252,11 @@ def _steps(layers, ops, papa, mama):
         steps.append(item)
         for i in (layers[-1 - item].nodes if item < 0 else (item,)):
             done[i] = True
+            for waiter in waiters.pop(i, ()):
+                lacking[waiter] -= 1
+                if not lacking[waiter]:
+                    heapq.heappush(ready, (layers[-1 - waiter].last if waiter < 0 else waiter,
+                                           waiter))
 
     for i in range(n):
         if ops[i] == LEAF:
@@ -256,21 +265,17 @@ def _steps(layers, ops, papa, mama):
         if i in owner and i not in last:
             continue
         item = -1 - last[i] if i in last else i
-        missing = [p for p in needs(item) if not done[p]]
+        missing = [p for p in dict.fromkeys(needs(item)) if not done[p]]
         if missing:  # a layer's output not computed yet, or a node that waits itself
             p = missing[0]
             blame[item] = outputs[p] if p in outputs else blame[p]
-            waiting.append(item)
+            lacking[item] = len(missing)
+            for p in missing:
+                waiters.setdefault(p, []).append(item)
             continue
         run(item)
-        progress = True
-        while waiting and progress:  # what waited may run now, in tape order
-            progress = False
-            for item in list(waiting):
-                if all(done[p] for p in needs(item)):
-                    waiting.remove(item)
-                    run(item)
-                    progress = True
-    if waiting:  # never expected: every step's inputs come before it in the tape
+        while ready:  # what waited and may run now, earliest in the tape first
+            run(heapq.heappop(ready)[1])
+    if any(lacking.values()):  # never expected: every step's inputs come before it
         raise RuntimeError("ourdl._fusion: steps left waiting")
     return steps, blame

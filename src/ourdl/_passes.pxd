@@ -2,7 +2,7 @@
 
 from libc.math cimport pow, sqrt
 from libc.stdint cimport int64_t
-from ourdl._ops cimport OP_CUSTOM1, OP_CUSTOM2, nonfinite, op_grads, op_value
+from ourdl._ops cimport OP_CUSTOM1, OP_CUSTOM2, OP_LEAF, is_binary, nonfinite, op_grads, op_value
 
 # Pointers into a Tape's arrays: what the compiled passes work on.
 cdef struct Graph:
@@ -153,6 +153,37 @@ cdef inline void node_grads(const Graph* G, Py_ssize_t i, int o, double a, doubl
         G.custom_grads(G.tape, i, a, b, g, to_papa, to_mama)
     else:
         op_grads(o, a, b, v, g, G.consts[i], to_papa, to_mama)
+
+
+cdef inline void node_forward(const Graph* G, Py_ssize_t i) noexcept nogil:
+    """Node i's value from its parents' (nothing for a leaf)."""
+    cdef int o = G.op[i]
+    if o == OP_LEAF:
+        return
+    G.values[i] = node_value(G, i, o, G.values[G.papa[i]],
+                             G.values[G.mama[i]] if is_binary(o) else 0.0)
+
+
+cdef inline void node_backward(const Graph* G, Py_ssize_t i) noexcept nogil:
+    """Node i sends its parents what it owes them, added to their gradients."""
+    cdef int o = G.op[i]
+    cdef Py_ssize_t p, m
+    cdef double to_papa, to_mama
+    cdef const double* v = G.values
+    if o == OP_LEAF:
+        return
+    p = G.papa[i]
+    if is_binary(o):
+        m = G.mama[i]
+        node_grads(G, i, o, v[p], v[m], v[i], G.grads[i], &to_papa, &to_mama)
+        G.papa_grads[i] = to_papa
+        G.grads[p] += to_papa
+        G.mama_grads[i] = to_mama
+        G.grads[m] += to_mama
+    else:
+        node_grads(G, i, o, v[p], 0.0, v[i], G.grads[i], &to_papa, &to_mama)
+        G.papa_grads[i] = to_papa
+        G.grads[p] += to_papa
 
 
 cdef void forward_pass(const Graph* G) noexcept nogil

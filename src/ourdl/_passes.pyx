@@ -11,44 +11,18 @@ from ourdl._ops cimport *
 
 cdef void forward_pass(const Graph* G) noexcept nogil:
     cdef Py_ssize_t i
-    cdef int o
-    cdef double* v = G.values
     for i in range(G.n):
-        o = G.op[i]
-        if o == OP_LEAF:
-            continue
-        if is_binary(o):
-            v[i] = node_value(G, i, o, v[G.papa[i]], v[G.mama[i]])
-        else:
-            v[i] = node_value(G, i, o, v[G.papa[i]], 0.0)
+        node_forward(G, i)
 
 
 cdef void backward_pass(const Graph* G, double seed) noexcept nogil:
     """Gradients of the root (the last node) with respect to every node, summed over paths."""
-    cdef Py_ssize_t i, p, m
-    cdef int o
-    cdef double to_papa, to_mama
-    cdef const double* v = G.values
-    cdef double* g = G.grads
+    cdef Py_ssize_t i
     for i in range(G.n - 1):
-        g[i] = -0.0  # the identity of +=, to the last bit (see reference.py)
-    g[G.n - 1] = seed
+        G.grads[i] = -0.0  # the identity of +=, to the last bit (see reference.py)
+    G.grads[G.n - 1] = seed
     for i in range(G.n - 1, -1, -1):
-        o = G.op[i]
-        if o == OP_LEAF:
-            continue
-        p = G.papa[i]
-        if is_binary(o):
-            m = G.mama[i]
-            node_grads(G, i, o, v[p], v[m], v[i], g[i], &to_papa, &to_mama)
-            G.papa_grads[i] = to_papa
-            g[p] += to_papa
-            G.mama_grads[i] = to_mama
-            g[m] += to_mama
-        else:
-            node_grads(G, i, o, v[p], 0.0, v[i], g[i], &to_papa, &to_mama)
-            G.papa_grads[i] = to_papa
-            g[p] += to_papa
+        node_backward(G, i)
 
 
 cdef void update_pass(const Graph* G) noexcept nogil:

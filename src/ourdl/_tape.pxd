@@ -30,7 +30,11 @@ cdef class Tape:
     cdef dict _layers             # the dense layers found, by the set of leaves data feeds
     cdef frozenset _fed           # the leaves that fit has fed from data
     cdef list _opt_state          # the optimizer's kind, m, v, m and v before, steps taken
-    cdef Py_ssize_t _output(self, output, Py_ssize_t[::1] slots) except -1
+    cdef tuple _output(self, output, Py_ssize_t[::1] slots)
+    cdef object _ancestors(self, Py_ssize_t out)
+    cdef int _set_optimizer_state(self, state) except -1
+    cdef object _fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer)
+    cdef object _predict(self, data, inputs, output)
 
     cdef int _claim(self) except -1
     cdef int _raise_custom_error(self) except -1

@@ -268,6 +268,13 @@ cdef class Tape:
 
     def __setstate__(self, state):
         """The optimizer's state, as pickled with the tape (None: none yet)."""
+        self._claim()  # the compiled loops hold pointers into the state while they run
+        try:
+            self._set_optimizer_state(state)
+        finally:
+            self._busy = False
+
+    cdef int _set_optimizer_state(self, state) except -1:
         if state is not None:
             kind, m, v, m_before, v_before, t = state
             arrays = [np.array(a, dtype=np.float64) for a in (m, v, m_before, v_before)]
@@ -276,6 +283,7 @@ cdef class Tape:
                 raise ValueError("a pickled Tape's optimizer state does not fit its graph")
             state = [int(kind)] + arrays + [int(t)]
         self._opt_state = state
+        return 0
 
     @property
     def ops(self):
@@ -457,7 +465,7 @@ cdef class Tape:
         O.bc1 = O.sqrt_bc2 = 1.0
         return O
 
-    def _fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer):
+    cdef object _fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer):
         # Everything is checked before anything changes.
         cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
         cdef Py_ssize_t n_epochs = checks.count("epochs", epochs)
@@ -576,10 +584,11 @@ cdef class Tape:
         finally:
             self._busy = False
 
-    def _predict(self, data, inputs, output):
+    cdef object _predict(self, data, inputs, output):
         cdef Py_ssize_t chunk = self._chunk_rows()
         cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
-        cdef Py_ssize_t out = self._output(output, slots)
+        cdef Py_ssize_t out
+        out, needed = self._output(output, slots)  # needed: what out depends on
         X, names = checks.as_data(data, slots.shape[0])
         cdef Py_ssize_t n_rows = X.shape[0], n = self.n, i, start, stop
         self._pull()
@@ -615,8 +624,7 @@ cdef class Tape:
                     raise checks.nonfinite_error(X, names)
                 PyErr_CheckSignals()
             return result
-        if layers:  # each row through the fused layers and the nodes between them
-            needed = self._ancestors(out)  # and only what output depends on
+        if layers:  # each row through the fused layers and the nodes between them, as needed
             steps = [s for s in steps if (needed[s] if s >= 0 else
                                           any(needed[o] for o in layers[-1 - s].outputs))]
             fused = Fused(self.opcodes, self.papa, self.mama, self.values, self.lrs, self.flags,
@@ -631,7 +639,6 @@ cdef class Tape:
                 PyErr_CheckSignals()
             return result
         # Only the nodes output depends on, in tape order.
-        needed = self._ancestors(out)
         cdef Py_ssize_t[::1] program = np.flatnonzero(needed & (np.asarray(self.opcodes) != OP_LEAF)).astype(np.intp)
         cdef Py_ssize_t n_program = program.shape[0]
         cdef Py_ssize_t B = max(1, min(256, BLOCK_DOUBLES // n))
@@ -647,8 +654,9 @@ cdef class Tape:
             PyErr_CheckSignals()
         return result
 
-    cdef Py_ssize_t _output(self, output, Py_ssize_t[::1] slots) except -1:
-        """The tape index of predict's output (see predict), checked against stale leaves."""
+    cdef tuple _output(self, output, Py_ssize_t[::1] slots):
+        """The tape index of predict's output (see predict), checked against stale leaves,
+        and which nodes it depends on (_ancestors)."""
         given = set(slots)
         cdef Py_ssize_t out = self.n - 1, target, other
         if output is not None:
@@ -665,17 +673,19 @@ cdef class Tape:
                 f"the output {self.nodes[out]!r} depends on {self.nodes[stale[0]]!r}, which fit "
                 f"fed from data: give it a column of data in inputs (its value now is only "
                 f"what the last row of training left there)")
-        return out
+        return out, needed
 
-    def _ancestors(self, Py_ssize_t out):
+    cdef object _ancestors(self, Py_ssize_t out):
         """A boolean array: True for out and every node it depends on."""
-        needed = np.zeros(self.n, dtype=bool)
-        needed[out] = True
+        needed = np.zeros(self.n, dtype=np.bool_)
+        cdef unsigned char[::1] need = needed.view(np.uint8)
+        cdef Py_ssize_t i
+        need[out] = 1
         for i in range(out, -1, -1):
-            if needed[i] and self.opcodes[i] != OP_LEAF:
-                needed[self.papa[i]] = True
+            if need[i] and self.opcodes[i] != OP_LEAF:
+                need[self.papa[i]] = 1
                 if is_binary(self.opcodes[i]):
-                    needed[self.mama[i]] = True
+                    need[self.mama[i]] = 1
         return needed
 
     def evaluate(self, data, inputs):
