@@ -474,23 +474,45 @@ def test_the_reference_refuses_unbuilt_parents_and_lying_flags_too():
 
 def test_layers_changed_by_hand_cannot_reach_the_fused_loops():
     out = run("""
-        from ourdl import nn
+        from ourdl import nn, _fusion
         x, y = [Node() for _ in range(3)], Node()
         loss = MSENode(nn.MLP([3, 4, 1], seed=0)(x)[0], y)
         tape = ourdl.compile(loss)
+        print(hasattr(tape, "_plan"))           # the tape's own plans are out of reach
         handed = tape.layers(x + [y])
         handed[0].weights[0][0] = 10**9       # a copy: the tape's own are untouched
         print(len(tape.fit(np.ones((4, 4)), x + [y])))
-        layers, steps = tape._plan([tape.nodes.index(n) for n in x + [y]])
-        layers[0].weights[0][0] = 10**9       # the tape's own, reached on purpose
+        # A planner replaced on purpose keeps the layers it hands the tape, and changes them.
+        made, real = [], _fusion.plan
+        def plan(*args):
+            made.append(real(*args))
+            return made[-1]
+        _fusion.plan = plan
+        tape = ourdl.compile(loss)
+        print(len(tape.fit(np.ones((4, 4)), x + [y])))
+        made[-1][0][0].weights[0][0] = 10**9
         print(raises(tape.fit, np.ones((4, 4)), x + [y]))
-        for_predict, _ = tape._plan([tape.nodes.index(n) for n in x])
-        for_predict[0].fold = [0, 0, 1, 2]
+        print(len(tape.predict(np.ones((4, 3)), x)))
+        made[-1][0][0].fold = [0, 0, 1, 2]
         print(raises(tape.predict, np.ones((4, 3)), x))
+        # The tutorial's model predicts with a dot product a row: more weights than inputs.
+        x, w, y, loss = seed_net()
+        tape = ourdl.compile(loss)
+        print(tape.predict(np.ones((2, 3)), x, loss.Papa).tolist())
+        unit = made[-1][0][0]
+        unit.weights = unit.weights + [[unit.weights[0][0]]] * 100000
+        print(raises(tape.predict, np.ones((2, 3)), x, loss.Papa))
+        unit.weights, unit.inputs = unit.weights[:3], unit.inputs[:2] + [10**6]
+        print(raises(tape.predict, np.ones((2, 3)), x, loss.Papa))
     """)
-    assert out[0] == "1"
-    assert out[1].startswith("ValueError: not a dense layer of this tape")
-    assert out[2].startswith("ValueError: not a dense layer of this tape")
+    assert out[:3] == ["False", "1", "1"]
+    assert out[4] == "4"
+    for line in out[3], out[5]:
+        assert line.startswith("ValueError: not a dense layer of this tape"), line
+    assert out[6] == str([0.1 + 0.2 + 0.30000000000000004] * 2)
+    assert len(out) == 9
+    for line in out[7:]:
+        assert line.startswith("ValueError: not a dense layer of this tape"), line
 
 
 # ----------------------------------------------------------------------------- a second hostile try
@@ -653,3 +675,167 @@ def test_a_huber_root_predicts_its_prediction_without_the_target():
         print(np.array_equal(tape.predict(X[:, :1], [x]), tape.predict(X[:, :1], [x], output=pred)))
     """)
     assert out == ["True"]
+
+
+# ----------------------------------------------------------------------------- a third hostile try
+
+def test_the_optimizer_state_handed_out_is_a_copy_and_state_set_must_fit_the_graph():
+    out = run("""
+        from ourdl import optim
+        x, w, y, loss = seed_net()
+        tape = ourdl.compile(loss)
+        data = np.ones((50, 4))
+        tape.fit(data, x + [y], optimizer=optim.Adam(lr=0.01))
+        state = tape.__reduce__()[2]
+        for a in state[1:5]:
+            a[:] = 1e300                        # a copy: the tape's own moments are untouched
+        print(len(tape.fit(data, x + [y], optimizer=optim.Adam(lr=0.01))))
+        state = list(tape.__reduce__()[2])
+        short = state[:1] + [np.zeros(1)] * 4 + state[5:]
+        print(raises(tape.__setstate__, tuple(short)))
+        print(raises(tape.__setstate__, tuple(state[:1] + [a.astype(np.float32) for a in state[1:5]] + state[5:])))
+        x2, w2, y2, other = seed_net()          # another graph of the same size
+        s2 = AddNode(MulNode(x2[0], w2[0]), AddNode(MulNode(x2[1], w2[1]), MulNode(w2[2], x2[2])))
+        other = ourdl.compile(MSENode(s2, y2))
+        print(len(other) == len(tape), raises(other.__setstate__, tuple(state)))
+        copy = pickle.loads(pickle.dumps(tape))
+        print(raises(copy.fit, data, [copy.nodes[tape.nodes.index(n)] for n in x + [y]],
+                     optimizer=optim.Adam(lr=0.01)))
+    """)
+    assert out[0] == "1"
+    assert out[1].startswith("ValueError: a pickled Tape's optimizer state does not fit its graph")
+    assert out[2].startswith("ValueError: a pickled Tape's optimizer state does not fit its graph")
+    assert out[3] == ("True ValueError: a pickled Tape's optimizer state does not fit its graph: "
+                      "it was made on another graph")
+    assert out[4] == "no error"
+
+
+def test_an_op_of_your_own_that_drops_the_optimizer_state_mid_fit_cannot_free_it():
+    out = run("""
+        from ourdl import optim
+        tapes = []
+        class Meddles(ourdl.CustomNode):
+            arity = 1
+            def compute(self, a, b):
+                for tape in tapes:
+                    state = tape.__reduce__()[2]
+                    if isinstance(state, list):  # the tape's own (as it once was): drop it
+                        state[1:5] = [np.zeros(1)] * 4
+                    print(raises(tape.reset_optimizer), raises(tape.__setstate__, None))
+                    tapes.clear()
+                    gc.collect()
+                return a
+            def derivatives(self, a, b):
+                return 1.0
+        x, w, y, loss = seed_net(1000)
+        tape = ourdl.compile(MSENode(Meddles(loss.Papa), y))
+        data = np.full((2000, 1001), 0.01)
+        tape.fit(data[:5], x + [y], optimizer=optim.Adam(lr=0.01))
+        tapes.append(tape)
+        print(len(tape.fit(data, x + [y], optimizer=optim.Adam(lr=0.01))))
+        for _ in range(3):
+            gc.collect()
+            print(sum(len(np.ones(1000 * k)) for k in range(1, 100)) > 0)
+    """)
+    assert out[0].startswith("RuntimeError: this Tape is in use by another call")
+    assert out[1:] == ["1", "True", "True", "True"]
+
+
+def test_fused_fit_calls_ops_of_your_own_as_often_as_the_general_passes():
+    out = run("""
+        from ourdl import nn
+        calls = []
+        class Counted(ourdl.CustomNode):
+            arity = 1
+            def compute(self, a, b):
+                calls.append("compute")
+                return a * 0.5
+            def derivatives(self, a, b):
+                calls.append("derivatives")
+                return 0.5
+        for fuse in (True, False):
+            x, y = [Node() for _ in range(3)], Node()
+            out = nn.MLP([3, 4, 1], activation="tanh", seed=0)(x)[0]
+            tape = ourdl.compile(MSENode(Counted(out), y), fuse=fuse)
+            calls.clear()
+            tape.fit(np.ones((7, 4)), x + [y])
+            print(fuse, len(tape.kernels), calls.count("compute"), calls.count("derivatives"))
+    """)
+    assert out == ["True 3 7 7", "False 1 7 7"]
+
+
+def test_an_error_from_an_op_of_your_own_comes_out_of_the_call_that_made_it():
+    out = run("""
+        from ourdl import nn
+        calls = []
+        class FailsOnce(ourdl.CustomNode):      # on its 8th call, and only then
+            arity = 1
+            def compute(self, a, b):
+                calls.append(a)
+                if len(calls) == 8:
+                    raise ArithmeticError("call 8")
+                return a
+            def derivatives(self, a, b):
+                return 1.0
+        x, y = [Node() for _ in range(3)], Node()
+        tape = ourdl.compile(MSENode(FailsOnce(nn.MLP([3, 4, 1], seed=0)(x)[0]), y))
+        print(raises(tape.fit, np.ones((7, 4)), x + [y]), len(calls))   # 7 rows: 7 calls
+        print(raises(tape.forward))                          # the 8th
+        print(raises(tape.forward), raises(tape.backward), len(calls))
+    """)
+    assert out == ["no error 7", "ArithmeticError: call 8", "no error no error 9"]
+
+
+def test_small_graphs_take_turns_too_when_an_op_of_your_own_releases_the_gil():
+    out = run("""
+        import time
+        class Slow(ourdl.CustomNode):
+            arity = 1
+            def compute(self, a, b):
+                time.sleep(0.002)               # releases the GIL in the middle of a pass
+                return a
+            def derivatives(self, a, b):
+                time.sleep(0.002)
+                return 1.0
+        x, w = Node(Value=1.0), Node(Value=0.5, Flag=1)
+        root = MSENode(Slow(MulNode(x, w)), Node())
+        errors = []
+        def work():
+            try:
+                for _ in range(20):
+                    root.forward()
+                    root.backward(update=False)
+            except Exception as error:
+                errors.append(repr(error))
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print(errors, root.forward())
+    """)
+    assert out == ["[] 0.25"]
+
+
+def test_derivatives_of_your_own_must_be_numbers():
+    out = run("""
+        from decimal import Decimal
+        from ourdl import reference
+        def op(module, arity_, slopes):
+            class Op(module.CustomNode):
+                arity = arity_
+                def compute(self, a, b):
+                    return a
+                def derivatives(self, a, b):
+                    return slopes
+            return Op
+        for slopes in ("1.0", {"a": 1}, Decimal(1), True, None, (1.0, 2.0)):
+            for module in (ourdl, reference):
+                root = op(module, 1, slopes)(module.Node(Value=2.0, name="x"), name="mine")
+                root.forward()
+                print(raises(root.backward))
+        print(raises(op(ourdl, 2, (1.0, "2"))(Node(), Node()).backward))
+        print(raises(op(ourdl, 2, [1.0, 2])(Node(), Node()).backward))
+    """)
+    for line in out[:-1]:
+        assert line.startswith("TypeError: Op.derivatives must return a"), line
+        assert "Op(name='mine'" in line or "a pair" in line
+    assert len(out) == 14 and out[-1] == "no error"

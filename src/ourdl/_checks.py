@@ -91,6 +91,26 @@ def optimizer_settings(optimizer):
     return (kind, lr, beta1, beta2, eps)
 
 
+def _real(x):
+    """A plain real number (bools, strings, Decimals and the like are refused)."""
+    return not isinstance(x, bool) and isinstance(x, numbers.Real)
+
+
+def slopes(node, given, arity):
+    """(d value / d Papa, d value / d Mama) from what ``node.derivatives`` returned: a number
+    for one parent (or a 1-tuple), a pair of numbers for two."""
+    if arity == 1 and isinstance(given, (tuple, list)) and len(given) == 1:
+        given = given[0]
+    if arity == 1 and _real(given):
+        return float(given), 0.0
+    if arity == 2 and isinstance(given, (tuple, list)) and len(given) == 2 \
+            and all(_real(d) for d in given):
+        return float(given[0]), float(given[1])
+    shape = "a number" if arity == 1 else "a pair of numbers (d/dPapa, d/dMama)"
+    raise TypeError(f"{type(node).__name__}.derivatives must return {shape}, not {given!r} "
+                    f"(node {node!r})")
+
+
 def as_data(data, n_inputs):
     """``data`` as a 2-D float64 array (a view where possible, else one converted copy),
     and a name for each column."""

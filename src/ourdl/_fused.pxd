@@ -9,10 +9,12 @@ cdef class Fused:
     cdef Py_ssize_t[::1] steps      # >= 0: a general node's tape index; < 0: layer -1 - s
     cdef Py_ssize_t[::1] zeroed     # nodes whose gradient restarts at -0.0 each row
     cdef Py_ssize_t[::1] flagged    # trainable nodes outside the layers
-    cdef double[::1] summed, before, after
+    cdef double[::1] summed, before
     cdef Py_ssize_t n_flagged, batch_size, count
     cdef double seed
-    cdef readonly list descriptions
+    # What settle_last_update computes, and whose gradients it restarts.
+    cdef Py_ssize_t[::1] inner, reset
+    cdef Py_ssize_t n_inner, n_reset
     # The tutorial's model (one layer of one unit fed from data, its loss the root) runs in
     # ourdl._kernels.linear_rows, a loop that must not be vectorized.
     cdef readonly bint linear
@@ -20,6 +22,10 @@ cdef class Fused:
     cdef Py_ssize_t[::1] offsets
     cdef double[::1] residuals
 
+    cdef int _plan_settling(self, list checked, const int[::1] opcodes) except -1
+    cdef int _find_linear(self, const int[::1] opcodes, const Py_ssize_t[::1] papa,
+                          const Py_ssize_t[::1] mama, list checked, const Py_ssize_t[::1] slots,
+                          Py_ssize_t column_step) except -1
     cdef double* _doubles(self, values) except NULL
     cdef Py_ssize_t* _indices(self, values) except NULL
     cdef int _build_layer(self, Dense* L, layer, values, lrs, const int[::1] opcodes,

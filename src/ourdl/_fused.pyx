@@ -27,6 +27,9 @@ from ourdl._passes cimport (CHUNK_ROWS, OPT_SGD, RUN_ABORTED, RUN_BAD_DATA, RUN_
                             RUN_BAD_PARAM, RUN_OK, backward_pass, forward_pass, load_row,
                             node_backward, node_forward, opt_begin, opt_step, opt_undo)
 
+import reprlib
+from collections import namedtuple
+
 import numpy as np
 
 cdef extern from "dense.h":
@@ -138,6 +141,37 @@ cdef inline void dense_undo(Dense* L, Optimizer* O) noexcept nogil:
                 opt_undo(O, L.b_slots[k])
 
 
+CheckedLayer = namedtuple("CheckedLayer", "inputs outputs weights biases fold activation nodes")
+
+
+def checked_layer(layer, Py_ssize_t n):
+    """A Layer's indices as arrays (a CheckedLayer), every index checked against a tape of n
+    nodes and every shape against the others. Each user of a plan takes this snapshot before
+    its loops index by it, and reads nothing else of the layer: a Layer is a plain Python
+    object, and could have been changed since ourdl._fusion made it."""
+    try:
+        inputs = np.array(layer.inputs, dtype=np.intp).ravel()
+        outputs = np.array(layer.outputs, dtype=np.intp).ravel()
+        w_slots = np.array(layer.weights, dtype=np.intp)
+        biases = np.array(layer.biases, dtype=np.intp).ravel()
+        fold = np.array(layer.fold, dtype=np.intp).ravel()
+        nodes = np.array(sorted(int(i) for i in layer.nodes), dtype=np.intp)
+        activation = layer.activation
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        raise ValueError(f"not a dense layer of this tape of {n} nodes: {reprlib.repr(layer)}") from None
+    n_in, n_out = inputs.shape[0], outputs.shape[0]
+    if (n_in < 1 or n_out < 1 or w_slots.shape != (n_in, n_out)
+            or biases.shape[0] not in (0, n_out)
+            or sorted(fold.tolist()) != list(range(n_out))
+            or type(activation) is not int
+            or activation not in (OP_LEAF, OP_TANH, OP_RELU, OP_SIGMOID)
+            or any(a.size and (a.min() < 0 or a.max() >= n)
+                   for a in (inputs, outputs, w_slots, biases, nodes))
+            or not set(outputs.tolist()) | set(w_slots.ravel().tolist()) <= set(nodes.tolist())):
+        raise ValueError(f"not a dense layer of this tape of {n} nodes: {reprlib.repr(layer)}")
+    return CheckedLayer(inputs, outputs, w_slots, biases, fold, activation, nodes)
+
+
 def _array(values, dtype=np.float64):
     """A contiguous array that is never empty, so that &a[0] is always valid."""
     a = np.ascontiguousarray(values, dtype=dtype).ravel()
@@ -160,36 +194,33 @@ cdef class Fused:
                  double seed, const Py_ssize_t[::1] slots, Py_ssize_t column_step,
                  bint plain_sgd=True):
         cdef Py_ssize_t n = opcodes.shape[0], k, i
-        cdef Dense* L
         if self.layers != NULL:
             raise TypeError("a Fused kernel is built once")
+        checked = [checked_layer(layer, n) for layer in layers]
         inside = set()
-        for layer in layers:
-            inside |= layer.nodes
-        for index in (i for layer in layers for i in (*layer.inputs, *layer.outputs, *layer.nodes)):
-            if not 0 <= index < n:
-                raise ValueError(f"a layer names node {index}, outside the tape of {n} nodes")
-        self.layers = <Dense*>PyMem_Malloc(max(1, len(layers)) * sizeof(Dense))
+        for c in checked:
+            inside.update(c.nodes.tolist())
+        self.layers = <Dense*>PyMem_Malloc(max(1, len(checked)) * sizeof(Dense))
         if self.layers == NULL:
             raise MemoryError("cannot allocate the fused layers")
-        memset(self.layers, 0, max(1, len(layers)) * sizeof(Dense))
-        self.n_layers = len(layers)
+        memset(self.layers, 0, max(1, len(checked)) * sizeof(Dense))
+        self.n_layers = len(checked)
         self._arrays = []
-        self.descriptions = [layer.describe() for layer in layers]
         values_a, lrs_a = np.asarray(values), np.asarray(lrs)
-        for k, layer in enumerate(layers):
-            self._build_layer(&self.layers[k], layer, values_a, lrs_a, opcodes, flags)
+        for k, c in enumerate(checked):
+            self._build_layer(&self.layers[k], c, values_a, lrs_a, opcodes, flags)
+        self._plan_settling(checked, opcodes)
 
         # The steps, in forward order: op nodes outside the layers, and layers (-1 - k), each
         # once (prediction runs only those its output needs).
         general = {i for i in range(n) if i not in inside and opcodes[i] != OP_LEAF}
         if len(set(steps)) != len(steps) or not all(
-                (-len(layers) <= s < 0) if s < 0 else (s in general) for s in steps):
+                (-len(checked) <= s < 0) if s < 0 else (s in general) for s in steps):
             raise ValueError("steps must name op nodes outside the layers and layers, each once")
         self.steps = np.array(steps, dtype=np.intp)
         # Gradients that are summed with += in a row: parents of general nodes, and layer
         # outputs (which may have no reader at all, and then stay -0.0).
-        zeroed = set(o for layer in layers for o in layer.outputs)
+        zeroed = set(o for c in checked for o in c.outputs.tolist())
         for i in range(n):
             if i not in inside and opcodes[i] != OP_LEAF:
                 zeroed.add(papa[i])
@@ -202,35 +233,51 @@ cdef class Fused:
         self.flagged = _array(flagged, np.intp)
         self.summed = np.full(self.n_flagged + 1, -0.0)
         self.before = np.empty(self.n_flagged + 1)
-        self.after = np.empty(self.n_flagged + 1)
         self.batch_size = batch_size
         self.count = 0
         self.seed = seed
         if plain_sgd:  # the tutorial's rule, each node's own lr: maybe the tutorial's model
-            self._find_linear(opcodes, papa, mama, layers, slots, column_step)
+            self._find_linear(opcodes, papa, mama, checked, slots, column_step)
 
-    def _find_linear(self, opcodes, papa, mama, layers, slots, Py_ssize_t column_step):
+    cdef int _plan_settling(self, list checked, const int[::1] opcodes) except -1:
+        """What settle_last_update computes: the op nodes inside the layers, in tape order,
+        and the gradients it starts again from -0.0 for that: every node of a layer but its
+        outputs (whose gradients come from outside), and its inputs (whose gradients come
+        from the layer alone)."""
+        inner, reset = set(), set()
+        for c in checked:
+            nodes = set(c.nodes.tolist())
+            inner |= {i for i in nodes if opcodes[i] != OP_LEAF}
+            reset |= (nodes - set(c.outputs.tolist())) | set(c.inputs.tolist())
+        self.n_inner, self.n_reset = len(inner), len(reset)
+        self.inner = _array(sorted(inner), np.intp)
+        self.reset = _array(sorted(reset), np.intp)
+        return 0
+
+    cdef int _find_linear(self, const int[::1] opcodes, const Py_ssize_t[::1] papa,
+                          const Py_ssize_t[::1] mama, list checked, const Py_ssize_t[::1] slots,
+                          Py_ssize_t column_step) except -1:
         """Is this the tutorial's model: loss(one unit over data columns, a target column),
         trained a row at a time? Then train() runs it in one tight loop."""
         cdef Py_ssize_t n = opcodes.shape[0], root = n - 1
-        column = {slots[j]: j for j in range(slots.shape[0])}
+        column = {slots[k]: k for k in range(slots.shape[0])}
         self.linear = False
-        if len(layers) != 1 or self.batch_size != 1 or self.n_flagged or not self.layers[0].trainable:
-            return
-        layer = layers[0]
+        if len(checked) != 1 or self.batch_size != 1 or self.n_flagged or not self.layers[0].trainable:
+            return 0
+        layer = checked[0]
         if (len(layer.outputs) != 1 or layer.activation != OP_LEAF
                 or opcodes[root] not in (OP_MSE, OP_MAE)
                 or not all(i in column for i in layer.inputs)):
-            return
+            return 0
         out = layer.outputs[0]
         if papa[root] == out and mama[root] in column:
             target, sum_is_papa = mama[root], True
         elif mama[root] == out and papa[root] in column:
             target, sum_is_papa = papa[root], False
         else:
-            return
+            return 0
         if len(layer.nodes) + len(layer.inputs) + 2 != n:
-            return  # other nodes need computing each row: the general steps do that
+            return 0  # other nodes need computing each row: the general steps do that
         self.offsets = np.array([column[i] * column_step for i in layer.inputs], dtype=np.intp)
         self.residuals = np.empty(CHUNK_ROWS)
         self.loss.offsets = &self.offsets[0]
@@ -240,6 +287,7 @@ cdef class Fused:
         self.loss.seed = self.seed
         self.loss.residuals = &self.residuals[0]
         self.linear = True
+        return 0
 
     cdef double* _doubles(self, values) except NULL:
         cdef double[::1] a = _array(values)
@@ -253,28 +301,15 @@ cdef class Fused:
 
     cdef int _build_layer(self, Dense* L, layer, values, lrs, const int[::1] opcodes,
                           const unsigned char[::1] flags) except -1:
-        # Everything the loops will index by is checked here: a Layer is a plain Python
-        # object, and could have been changed since ourdl._fusion made it.
-        n = opcodes.shape[0]
-        inputs = np.array(layer.inputs, dtype=np.intp).ravel()
-        outputs = np.array(layer.outputs, dtype=np.intp).ravel()
+        """L from a CheckedLayer."""
+        inputs, outputs, w_slots, biases, fold, act = layer[:6]
         n_in, n_out = inputs.shape[0], outputs.shape[0]
-        w_slots = np.array(layer.weights, dtype=np.intp)
-        biases = np.array(layer.biases, dtype=np.intp).ravel()
-        fold = np.array(layer.fold, dtype=np.intp).ravel()
-        if (n_in < 1 or n_out < 1 or w_slots.shape != (n_in, n_out)
-                or biases.shape[0] not in (0, n_out)
-                or sorted(fold.tolist()) != list(range(n_out))
-                or layer.activation not in (OP_LEAF, OP_TANH, OP_RELU, OP_SIGMOID)
-                or any(a.size and (a.min() < 0 or a.max() >= n)
-                       for a in (inputs, outputs, w_slots, biases))):
-            raise ValueError(f"not a dense layer of this tape of {n} nodes: {layer!r}")
         L.n_in, L.n_out = n_in, n_out
         L.inputs = self._indices(inputs)
         L.outputs = self._indices(outputs)
         L.fold = self._indices(fold)
         L.w_slots = self._indices(w_slots)
-        L.act = layer.activation
+        L.act = act
         L.trainable = flags[w_slots[0, 0]] != 0
         # An input's gradient matters unless it is a fixed leaf: nothing upstream to train.
         L.in_grads = any(opcodes[i] != OP_LEAF or flags[i] for i in inputs)
@@ -433,16 +468,22 @@ cdef class Fused:
         return True
 
     cdef void settle_last_update(self, const Graph* G, const Data* D, Py_ssize_t row) noexcept nogil:
-        """Leave every node as the general passes would after the update on ``row``: its
-        values and gradients from the parameters before that update, the parameters after."""
-        cdef Py_ssize_t k
-        for k in range(self.n_flagged):
-            self.after[k] = G.values[self.flagged[k]]
-            G.values[self.flagged[k]] = self.before[k]
+        """Leave every node as the general passes would after the update on ``row``: values and
+        gradients from the parameters before that update, the parameters after. The steps
+        left every node outside the layers so; the nodes inside them, which the fused loops
+        never write, are computed here. No op written in Python runs again (none is inside a
+        layer): user code is called exactly as often as by the general passes."""
+        cdef Py_ssize_t q
         self.scatter(G, True)
-        load_row(D, row, G.values)
-        forward_pass(G)
-        backward_pass(G, self.seed)
-        for k in range(self.n_flagged):
-            G.values[self.flagged[k]] = self.after[k]
+        if self.linear:  # linear_rows computes no node at all, and the graph has no other op
+            load_row(D, row, G.values)
+            forward_pass(G)
+            backward_pass(G, self.seed)
+        else:
+            for q in range(self.n_inner):
+                node_forward(G, self.inner[q])
+            for q in range(self.n_reset):
+                G.grads[self.reset[q]] = -0.0
+            for q in range(self.n_inner - 1, -1, -1):
+                node_backward(G, self.inner[q])
         self.scatter(G)

@@ -27,12 +27,14 @@ cdef class Tape:
     cdef bint _busy               # a call is using the arrays (see _claim)
     cdef object _turn             # for a node's own tape: callers from other threads wait here
     cdef readonly bint fuse       # fit and predict run dense layers as fused kernels
-    cdef dict _layers             # the dense layers found, by the set of leaves data feeds
+    cdef dict _layers             # fusion plans by (fed leaves, flags), least recently used first
     cdef frozenset _fed           # the leaves that fit has fed from data
     cdef list _opt_state          # the optimizer's kind, m, v, m and v before, steps taken
     cdef tuple _output(self, output, Py_ssize_t[::1] slots)
     cdef object _ancestors(self, Py_ssize_t out)
     cdef int _set_optimizer_state(self, state) except -1
+    cdef str _signature(self)
+    cdef tuple _plan(self, slots)
     cdef object _fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer)
     cdef object _predict(self, data, inputs, output)
 

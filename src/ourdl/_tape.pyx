@@ -11,6 +11,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport NAN
 from libc.stdint cimport int64_t
 from ourdl._fused cimport Fused
+from ourdl._fused import checked_layer
 from ourdl._kernels cimport Updates, dot_rows
 from ourdl._nodes cimport Node, NodeState, topological_order
 from ourdl._ops cimport *
@@ -19,6 +20,7 @@ from ourdl._passes cimport (CHUNK_ROWS, OPT_SGD, RUN_ABORTED, RUN_BAD_DATA, RUN_
                             forward_rows, load_row, update_pass)
 
 import copy
+import hashlib
 import numbers
 import threading
 import time
@@ -40,6 +42,8 @@ cdef enum:
     BLOCK_DOUBLES = 1 << 15
     # Graphs larger than this release the GIL in forward() and backward().
     NOGIL_NODES = 4096
+    # Fusion plans a tape keeps, one per pattern of fed leaves and flags.
+    KEPT_PLANS = 4
 
 
 cdef Py_ssize_t _slot_before(Node parent, Py_ssize_t i, list order) except -1:
@@ -81,12 +85,8 @@ cdef void _custom_grads(void* tape, Py_ssize_t i, double a, double b, double g,
         return
     try:
         node = t.nodes[i]
-        slopes = node.derivatives(a, b)
-        if t.opcodes[i] == OP_CUSTOM2:
-            d_papa, d_mama = slopes
-            to_papa[0], to_mama[0] = g * float(d_papa), g * float(d_mama)
-        else:
-            to_papa[0], to_mama[0] = g * float(slopes[0] if isinstance(slopes, tuple) else slopes), 0.0
+        d_papa, d_mama = checks.slopes(node, node.derivatives(a, b), arity_of(t.opcodes[i]))
+        to_papa[0], to_mama[0] = g * d_papa, g * d_mama
     except BaseException as error:
         t._error, t._aborted = error, 1
 
@@ -109,8 +109,9 @@ cdef enum:
     KEPT_TAPES = 8            # at most this many nodes keep their tape ...
     KEPT_NODES = 1 << 20      # ... and together at most this many tape slots (beyond the newest)
 
-_kept = []                    # (weak reference to a node, its tape's length), oldest first
-_kept_lock = threading.Lock()
+# Module-level C variables, out of Python's reach: _own_tape casts what it finds here.
+cdef list _kept = []          # (weak reference to a node, its tape's length), oldest first
+cdef object _kept_lock = threading.Lock()
 
 
 cdef Tape _own_tape(Node node):
@@ -134,19 +135,16 @@ cdef Tape _own_tape(Node node):
     return tape
 
 
+# Threads take turns on a node's tape rather than fail, whatever its size: an op written in
+# Python may release the GIL in the middle of a pass (I/O, a sleep).
 def _node_forward(Node node):
     cdef Tape tape = _own_tape(node)
-    if tape.n <= NOGIL_NODES:  # runs holding the GIL: no other thread can come between
-        return tape.forward()
-    with tape._turn:  # threads take turns on a node's tape rather than fail
+    with tape._turn:
         return tape.forward()
 
 
 def _node_backward(Node node, update):
     cdef Tape tape = _own_tape(node)
-    if tape.n <= NOGIL_NODES:
-        tape.backward(update)
-        return
     with tape._turn:
         tape.backward(update)
 
@@ -245,6 +243,7 @@ cdef class Tape:
             raise RuntimeError("this Tape is in use by another call (another thread?): give "
                                "each thread its own tape, e.g. ourdl.compile(root) in each")
         self._busy = True
+        self._error, self._aborted = None, 0  # nothing from an earlier call carries over
         return 0
 
     def __len__(self):
@@ -264,7 +263,10 @@ cdef class Tape:
     def __reduce__(self):
         if self.nodes is None:
             raise TypeError("a Tape that was never built cannot be pickled")
-        return (Tape, (self.root, self.fuse), self._opt_state)
+        state = self._opt_state
+        if state is not None:  # a copy: the compiled loops write into the tape's own arrays
+            state = (state[0], *(np.array(a) for a in state[1:5]), state[5], self._signature())
+        return (Tape, (self.root, self.fuse), state)
 
     def __setstate__(self, state):
         """The optimizer's state, as pickled with the tape (None: none yet)."""
@@ -274,14 +276,34 @@ cdef class Tape:
         finally:
             self._busy = False
 
+    cdef str _signature(self):
+        """A digest of the graph's structure: optimizer state is only taken by the graph it
+        was made on (another graph of the same size would index it just as well)."""
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(np.asarray(self.opcodes).tobytes())
+        digest.update(np.asarray(self.papa).tobytes())
+        digest.update(np.asarray(self.mama).tobytes())
+        return digest.hexdigest()
+
     cdef int _set_optimizer_state(self, state) except -1:
+        """Take state (from __setstate__) as the optimizer's, after checking every part: the
+        compiled loops index its arrays by tape index."""
         if state is not None:
-            kind, m, v, m_before, v_before, t = state
-            arrays = [np.array(a, dtype=np.float64) for a in (m, v, m_before, v_before)]
-            size = self.n if kind != OPT_SGD else 1
-            if kind not in (0, 1, 2) or any(a.shape != (size,) for a in arrays) or t < 0:
-                raise ValueError("a pickled Tape's optimizer state does not fit its graph")
-            state = [int(kind)] + arrays + [int(t)]
+            problem = "it is not (kind, m, v, m before, v before, steps, graph)"
+            if isinstance(state, tuple) and len(state) == 7:
+                kind, *arrays, t, signature = state
+                size = self.n if kind != OPT_SGD else 1
+                problem = (
+                    "kind is not 0, 1 or 2" if type(kind) is not int or kind not in (0, 1, 2) else
+                    "steps is not a count" if type(t) is not int or t < 0 else
+                    "it was made on another graph" if signature != self._signature() else
+                    "its arrays are not float64 arrays of one value per node" if any(
+                        type(a) is not np.ndarray or a.dtype != np.float64 or a.shape != (size,)
+                        for a in arrays) else None)
+            if problem is not None:
+                raise ValueError(f"a pickled Tape's optimizer state does not fit its graph: "
+                                 f"{problem}")
+            state = [kind] + [np.array(a) for a in arrays] + [t]  # its own copies
         self._opt_state = state
         return 0
 
@@ -451,13 +473,15 @@ cdef class Tape:
         """The optimizer (settings checked by checks.optimizer_settings) as the compiled loops
         take it, with the state this tape keeps for it."""
         cdef int kind = settings[0]
+        cdef Py_ssize_t size = self.n if kind != OPT_SGD else 1  # SGD keeps no state
         lr, beta1, beta2, eps = settings[1:]
         if self._opt_state is None or self._opt_state[0] != kind:
             # m, v, m before, v before (one slot per node), and the steps taken
-            size = self.n if kind != OPT_SGD else 1  # SGD keeps no state
             self._opt_state = [kind] + [np.zeros(size) for _ in range(4)] + [0]
         cdef double[::1] m = self._opt_state[1], v = self._opt_state[2]
         cdef double[::1] m_before = self._opt_state[3], v_before = self._opt_state[4]
+        if not m.shape[0] == v.shape[0] == m_before.shape[0] == v_before.shape[0] == size:
+            raise SystemError("ourdl: the optimizer's state does not fit the tape")  # never expected
         cdef Optimizer O
         O.kind, O.lr, O.beta1, O.beta2, O.eps = kind, lr, beta1, beta2, eps
         O.m, O.v, O.m_before, O.v_before = &m[0], &v[0], &m_before[0], &v_before[0]
@@ -476,6 +500,7 @@ cdef class Tape:
         X, names = checks.as_data(data, slots.shape[0])
         state_before = self._opt_state
         cdef Optimizer O = self._optimizer(settings)
+        state = self._opt_state  # what O points into stays alive for the whole run
         self._fed = self._fed | set(slots)  # from now on, predict wants these given
         self._error, self._aborted = None, 0
         cdef Py_ssize_t chunk = self._chunk_rows()
@@ -508,7 +533,7 @@ cdef class Tape:
                             status = fused.train(&G, &D, &O, start, stop, n_rows, &loss_sum, &at)
                         else:
                             status = U.train(&G, &D, &O, start, stop, n_rows, &loss_sum, &at)
-                    self._opt_state[5] = O.t
+                    state[5] = O.t
                     if status != RUN_OK:
                         break
                     last_row = D.rows[stop - 1] if D.rows != NULL else stop - 1
@@ -606,18 +631,20 @@ cdef class Tape:
             layers = []  # a node inside a layer: only the general passes compute it
         column = {slots[j]: j for j in range(slots.shape[0])}
         unit = next((layer for layer in layers if layer.outputs == [out]), None)
-        if (unit is not None and unit.activation == OP_LEAF
-                and sorted(column.get(i, -1) for i in unit.inputs) == list(range(len(column)))):
+        if unit is not None:
+            unit = checked_layer(unit, n)  # what the loop below reads, and nothing else
+        if (unit is not None and unit.activation == OP_LEAF and unit.outputs.shape[0] == 1
+                and sorted(column.get(i, -1) for i in unit.inputs.tolist())
+                == list(range(len(column)))):
             # One unit reading every data column (the tutorial's model): a dot product a row.
-            offsets = np.array([column[i] * D.s1 for i in unit.inputs], dtype=np.intp)
-            values = np.asarray(self.values)  # (numpy checks the indices)
-            weights = np.array([values[row[0]] for row in unit.weights])
-            bias = np.array([values[b] for b in unit.biases] or [0.0])
-            bias_p = &bias[0] if unit.biases else NULL
+            offsets = np.array([column[i] * D.s1 for i in unit.inputs.tolist()], dtype=np.intp)
+            weights = np.asarray(self.values)[unit.weights[:, 0]]
+            bias = np.asarray(self.values)[unit.biases] if unit.biases.shape[0] else np.zeros(1)
+            bias_p = &bias[0] if unit.biases.shape[0] else NULL
             for start in range(0, n_rows, chunk):
                 stop = min(start + chunk, n_rows)
                 with nogil:
-                    ok = dot_rows(&D, &offsets[0], &weights[0], weights.shape[0], bias_p, start,
+                    ok = dot_rows(&D, &offsets[0], &weights[0], offsets.shape[0], bias_p, start,
                                   stop, &result_v[0])
                 self._raise_custom_error()
                 if not ok:
@@ -731,18 +758,25 @@ cdef class Tape:
             self._busy = False
         return copy.deepcopy(layers)  # the tape's own stay as ourdl._fusion made them
 
-    def _plan(self, slots):
-        """(layers, steps) of ourdl._fusion.plan with the leaves at slots fed from data."""
+    cdef tuple _plan(self, slots):
+        """(layers, steps) of ourdl._fusion.plan with the leaves at slots fed from data. Kept
+        for the last few (fed leaves, flags) seen: which nodes train decides what can be fused,
+        and a loop that freezes and unfreezes parameters must not grow the tape without end.
+        Every consumer checks a plan's indices again before its loops use them."""
         if not self.fuse:
             return [], []
         fed = frozenset(int(i) for i in slots)
-        key = (fed, bytes(self.flags))  # which nodes train decides what can be fused
+        key = (fed, bytes(self.flags))
         if self._layers is None:
             self._layers = {}
-        if key not in self._layers:
+        plan = self._layers.pop(key, None)  # and put back last: the most recently used
+        if plan is None:
             from ourdl import _fusion
-            self._layers[key] = _fusion.plan(self.opcodes, self.papa, self.mama, self.flags, fed)
-        return self._layers[key]
+            plan = _fusion.plan(self.opcodes, self.papa, self.mama, self.flags, fed)
+            while len(self._layers) >= KEPT_PLANS:
+                del self._layers[next(iter(self._layers))]
+        self._layers[key] = plan
+        return plan
 
     @property
     def kernels(self):

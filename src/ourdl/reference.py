@@ -33,6 +33,8 @@ import numbers
 
 import numpy as np
 
+from ourdl._checks import slopes
+
 __all__ = [
     "Node", "AddNode", "SubNode", "MulNode", "DivNode", "PowNode", "MSENode", "MAENode",
     "HuberNode", "CustomNode", "NegNode", "ExpNode", "LnNode", "SinNode", "CosNode", "TanNode", "TanhNode",
@@ -423,10 +425,8 @@ class CustomNode(Node):
         return float(self.compute(a, b))
 
     def _parent_grads(self, a, b):
-        slopes = self.derivatives(a, b)
-        if self.arity == 2:
-            return self.grad * float(slopes[0]), self.grad * float(slopes[1])
-        return self.grad * float(slopes[0] if isinstance(slopes, tuple) else slopes), 0.0
+        d_papa, d_mama = slopes(self, self.derivatives(a, b), self.arity)
+        return self.grad * d_papa, self.grad * d_mama
 
 
 # Unary ops: only Papa. v is this node's own (forward) value, used where it saves work.
