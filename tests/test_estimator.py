@@ -219,7 +219,15 @@ print(model.fit(X, y).score(X, y) > 0.9)
     ({"optimizer": "rmsprop"}, ValueError, "optimizer must be one of 'sgd', 'momentum', 'adam'"),
     ({"lr": 0}, ValueError, "lr must be a positive number, not 0"),
     ({"lr": float("nan")}, ValueError, "lr must be a positive number, not nan"),
+    ({"lr": "0.1"}, TypeError, "lr must be a number, not str"),
+    ({"lr": True}, TypeError, "lr must be a number, not bool"),
+    ({"lr": 10 ** 400}, ValueError, r"lr must be a positive number, not 1000000000\d{30}\.\.\. "
+                                    r"\(401 characters\)"),
+    ({"lr": -10 ** 400}, ValueError, r"lr must be a positive number, not -10000"),
     ({"epochs": 0}, ValueError, "epochs must be at least 1, not 0"),
+    ({"epochs": "2"}, TypeError, "epochs must be an integer, not str"),
+    ({"epochs": 2.0}, TypeError, "epochs must be an integer, not float"),
+    ({"batch_size": "4"}, TypeError, "batch_size must be an integer, not str"),
     ({"batch_size": 2.5}, TypeError, "batch_size must be an integer"),
     ({"shuffle": "yes"}, TypeError, "shuffle must be True or False"),
     ({"fit_intercept": "no"}, TypeError, "fit_intercept must be True or False"),
@@ -236,6 +244,24 @@ def test_bad_parameters_fail_in_fit_and_leave_the_fitted_model(setting, error, m
     with pytest.raises(error, match=message):
         model.set_params(**setting).fit(X[:10], y[:10])
     assert same_bits(model.predict(X), before)
+
+
+@pytest.mark.parametrize("setting", [{"epochs": "2"}, {"lr": "0.1"}, {"batch_size": "4"},
+                                     {"shuffle": "yes"}, {"progress": "no"}])
+def test_bad_training_settings_fail_before_the_model_is_built(setting, monkeypatch):
+    def built(*args, **kwargs):
+        raise AssertionError("a model was built before its settings were checked")
+    monkeypatch.setattr(nn.Linear, "__init__", built)
+    with pytest.raises(TypeError, match="must be"):
+        ourdl.Regressor(hidden=(4,), **setting).fit(*data())
+
+
+def test_a_learning_rate_may_be_any_real_number_type():
+    from fractions import Fraction
+    X, y = data()
+    expected = ourdl.Regressor(lr=0.5).fit(X, y).coefs_[0]
+    for lr in (np.float64(0.5), np.float32(0.5), Fraction(1, 2)):
+        assert same_bits(ourdl.Regressor(lr=lr).fit(X, y).coefs_[0], expected), lr
 
 
 @pytest.mark.parametrize("X, y, error, message", [

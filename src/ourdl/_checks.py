@@ -167,3 +167,26 @@ def nonfinite_error(X, names, first=None):
 def progress_bar(total):
     from tqdm.auto import tqdm
     return tqdm(total=total, unit="sample", unit_scale=True, desc="training", leave=False)
+
+
+def positive_number(name, value):
+    """``value`` as a float above 0 and below infinity (a learning rate, ...): a real number,
+    never a numeric string, a bool or an integer too large for a float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:  # 10**400: beyond every float
+        number = math.inf
+    if not 0 < number < math.inf:
+        raise ValueError(f"{name} must be a positive number, not {_brief(value)}")
+    return number
+
+
+def _brief(value, limit=40):
+    """repr(value), cut short: a huge integer must not become a page of digits."""
+    try:
+        text = repr(value)
+    except ValueError:  # int's limit of 4,300 digits for a str
+        return "an integer of more than 4,300 digits"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

@@ -13,7 +13,6 @@ unchanged and ``fit`` checks them; what fit learns ends in ``_``; ``get_params``
 it asks for the estimator's tags or when an error or warning should be of its type.
 """
 import inspect
-import math
 import warnings
 
 import numpy as np
@@ -84,8 +83,9 @@ class Regressor:
         keeps what it had before the call.
         """
         X, y, names = self._checked(X, y, reset=True)
+        epochs = _checks.count("epochs", self.epochs)  # before the model, which may take long
         model = self._new_model(X.shape[1])
-        model["history_"] = self._train(model, X, y, self.epochs)
+        model["history_"] = self._train(model, X, y, epochs)
         self._keep(model, names)
         return self
 
@@ -113,8 +113,12 @@ class Regressor:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {_choices(LOSSES)}, not {self.loss!r}")
         optimizer = _optimizer(self.optimizer)
-        lr = _learning_rate(self.lr)
+        lr = _checks.positive_number("lr", self.lr)
         fit_intercept = _checks.switch("fit_intercept", self.fit_intercept)
+        # Tape.fit checks these again; checked here, they fail before a big model is built.
+        _checks.count("batch_size", self.batch_size)
+        _checks.switch("shuffle", self.shuffle)
+        _checks.switch("progress", self.progress)
         rng = np.random.default_rng(_seed(self.seed))
         inputs = [_core.Node(name=f"x[{j}]") for j in range(n_features)]
         if hidden:
@@ -329,13 +333,6 @@ def _optimizer(optimizer):
         return OPTIMIZERS[optimizer]()  # lr None: each node's own, which is the lr parameter
     raise ValueError(f"optimizer must be one of {_choices(OPTIMIZERS)} or an ourdl.optim "
                      f"object, not {optimizer!r}")
-
-
-def _learning_rate(lr):
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) or not (
-            math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive number, not {lr!r}")
-    return float(lr)
 
 
 def _seed(seed):
