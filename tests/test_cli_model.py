@@ -1,4 +1,6 @@
 """`ourdl pubg --save-model` and `--model-in`: a trained network kept and used again."""
+import os
+
 import pytest
 from test_cli import messages, outputs, run
 from test_inspect import seed_graph
@@ -74,3 +76,10 @@ def test_build_network_names_each_node_as_the_seed_does():
     assert [w.name for w in network.w] == ["w[0]", "w[1]", "w[2]"]
     assert network.prediction.name == "a[1]" and network.prediction.Mama.name == "m[2]"
     assert (network.y.name, network.loss.name) == ("y", "result")
+
+
+def test_save_model_writes_through_a_device(workdir, capsys):
+    code, out, err = run(capsys, "--rows", "3000", "--save-model", os.devnull)
+    assert code == 0, err
+    assert out.splitlines()[-1] == f"wrote submission.csv (1,000 rows) and {os.devnull}"
+    assert outputs(workdir) == ["submission.csv"]

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import pytest
 
@@ -163,3 +164,18 @@ def test_a_read_only_file_and_a_locked_folder_are_refused(shared_folder):
         "locked/out.csv: the folder locked is not writable",
         "keep me []",
     ]
+
+
+def test_a_device_is_written_as_a_stream_that_cannot_seek():
+    """A device answers tell() with 0 whatever was written; zipfile trusted that."""
+    with _files.open_output(os.devnull) as file:
+        file.write(b"abc")
+        file.write(b"de")
+        assert (file.tell(), file.seekable()) == (5, False)
+        with pytest.raises(OSError):
+            file.seek(0)
+    with _files.open_output(os.devnull) as file:
+        with zipfile.ZipFile(file, "w") as archive:
+            archive.writestr("a", b"x" * 100_000)
+            with archive.open("b", "w", force_zip64=True) as member:
+                member.write(b"y" * 100_000)

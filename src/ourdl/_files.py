@@ -7,7 +7,9 @@ plot; later `ourdl.save`); `check_output(path)` tells, before any long work, whe
   over it only when the with-block succeeds, so a failure never leaves a half-written file.
   A file that existed keeps its permission bits.
 - A FIFO or a character device (/dev/null, a terminal, /dev/stdout on a pipe) is written
-  through: renaming over it would replace the device with a regular file.
+  through: renaming over it would replace the device with a regular file. It is handed out as
+  a stream that cannot seek and counts the bytes written as its position: a device answers
+  tell() with 0, and zipfile, trusting that, would write offsets that cannot be packed.
 - Symbolic links are followed, as a shell redirection follows them: the file they point to is
   written, and the link stays a link.
 
@@ -16,12 +18,13 @@ Errors are OSErrors whose message names the path the user gave, never the tempor
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import stat
 import uuid
 from pathlib import Path
 
-__all__ = ["check_output", "open_output"]
+__all__ = ["check_output", "open_output", "unseekable"]
 
 
 def check_output(path) -> None:
@@ -38,7 +41,7 @@ def open_output(path):
         # open() follows the link itself: /dev/stdout -> /proc/self/fd/1 -> pipe:[...] has
         # no name a rename could use.
         with _named_errors(path, None), open(path, "wb") as file:
-            yield file
+            yield unseekable(file)
         return
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     with _named_errors(path, temporary):
@@ -58,6 +61,41 @@ def open_output(path):
             os.unlink(temporary)
         raise
     _sync_folder(target.parent)
+
+
+def unseekable(file):
+    """file itself if it is a regular file (or has no descriptor, as io.BytesIO), else a
+    stream writing through to it that cannot seek and tells the bytes written as its position:
+    what zipfile needs to write a FIFO or a device, whose tell() may say 0 whatever was written.
+    """
+    try:
+        regular = stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):  # no descriptor: the stream knows its place
+        return file
+    return file if regular else _Unseekable(file)
+
+
+class _Unseekable(io.RawIOBase):
+    def __init__(self, file):
+        super().__init__()
+        self._file, self._written = file, 0
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        written = self._file.write(data)
+        self._written += written
+        return written
+
+    def tell(self):
+        return self._written
+
+    def flush(self):
+        self._file.flush()
+
+    def fileno(self):
+        return self._file.fileno()
 
 
 def _target(path):

@@ -52,7 +52,8 @@ ARITY = dict(zip(_nodes.OP_NAMES, _nodes.ARITY))  # parents each op takes
 
 def save(path, root, info=None):
     """Write root's graph to ``path``, a file name or a binary file open for writing (see
-    the module docstring for the format).
+    the module docstring for the format). A FIFO or a device such as /dev/null is written
+    through, without seeking.
 
     ``info``: anything JSON can hold (dicts with str keys, lists, str, finite numbers, bools,
     None) to keep beside the graph, such as how inputs were normalized; ``load_info`` gives
@@ -101,7 +102,7 @@ def save(path, root, info=None):
         raise ValueError(f"save: info must be plain JSON (dicts with str keys, lists, str, "
                          f"finite numbers, bools, None): {problem}")
     if hasattr(path, "write"):
-        _write(path, text, arrays)
+        _write(_files.unseekable(path), text, arrays)
         return
     _files.check_output(path)
     with _files.open_output(path) as file:
@@ -109,7 +110,8 @@ def save(path, root, info=None):
 
 
 def _write(file, text, arrays):
-    # Every member dated 1980-01-01: the same graph always gives the same bytes.
+    # Every member dated 1980-01-01: the same graph always gives the same bytes. On a stream
+    # that cannot seek, zipfile follows each member with its sizes (a data descriptor).
     with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
         archive.writestr(zipfile.ZipInfo(HEADER), text.encode("utf-8"))
         for key, array in arrays.items():
