@@ -1,6 +1,7 @@
 """`ourdl pubg --out/--plot`: special files written through, unwritable ones refused before
 training with the user's path in the message. Each run is a subprocess with a timeout."""
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -85,3 +86,35 @@ def test_unwritable_outputs_are_refused_before_training(shared_folder):
         "ourdl: error: --out old.csv is read-only",
         "ourdl: error: --plot locked/fit.png: the folder locked is not writable",
     ]
+
+
+STOPPED_RUN = """
+import os, sys, time
+from ourdl import cli
+def slow_fsync(descriptor):  # the submission is written, the model and it not yet renamed
+    print("writing", flush=True)
+    time.sleep(60)
+os.fsync = slow_fsync
+cli.main(["pubg", "--rows", "3000", "--quiet", "--save-model", "model.ourdl"])
+print("not stopped", flush=True)
+"""
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_while_writing_leaves_no_temporary_file(tmp_path, stop):
+    assert ourdl(tmp_path, "--quiet").returncode == 0  # the data, cached
+    (tmp_path / "submission.csv").write_text("old\n")
+    process = subprocess.Popen([sys.executable, "-c", STOPPED_RUN], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OURDL_CACHE_DIR": str(tmp_path / "cache")})
+    try:
+        assert process.stdout.readline() == "writing\n", process.stderr.read()
+        assert len([name for name in os.listdir(tmp_path) if name.endswith(".tmp")]) == 2
+        process.send_signal(getattr(signal, stop))
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == -getattr(signal, stop), err
+    assert "not stopped" not in out
+    assert sorted(os.listdir(tmp_path)) == ["cache", "submission.csv"]
+    assert (tmp_path / "submission.csv").read_text() == "old\n"

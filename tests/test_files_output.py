@@ -4,11 +4,13 @@ Whatever could hang (a FIFO without a reader) runs in a subprocess with a timeou
 """
 import errno
 import os
+import signal
 import socket
 import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import zipfile
 
 import pytest
@@ -179,3 +181,68 @@ def test_a_device_is_written_as_a_stream_that_cannot_seek():
             archive.writestr("a", b"x" * 100_000)
             with archive.open("b", "w", force_zip64=True) as member:
                 member.write(b"y" * 100_000)
+
+
+def test_stop_signals_are_caught_only_while_writing_and_only_in_place_of_the_default(tmp_path):
+    if signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        pytest.skip("the test runner handles SIGTERM itself")
+    with _files.open_output(tmp_path / "out.csv"):
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+    def own(signum, frame):
+        pass
+    previous = signal.signal(signal.SIGHUP, own)
+    try:
+        with _files.open_output(tmp_path / "out.csv"):
+            assert signal.getsignal(signal.SIGHUP) is own
+        assert signal.getsignal(signal.SIGHUP) is own
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    # Only the main thread may set handlers: another thread writes without them.
+    errors = []
+
+    def in_a_thread():
+        try:
+            write(tmp_path / "thread.csv")
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join()
+    assert errors == [] and (tmp_path / "thread.csv").read_bytes() == b"new\n"
+
+
+STOPPED_WRITE = """
+import os, sys, time
+from ourdl import _files
+def slow_fsync(descriptor):  # the data is written, the temporary file not yet renamed
+    print("writing", flush=True)
+    time.sleep(60)
+os.fsync = slow_fsync
+with _files.open_output(sys.argv[1]) as outer, _files.open_output(sys.argv[2]) as inner:
+    outer.write(b"new outer")
+    inner.write(b"new inner")
+print("not stopped", flush=True)
+"""
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_mid_write_removes_the_temporaries_and_ends_the_process(tmp_path, stop):
+    (tmp_path / "outer.csv").write_bytes(b"old outer")
+    (tmp_path / "inner.csv").write_bytes(b"old inner")
+    process = subprocess.Popen([sys.executable, "-c", STOPPED_WRITE, "outer.csv", "inner.csv"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        assert process.stdout.readline() == "writing\n", process.stderr.read()
+        assert len([name for name in os.listdir(tmp_path) if name.endswith(".tmp")]) == 2
+        process.send_signal(getattr(signal, stop))
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == -getattr(signal, stop), err  # ended by the signal itself
+    assert "not stopped" not in out
+    assert sorted(os.listdir(tmp_path)) == ["inner.csv", "outer.csv"]
+    assert (tmp_path / "outer.csv").read_bytes() == b"old outer"
+    assert (tmp_path / "inner.csv").read_bytes() == b"old inner"

@@ -3,6 +3,7 @@ every kind of bad file a ValueError naming it."""
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -367,6 +368,40 @@ def test_a_graph_written_through_a_fifo_loads(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout == "300 {'k': 1}\n"
     assert structure(ourdl.load(tmp_path / "copy.ourdl")) == structure(chain(300))
+
+
+STOPPED_SAVE = """
+import os, sys, time
+import ourdl
+def slow_fsync(descriptor):  # the archive is written, the temporary file not yet renamed
+    print("writing", flush=True)
+    time.sleep(60)
+os.fsync = slow_fsync
+root = ourdl.Node(Value=0.5, Flag=1)
+for _ in range(100_000):
+    root = ourdl.SinNode(root)
+ourdl.save("graph.ourdl", root)
+print("not stopped", flush=True)
+"""
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_during_save_leaves_no_temporary_file(tmp_path, stop):
+    ourdl.save(tmp_path / "graph.ourdl", seed_graph())
+    before = (tmp_path / "graph.ourdl").read_bytes()
+    process = subprocess.Popen([sys.executable, "-c", STOPPED_SAVE], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == "writing\n", process.stderr.read()
+        assert any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+        process.send_signal(getattr(signal, stop))
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == -getattr(signal, stop), err
+    assert "not stopped" not in out
+    assert os.listdir(tmp_path) == ["graph.ourdl"]
+    assert (tmp_path / "graph.ourdl").read_bytes() == before
 
 
 def test_huber_keeps_its_delta_and_ops_written_in_python_are_refused(tmp_path):

@@ -10,6 +10,8 @@ plot; later `ourdl.save`); `check_output(path)` tells, before any long work, whe
   through: renaming over it would replace the device with a regular file. It is handed out as
   a stream that cannot seek and counts the bytes written as its position: a device answers
   tell() with 0, and zipfile, trusting that, would write offsets that cannot be packed.
+- While an output is open, SIGTERM and SIGHUP unwind the program as Ctrl-C does, so that the
+  temporary file is removed; then the signal takes its default effect and ends the process.
 - Symbolic links are followed, as a shell redirection follows them: the file they point to is
   written, and the link stays a link.
 
@@ -20,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import stat
+import threading
 import uuid
 from pathlib import Path
 
@@ -37,30 +41,33 @@ def check_output(path) -> None:
 def open_output(path):
     """A binary file for writing to path (see the module docstring for what that means)."""
     target, status = _target(path)
-    if status is not None and not stat.S_ISREG(status.st_mode):
-        # open() follows the link itself: /dev/stdout -> /proc/self/fd/1 -> pipe:[...] has
-        # no name a rename could use.
-        with _named_errors(path, None), open(path, "wb") as file:
-            yield unseekable(file)
-        return
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with _named_errors(path, temporary):
-        # os.open rather than tempfile: mode 0o666 minus the umask, like any file a user writes.
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
+    with _stop_signals_unwind():
+        if status is not None and not stat.S_ISREG(status.st_mode):
+            # open() follows the link itself: /dev/stdout -> /proc/self/fd/1 -> pipe:[...] has
+            # no name a rename could use.
+            with _named_errors(path, None), open(path, "wb") as file:
+                yield unseekable(file)
+            return
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
         with _named_errors(path, temporary):
-            with os.fdopen(descriptor, "wb") as file:
-                if status is not None:
-                    os.fchmod(file.fileno(), stat.S_IMODE(status.st_mode))
-                yield file
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _sync_folder(target.parent)
+            # os.open rather than tempfile: mode 0o666 minus the umask, like any file a user
+            # writes.
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                 0o666)
+        try:
+            with _named_errors(path, temporary):
+                with os.fdopen(descriptor, "wb") as file:
+                    if status is not None:
+                        os.fchmod(file.fileno(), stat.S_IMODE(status.st_mode))
+                    yield file
+                    file.flush()
+                    os.fsync(file.fileno())
+                os.replace(temporary, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        _sync_folder(target.parent)
 
 
 def unseekable(file):
@@ -96,6 +103,46 @@ class _Unseekable(io.RawIOBase):
 
     def fileno(self):
         return self._file.fileno()
+
+
+# The signals that end a process by default and that a user sends to stop a program: `kill`,
+# a closed terminal, a service manager. SIGINT is Python's own KeyboardInterrupt already.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
+class _Stopped(BaseException):
+    """A stop signal arrived while an output was open: unwinds to its cleanup, past any
+    `except Exception`, as KeyboardInterrupt does."""
+
+
+@contextlib.contextmanager
+def _stop_signals_unwind():
+    """Within the block, SIGTERM and SIGHUP raise _Stopped; after it, the first that arrived
+    is sent again with its default action, which ends the process as the signal would have
+    (status 128 + its number in a shell). Only the main thread may set handlers, and only
+    default ones are replaced: a program's own handling of these signals is left alone (and
+    a nested output finds this one's handler in place and leaves it too)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def stop(signum, frame):
+        if not received:  # a second signal must not break off the cleanup of the first
+            received.append(signum)
+            raise _Stopped(signal.Signals(signum).name)
+
+    replaced = [number for number in STOP_SIGNALS if signal.getsignal(number) == signal.SIG_DFL]
+    for number in replaced:
+        signal.signal(number, stop)
+    try:
+        yield
+    finally:
+        for number in replaced:
+            signal.signal(number, signal.SIG_DFL)
+        if received:
+            os.kill(os.getpid(), received[0])
 
 
 def _target(path):
