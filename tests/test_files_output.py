@@ -246,3 +246,12 @@ def test_a_stop_signal_mid_write_removes_the_temporaries_and_ends_the_process(tm
     assert sorted(os.listdir(tmp_path)) == ["inner.csv", "outer.csv"]
     assert (tmp_path / "outer.csv").read_bytes() == b"old outer"
     assert (tmp_path / "inner.csv").read_bytes() == b"old inner"
+
+
+def test_a_name_ending_in_a_slash_is_refused_not_written_without_it(tmp_path):
+    for name in (f"{tmp_path}/new/", f"{tmp_path}/", f"{tmp_path}/new.csv/"):
+        with pytest.raises(IsADirectoryError, match="ends in /, so it names a folder"):
+            _files.check_output(name)
+        with pytest.raises(IsADirectoryError, match="ends in /, so it names a folder"):
+            write(name)
+    assert os.listdir(tmp_path) == []

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import zipfile
 
@@ -402,6 +403,27 @@ def test_a_stop_signal_during_save_leaves_no_temporary_file(tmp_path, stop):
     assert "not stopped" not in out
     assert os.listdir(tmp_path) == ["graph.ourdl"]
     assert (tmp_path / "graph.ourdl").read_bytes() == before
+
+
+def test_a_folder_a_fifo_or_a_device_is_refused_without_reading(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    script = textwrap.dedent("""
+        import ourdl
+        for path in ("fifo", "folder", "/dev/zero"):
+            for read in (ourdl.load, ourdl.load_info):
+                try:
+                    read(path)
+                except ValueError as error:
+                    print(error)
+    """)
+    (tmp_path / "folder").mkdir()
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)  # a FIFO without a writer used to hang
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == 2 * [
+        "fifo: it is a FIFO; ourdl reads a graph only from a regular file"] + 2 * [
+        "folder: it is a folder; ourdl reads a graph only from a regular file"] + 2 * [
+        "/dev/zero: it is a character device; ourdl reads a graph only from a regular file"]
 
 
 def test_huber_keeps_its_delta_and_ops_written_in_python_are_refused(tmp_path):

@@ -12,6 +12,8 @@ plot; later `ourdl.save`); `check_output(path)` tells, before any long work, whe
   tell() with 0, and zipfile, trusting that, would write offsets that cannot be packed.
 - While an output is open, SIGTERM and SIGHUP unwind the program as Ctrl-C does, so that the
   temporary file is removed; then the signal takes its default effect and ends the process.
+- A name ending in a slash names a folder, as it does for `>`: it is refused, never written as
+  a file without the slash.
 - Symbolic links are followed, as a shell redirection follows them: the file they point to is
   written, and the link stays a link.
 
@@ -28,7 +30,7 @@ import threading
 import uuid
 from pathlib import Path
 
-__all__ = ["check_output", "open_output", "unseekable"]
+__all__ = ["check_name", "check_output", "open_output", "unseekable"]
 
 
 def check_output(path) -> None:
@@ -145,8 +147,18 @@ def _stop_signals_unwind():
             os.kill(os.getpid(), received[0])
 
 
+def check_name(path) -> None:
+    """Raise IsADirectoryError if path ends in a slash: `> out/` means a folder, and a Path
+    would drop the slash and write a file named out."""
+    name = os.fsdecode(path)
+    if name.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep)):
+        raise IsADirectoryError(f"{name} ends in {name[-1]}, so it names a folder; give a file "
+                                f"name")
+
+
 def _target(path):
     """(the file a write to path lands in, its stat or None if new); OSError if unwritable."""
+    check_name(path)
     path = Path(path)
     try:
         status = os.stat(path)  # follows symbolic links

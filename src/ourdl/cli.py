@@ -88,6 +88,16 @@ def _learning_rate(text):
     return value
 
 
+def _output_path(text):
+    """An argparse type: Path(text), once text is known not to end in a slash (Path would
+    drop it, and write a file where the user named a folder)."""
+    try:
+        _files.check_name(text)
+    except IsADirectoryError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return Path(text)
+
+
 def _layer_sizes(text):
     sizes = tuple(_whole_number(1, LARGEST_LAYER)(size.strip()) for size in text.split(","))
     return sizes
@@ -165,15 +175,16 @@ def _parser():
     pubg.add_argument("--rows", metavar="N", type=_whole_number(1, LARGEST_ROWS),
                       help="synthesize N training rows and N/3 test rows instead of the real "
                            f"files' sizes, for a quick try (at most {LARGEST_ROWS:,})")
-    pubg.add_argument("--out", metavar="PATH", type=Path, default=Path("submission.csv"),
+    pubg.add_argument("--out", metavar="PATH", type=_output_path,
+                      default=Path("submission.csv"),
                       help="where to write the submission (default ./submission.csv); a name "
                            "ending in .zip writes a zip holding submission.csv, .gz, .bz2 or "
                            ".xz a compressed CSV")
-    pubg.add_argument("--plot", metavar="PATH", type=Path,
+    pubg.add_argument("--plot", metavar="PATH", type=_output_path,
                       help="also draw the training loss and predicted vs true placement on the "
                            "held-out matches, as the extension says: .png, .svg, .pdf, ... "
                            "(needs matplotlib)")
-    pubg.add_argument("--save-model", metavar="PATH", type=Path,
+    pubg.add_argument("--save-model", metavar="PATH", type=_output_path,
                       help="also save the trained network, with the normalization it needs, "
                            "to PATH (an ourdl graph file; see ourdl.save)")
     pubg.add_argument("--model-in", metavar="PATH", type=Path,
@@ -208,6 +219,10 @@ def _run_pubg(args) -> int:
                          f"on" + ("; a smaller --holdout leaves more" if args.holdout else ""))
     data, maxima = pubg.normalize_train(pubg.to_array(complete))
     means = data.mean(axis=0)
+    problem = pubg.model_problem(maxima, means) if args.save_model else None
+    if problem is not None:  # a model file that --model-in would refuse: say so before training
+        raise ValueError(f"--save-model {args.save_model}: cannot save a model of this data: "
+                         f"{problem}")
     prepared = time.perf_counter()
     say(f"training on the {len(complete):,} complete rows (with kills) of "
         f"{len(training_matches):,}; holding out "
@@ -268,12 +283,19 @@ def _predict_with_saved_model(args) -> int:
     say = _Report(args.quiet)
     try:
         network, maxima, means = pubg.load_model(args.model_in)
-    except ValueError as error:
+    except ValueError as error:  # it names the file; say which option gave it
         raise ValueError(f"--model-in {error}") from None
+    except OSError as error:  # a file it cannot read: permissions, a failing disk
+        raise ValueError(f"--model-in {args.model_in}: {error.strerror or error}") from None
     say(f"model: {args.model_in}, trained on {len(network.x)} features")
     test = _frame(args.test, "test", args, say)
     features = pubg.normalize_test(pubg.to_array(test), maxima[:-1], means[:-1])
     predictions = ourdl.compile(network.prediction).predict(features, network.x)
+    bad = np.flatnonzero(~np.isfinite(predictions))
+    if len(bad):
+        raise ValueError(f"--model-in {args.model_in}: the saved network gives no finite "
+                         f"prediction for {_count(len(bad), 'test row')} (row {bad[0]:,}: "
+                         f"{predictions[bad[0]]}), so it cannot place them")
     placements = pubg.to_placement(predictions, maxima[-1])
     _write_outputs(placements, args.out, None, None)
     say(f"wrote {args.out} ({_count(len(placements), 'row')})")

@@ -26,6 +26,7 @@ A reader of version 1 refuses files of a later version; a later ourdl reads vers
 import errno
 import json
 import os
+import stat
 import zipfile
 
 import numpy as np
@@ -122,9 +123,9 @@ def load(path):
     """The root of the graph saved in ``path``, built anew from ourdl's node classes.
 
     Reach its nodes by name with ``ourdl.named(root)``; ``load_info(path)`` gives what was
-    saved beside it. A file that is not an ourdl graph, or is truncated or damaged, or was
-    written by a later format version, is a ValueError naming it; a missing one a
-    FileNotFoundError.
+    saved beside it. A file that is not an ourdl graph (or not a regular file: a folder, a
+    FIFO, a device), or is truncated or damaged, or was written by a later format version, is a
+    ValueError naming it; a missing one a FileNotFoundError.
     """
     header, arrays = _read(path, arrays=True)
     classes = [CLASSES[op] for op in header["ops"]]
@@ -163,7 +164,12 @@ class _Corrupt(Exception):
 def _read(path, arrays):
     """(header, {key: array} or None) from path, checked: ValueError naming path otherwise."""
     try:
-        size = os.stat(path).st_size
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode):
+            # A FIFO would wait for a writer, a device may never end; a zip archive needs seeking.
+            raise _Corrupt(f"it is {_kind(status.st_mode)}; ourdl reads a graph only from a "
+                           f"regular file")
+        size = status.st_size
         with open(path, "rb") as file:
             if file.read(4) != b"PK\x03\x04":
                 raise _Corrupt("it is not an ourdl graph (not a zip archive)")
@@ -274,6 +280,15 @@ def _check_structure(header, arrays):
     if not used.all():
         orphan = int(np.flatnonzero(~used)[0])
         raise _Corrupt(f"node {orphan} is no ancestor of the root (the last node)")
+
+
+def _kind(mode):
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def _short(text, limit=60):

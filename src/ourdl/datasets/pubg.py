@@ -23,6 +23,7 @@ import csv
 import gzip
 import io
 import lzma
+import math
 import os
 import re
 import stat
@@ -760,6 +761,9 @@ def build_network(n_features: int = len(FEATURES), lr: float = 0.01) -> Network:
 # --- a trained model, kept ---------------------------------------------------------------------
 
 MODEL_INFO = "ourdl pubg"  # the key of what save_model keeps beside the graph
+# A placement ranks a team in its match, from 1 to the number of teams: at most 100 in PUBG
+# (100 players a match). A model's largest placement may be up to this, for larger games.
+LARGEST_PLACEMENT = 1_000
 
 
 def save_model(path, loss, maxima, means):
@@ -771,12 +775,17 @@ def save_model(path, loss, maxima, means):
 
     info = {"features": list(FEATURES),
             "maxima": [float(v) for v in maxima], "means": [float(v) for v in means]}
+    problem = model_problem(info["maxima"], info["means"])
+    if problem is not None:  # load_model would refuse the file
+        where = "save_model" if hasattr(path, "write") else path
+        raise ValueError(f"{where}: cannot save this PUBG model: {problem}")
     ourdl.save(path, loss, info={MODEL_INFO: info})
 
 
 def load_model(path):
-    """(network, maxima, means) from a file save_model wrote; ValueError naming path if it is
-    an ourdl graph of something else."""
+    """(network, maxima, means) from a file save_model wrote; ValueError naming path, and the
+    field, if it is an ourdl graph of something else or its numbers are out of range (see
+    model_problem)."""
     import ourdl
 
     info = ourdl.load_info(path)
@@ -789,6 +798,9 @@ def load_model(path):
         raise ValueError(f"{path} is an ourdl graph but not a PUBG model saved by "
                          f"`ourdl pubg --save-model` (its {MODEL_INFO!r} information is missing "
                          f"or not for the {n} features {', '.join(FEATURES[:3])}, ...)")
+    problem = model_problem(model["maxima"], model["means"])
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
     loss = ourdl.load(path)
     if loss.op != "mse":
         raise ValueError(f"{path}: the saved network ends in a {loss.op} node, not the MSENode "
@@ -803,3 +815,38 @@ def load_model(path):
     network = Network(x, w, loss.Mama, loss.Papa, loss)
     return network, np.array(model["maxima"], dtype=np.float64), np.array(model["means"],
                                                                            dtype=np.float64)
+
+
+def model_problem(maxima, means):
+    """What makes a model's maxima and means (one number per column of to_array, as
+    normalize_train gives them, team_placement last) unusable, naming the field; or None.
+
+    JSON, and so a model file, may hold NaN, Infinity and integers too large for a float."""
+    for i, (maximum, mean) in enumerate(zip(maxima, means)):
+        column = (*FEATURES, TARGET)[i]
+        top, average = _as_float(maximum), _as_float(mean)
+        if column == TARGET and not (1 <= top <= LARGEST_PLACEMENT and top == int(top)):
+            return (f"maxima[{i}], the largest {column}, is {_number(maximum)}: a placement "
+                    f"is a whole number from 1 to {LARGEST_PLACEMENT:,}")
+        if not (math.isfinite(top) and top != 0):
+            return (f"maxima[{i}], the largest {column}, is {_number(maximum)}: the "
+                    f"column is divided by it, so it must be a finite number other than 0")
+        # Every value divided by the column's largest is at most 1 (at least 1 if that is
+        # negative), and so is their mean, exactly in floating point too.
+        if not (math.isfinite(average) and (average <= 1 if top > 0 else average >= 1)):
+            side = "at most" if top > 0 else "at least"
+            return (f"means[{i}], the mean of {column} divided by its largest value, is "
+                    f"{_number(mean)}: it must be a finite number {side} 1")
+    return None
+
+
+def _as_float(number):
+    try:
+        return float(number)
+    except OverflowError:  # an integer beyond float's range
+        return math.inf if number > 0 else -math.inf
+
+
+def _number(value):
+    """value for a message: 5000.0 whether it came from JSON or numpy; a long integer cut."""
+    return _short(repr(value if isinstance(value, int) else float(value)))
