@@ -191,7 +191,8 @@ def test_help_explains_every_option(capsys):
     assert cli.main(["pubg", "--help"]) == 0
     text = capsys.readouterr().out
     for option in ("--train", "--test", "--epochs", "--lr", "--batch-size", "--shuffle", "--seed",
-                   "--holdout", "--out", "--quiet", "--plot", "--debug", "--rows"):
+                   "--holdout", "--out", "--quiet", "--plot", "--debug", "--rows",
+                   "--max-memory"):
         assert option in text, option
 
 

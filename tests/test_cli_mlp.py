@@ -1,6 +1,8 @@
 """`ourdl pubg --model mlp --hidden ... --optimizer ...`: a deeper network, or another rule,
 with the same report, held-out MAE and submission; --model linear stays the tutorial's."""
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -92,6 +94,12 @@ def test_other_optimizers_train(optimizer, workdir, capsys):
                            "model has none"),
     (["--optimizer", "rmsprop"], 2, "argument --optimizer: invalid choice: 'rmsprop'"),
     (["--model", "cnn"], 2, "argument --model: invalid choice: 'cnn'"),
+    (["--model", "mlp", "--max-memory", "0"], 2, "argument --max-memory: must be a positive "
+                                                 "number, not 0"),
+    (["--model", "mlp", "--hidden", "64,64", "--max-memory", "0.001"], 1,
+     "ourdl: error: --hidden 64,64: the 13 -> 64 -> 64 -> 1 network has 5,120 weights, which "
+     "take about 0.0148 GB to build and train, more than the 0.001 GB allowed (--max-memory); "
+     "give smaller layers, or --max-memory 0.1 to allow it"),
 ])
 def test_bad_options_fail_before_any_work(argv, code, message, workdir, capsys):
     got, out, err = run(capsys, *argv)
@@ -105,3 +113,60 @@ def test_a_saved_mlp_predicts_the_same_submission_without_training(workdir):
     assert cli.main(["pubg", "--rows", "3000", "--model-in", "m.ourdl", "--out", "again.csv",
                      "--quiet"]) == 0
     assert (workdir / "again.csv").read_bytes() == (workdir / "submission.csv").read_bytes()
+
+
+def test_a_network_beyond_the_memory_available_is_refused_before_any_work(
+        workdir, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "_available_memory", lambda: (2_000_000, "of memory available"))
+    code, out, err = run(capsys, "--model", "mlp")  # 16,16: 512 weights, about 1.5 MB
+    assert code == 1 and err == (
+        "ourdl: error: --hidden 16,16: the 13 -> 16 -> 16 -> 1 network has 512 weights, which "
+        "take about 0.00148 GB to build and train, more than the 0.001 GB allowed (50% of the "
+        "0.002 GB of memory available); give smaller layers, or --max-memory 0.1 to allow it\n")
+    assert out == "" and not (workdir / "cache").exists()
+    code, out, err = run(capsys, "--model", "mlp", "--max-memory", "0.002", "--quiet")
+    assert code == 0, err  # the limit raised
+
+
+def test_the_memory_available_is_read_from_the_system(tmp_path, monkeypatch):
+    available, where = cli._available_memory()
+    if sys.platform == "linux":
+        with open("/proc/meminfo") as lines:
+            listed = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in lines}
+        assert where == "of memory available" and abs(available - listed["MemAvailable"]) < 5e8
+    physical, where = cli._available_memory(tmp_path / "no-meminfo")
+    if hasattr(cli.os, "sysconf"):
+        assert where == "of memory in this machine" and physical >= available
+
+    def no_sysconf(name):
+        raise ValueError(name)
+    monkeypatch.setattr(cli.os, "sysconf", no_sysconf, raising=False)
+    assert cli._available_memory(tmp_path / "no-meminfo")[0] == cli.FALLBACK_MEMORY
+
+
+# VmHWM, not getrusage's ru_maxrss: a child started by vfork inherits its parent's, and the
+# parent here is pytest, which may be bigger than either run.
+PEAK_MEMORY = """
+import sys
+from ourdl import cli
+argv = ["pubg", "--rows", "3000", "--quiet", "--model", "mlp", "--hidden", sys.argv[1]]
+assert cli.main(argv) == 0
+with open("/proc/self/status") as status:
+    print(next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:")))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the peak from /proc/self/status")
+def test_the_memory_estimate_is_what_a_network_takes(workdir):
+    """BYTES_PER_WEIGHT against the peak memory of the command itself, each run in a fresh
+    process: a network of 43,200 weights (about 120 MB) against one of 74."""
+    assert cli.main(["pubg", "--rows", "3000", "--quiet"]) == 0  # the data, cached for both
+    peaks = {}
+    for hidden in ("4", "200,200"):
+        done = subprocess.run([sys.executable, "-c", PEAK_MEMORY, hidden], cwd=workdir,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        peaks[hidden] = int(done.stdout)
+    weights = cli._weight_count([13, 200, 200, 1]) - cli._weight_count([13, 4, 1])
+    measured = (peaks["200,200"] - peaks["4"]) / weights
+    assert 0.7 * cli.BYTES_PER_WEIGHT < measured < 1.3 * cli.BYTES_PER_WEIGHT, measured

@@ -65,9 +65,21 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 # the synthetic data, ten times the real training file being plenty for a quick try.
 LARGEST_COUNT = sys.maxsize
 LARGEST_ROWS = 15_000_000
-# A layer of n units after one of m costs n * m weight nodes of about 200 bytes each.
 LARGEST_LAYER = 1024
 DEFAULT_HIDDEN = (16, 16)
+# What --model mlp takes per weight (biases included) to build and train: the weight's node,
+# the MulNode and AddNode that use it, their places on the tape, the fused plan and the
+# optimizer's state. Measured as the peak RSS (VmHWM in /proc/self/status, each run a fresh
+# process) of `ourdl pubg --rows 3000 --quiet --model mlp --hidden n,n` less that of
+# `--hidden 4` (79 MB), over the weights: 2,755 bytes for n = 256 (69,632 weights), 2,787 for
+# n = 512 (270,336), 2,883 for n = 512 with --optimizer adam; Python 3.11, x86-64.
+# --hidden 1024,1024 (1,064,960 weights) peaks at 3.04 GB, 2,780 bytes a weight.
+BYTES_PER_WEIGHT = 2_900
+# The network may take this share of the memory available when the command starts (the
+# data, about 0.9 GB at the real files' sizes, and the rest need the other half) ...
+MEMORY_SHARE = 0.5
+# ... or of this much, where the system says neither what is available nor what it has.
+FALLBACK_MEMORY = 4_000_000_000
 
 
 def _whole_number(low, high):
@@ -81,7 +93,7 @@ def _whole_number(low, high):
     return parse
 
 
-def _learning_rate(text):
+def _positive_number(text):
     value = _parse(float, text, "a number")
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, not {_shown(text)}")
@@ -152,13 +164,19 @@ def _parser():
     pubg.add_argument("--hidden", metavar="SIZES", type=_layer_sizes,
                       help=f"the hidden layers of --model mlp, comma-separated (default "
                            f"{','.join(map(str, DEFAULT_HIDDEN))}; each at most "
-                           f"{LARGEST_LAYER:,})")
+                           f"{LARGEST_LAYER:,}); each weight takes about "
+                           f"{BYTES_PER_WEIGHT / 1000:.1f} kB, and a network that would take "
+                           f"more than --max-memory is refused before anything is built")
+    pubg.add_argument("--max-memory", metavar="GB", type=_positive_number,
+                      help="the most memory, in GB, that the --model mlp network may take "
+                           "(default: half the memory available when the command starts, "
+                           "MemAvailable in /proc/meminfo)")
     pubg.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd",
                       help="how each weight steps with --lr: sgd (the tutorial's), momentum "
                            "(beta 0.9) or adam (torch.optim.Adam's rule)")
     pubg.add_argument("--epochs", metavar="N", type=_whole_number(1, LARGEST_COUNT), default=1,
                       help="passes over the training rows (default 1, as in the tutorial)")
-    pubg.add_argument("--lr", metavar="RATE", type=_learning_rate, default=0.01,
+    pubg.add_argument("--lr", metavar="RATE", type=_positive_number, default=0.01,
                       help="learning rate of every weight (default 0.01, as in the tutorial)")
     pubg.add_argument("--batch-size", metavar="N", type=_whole_number(1, LARGEST_COUNT), default=1,
                       help="samples per weight update (default 1: per-sample SGD, as in the "
@@ -341,7 +359,7 @@ def _check_before_work(args):
         if not args.model_in.exists():
             raise FileNotFoundError(f"--model-in {args.model_in}: no such file")
         trains = [option for option in ("train", "epochs", "lr", "batch_size", "shuffle",
-                                        "holdout", "plot", "save_model")
+                                        "holdout", "plot", "save_model", "max_memory")
                   if getattr(args, option) != _parser_defaults()[option]]
         if trains:
             flag = "--" + trains[0].replace("_", "-")
@@ -355,6 +373,8 @@ def _check_before_work(args):
                          f"synthetic data (a real file never mixes with synthetic data)")
     if args.hidden is not None and args.model != "mlp":
         raise ValueError("--hidden sizes the layers of --model mlp; the linear model has none")
+    if args.model == "mlp" and args.model_in is None:
+        _check_memory(args.hidden or DEFAULT_HIDDEN, args.max_memory)
     if args.train is not None and args.rows is not None:
         raise ValueError("--rows sizes the synthetic data; the real files are used whole")
     for option, path in (("--train", args.train), ("--test", args.test)):
@@ -378,6 +398,52 @@ def _check_before_work(args):
         raise ValueError(f"--out {error}") from None
     if args.plot:
         _plot_format(args.plot)
+
+
+def _check_memory(hidden, max_memory):
+    """Refuse, before anything is built, a network that would take more than max_memory GB
+    (None: MEMORY_SHARE of the memory available)."""
+    from ourdl.datasets import pubg
+
+    sizes = [len(pubg.FEATURES), *hidden, 1]
+    weights = _weight_count(sizes)
+    needed = weights * BYTES_PER_WEIGHT
+    if max_memory is not None:
+        limit, source = max_memory * 1e9, "--max-memory"
+    else:
+        available, where = _available_memory()
+        limit = MEMORY_SHARE * available
+        source = f"{MEMORY_SHARE:.0%} of the {_gigabytes(available)} {where}"
+    if needed > limit:
+        raise ValueError(
+            f"--hidden {','.join(map(str, hidden))}: the {' -> '.join(map(str, sizes))} "
+            f"network has {weights:,} weights, which take about {_gigabytes(needed)} to build "
+            f"and train, more than the {_gigabytes(limit)} allowed ({source}); give smaller "
+            f"layers, or --max-memory {math.ceil(needed / 1e8) / 10:g} to allow it")
+
+
+def _weight_count(sizes):
+    """Weights and biases of an MLP of these layer sizes (the output has no bias)."""
+    return sum(n_in * n_out for n_in, n_out in zip(sizes, sizes[1:])) + sum(sizes[1:-1])
+
+
+def _available_memory(meminfo="/proc/meminfo"):
+    """(bytes of memory a new program can take, where that figure comes from): Linux's
+    MemAvailable; else the machine's physical memory; else FALLBACK_MEMORY."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open(meminfo) as lines:
+            for line in lines:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "of memory available"  # in kB
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        if physical > 0:
+            return physical, "of memory in this machine"
+    return FALLBACK_MEMORY, "assumed (the system does not say how much memory it has)"
+
+
+def _gigabytes(size):
+    return f"{size / 1e9:.3g} GB"
 
 
 def _parser_defaults():
