@@ -839,3 +839,51 @@ def test_derivatives_of_your_own_must_be_numbers():
         assert line.startswith("TypeError: Op.derivatives must return a"), line
         assert "Op(name='mine'" in line or "a pair" in line
     assert len(out) == 14 and out[-1] == "no error"
+
+
+def test_planning_a_chain_of_products_of_one_input_is_linear():
+    # Not a dense unit (every product reads the same input): each addition is the top of a
+    # chain that is refused, and none of them may be walked again.
+    out = run("""
+        import time
+        def chain(k):
+            x, y = Node(), Node()
+            s = MulNode(x, Node(Value=0.001, Flag=1))
+            for _ in range(k - 1):
+                s = AddNode(s, MulNode(x, Node(Value=0.001, Flag=1)))
+            return x, y, MSENode(s, y)
+        for k in (2000, 8000, 32000, 64000):
+            x, y, loss = chain(k)
+            seconds = []
+            for _ in range(2):
+                tape = ourdl.compile(loss)
+                start = time.perf_counter()
+                tape.fit(np.ones((3, 2)), [x, y])   # planning, then three rows
+                seconds.append(time.perf_counter() - start)
+            print(k, min(seconds) / k)
+    """, timeout=300)
+    per_product = dict(line.split() for line in out)
+    smallest = min(float(t) for t in per_product.values())
+    assert float(per_product["64000"]) < 4 * smallest, per_product  # quadratic: 32x
+
+
+def test_freezing_and_unfreezing_between_fits_keeps_memory_flat():
+    out = run("""
+        import tracemalloc
+        from ourdl import nn
+        x, y = [Node() for _ in range(13)], Node()
+        tape = ourdl.compile(MSENode(nn.MLP([13, 8, 8, 1], seed=0)(x)[0], y))
+        weights = [node for node in tape.nodes if node.Flag == 1]
+        data = np.ones((3, 14))
+        tracemalloc.start()
+        for round in range(1000):
+            frozen = weights[round % len(weights)]  # a new pattern of flags every round
+            frozen.Flag = 0
+            tape.fit(data, x + [y])
+            frozen.Flag = 1
+            if round == 9:
+                early = tracemalloc.get_traced_memory()[0]
+        print(len(weights), (tracemalloc.get_traced_memory()[0] - early) / 1e6)
+    """, timeout=300)
+    n_weights, grown_mb = out[0].split()
+    assert int(n_weights) == 193 and float(grown_mb) < 1.0, out  # kept forever: 10 MB

@@ -22,7 +22,7 @@ cdef class Fused:
     cdef Py_ssize_t[::1] offsets
     cdef double[::1] residuals
 
-    cdef int _plan_settling(self, list checked, const int[::1] opcodes) except -1
+    cdef int _plan_settling(self, list checked, op, inside) except -1
     cdef int _find_linear(self, const int[::1] opcodes, const Py_ssize_t[::1] papa,
                           const Py_ssize_t[::1] mama, list checked, const Py_ssize_t[::1] slots,
                           Py_ssize_t column_step) except -1

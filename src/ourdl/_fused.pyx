@@ -197,9 +197,10 @@ cdef class Fused:
         if self.layers != NULL:
             raise TypeError("a Fused kernel is built once")
         checked = [checked_layer(layer, n) for layer in layers]
-        inside = set()
+        op = np.asarray(opcodes)
+        inside = np.zeros(n, dtype=np.bool_)
         for c in checked:
-            inside.update(c.nodes.tolist())
+            inside[c.nodes] = True
         self.layers = <Dense*>PyMem_Malloc(max(1, len(checked)) * sizeof(Dense))
         if self.layers == NULL:
             raise MemoryError("cannot allocate the fused layers")
@@ -209,26 +210,27 @@ cdef class Fused:
         values_a, lrs_a = np.asarray(values), np.asarray(lrs)
         for k, c in enumerate(checked):
             self._build_layer(&self.layers[k], c, values_a, lrs_a, opcodes, flags)
-        self._plan_settling(checked, opcodes)
+        self._plan_settling(checked, op, inside)
 
         # The steps, in forward order: op nodes outside the layers, and layers (-1 - k), each
         # once (prediction runs only those its output needs).
-        general = {i for i in range(n) if i not in inside and opcodes[i] != OP_LEAF}
-        if len(set(steps)) != len(steps) or not all(
-                (-len(checked) <= s < 0) if s < 0 else (s in general) for s in steps):
+        general = ~inside & (op != OP_LEAF)
+        try:
+            steps_a = np.array(steps, dtype=np.intp).ravel()
+        except (TypeError, ValueError, OverflowError):
+            steps_a = np.array([n], dtype=np.intp)  # refused below
+        nodes = steps_a[steps_a >= 0]
+        if (len(np.unique(steps_a)) != len(steps) or (steps_a < -len(checked)).any()
+                or (nodes >= n).any() or not general[nodes[nodes < n]].all()):
             raise ValueError("steps must name op nodes outside the layers and layers, each once")
-        self.steps = np.array(steps, dtype=np.intp)
+        self.steps = steps_a
         # Gradients that are summed with += in a row: parents of general nodes, and layer
         # outputs (which may have no reader at all, and then stay -0.0).
-        zeroed = set(o for c in checked for o in c.outputs.tolist())
-        for i in range(n):
-            if i not in inside and opcodes[i] != OP_LEAF:
-                zeroed.add(papa[i])
-                if is_binary(opcodes[i]):
-                    zeroed.add(mama[i])
-        zeroed.discard(n - 1)  # the root is seeded
-        self.zeroed = np.array(sorted(zeroed), dtype=np.intp)
-        flagged = [i for i in range(n) if flags[i] and i not in inside]
+        binary = general & (op >= OP_ADD) & (op <= OP_CUSTOM2)
+        zeroed = np.unique(np.concatenate(
+            [np.asarray(papa)[general], np.asarray(mama)[binary]] + [c.outputs for c in checked]))
+        self.zeroed = zeroed[zeroed != n - 1]  # the root is seeded
+        flagged = np.flatnonzero((np.asarray(flags) != 0) & ~inside)
         self.n_flagged = len(flagged)
         self.flagged = _array(flagged, np.intp)
         self.summed = np.full(self.n_flagged + 1, -0.0)
@@ -239,19 +241,20 @@ cdef class Fused:
         if plain_sgd:  # the tutorial's rule, each node's own lr: maybe the tutorial's model
             self._find_linear(opcodes, papa, mama, checked, slots, column_step)
 
-    cdef int _plan_settling(self, list checked, const int[::1] opcodes) except -1:
+    cdef int _plan_settling(self, list checked, op, inside) except -1:
         """What settle_last_update computes: the op nodes inside the layers, in tape order,
         and the gradients it starts again from -0.0 for that: every node of a layer but its
         outputs (whose gradients come from outside), and its inputs (whose gradients come
         from the layer alone)."""
-        inner, reset = set(), set()
+        reset = inside.copy()
         for c in checked:
-            nodes = set(c.nodes.tolist())
-            inner |= {i for i in nodes if opcodes[i] != OP_LEAF}
-            reset |= (nodes - set(c.outputs.tolist())) | set(c.inputs.tolist())
-        self.n_inner, self.n_reset = len(inner), len(reset)
-        self.inner = _array(sorted(inner), np.intp)
-        self.reset = _array(sorted(reset), np.intp)
+            reset[c.outputs] = False
+        for c in checked:
+            reset[c.inputs] = True
+        inner = np.flatnonzero(inside & (op != OP_LEAF))
+        self.n_inner, self.n_reset = len(inner), np.count_nonzero(reset)
+        self.inner = _array(inner, np.intp)
+        self.reset = _array(np.flatnonzero(reset), np.intp)
         return 0
 
     cdef int _find_linear(self, const int[::1] opcodes, const Py_ssize_t[::1] papa,

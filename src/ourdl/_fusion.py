@@ -23,8 +23,11 @@ Whatever does not fit (a shared weight, an extra edge, a tree of sums) stays wit
 passes, node by node; the rest is still fused. Values do not depend on evaluation order, and
 every gradient sum keeps the tape's order, so fused and unfused tapes agree bit for bit.
 """
+import gc
 import heapq
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from ourdl._nodes import ARITY, OP_NAMES
 
@@ -61,41 +64,75 @@ def plan(opcodes, papa, mama, flags, fed=()):
     flags) that run fused, and the order to run them in with the other op nodes (a tape
     index for a node, -1 - k for layer k). ``fed`` are the leaves that data writes each row:
     never weights."""
-    n = len(opcodes)
-    ops = [int(o) for o in opcodes]
-    papa, mama = [int(p) for p in papa], [int(m) for m in mama]
-    children = [[] for _ in range(n)]
-    for i in range(n):
-        if ops[i] != LEAF:
-            children[papa[i]].append(i)
-            if ops[i] in BINARY:
-                children[mama[i]].append(i)
-    fed = set(fed)
+    # Planning makes a few small containers per node and no reference cycles: the garbage
+    # collector's passes over them would cost as much as the planning itself.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _plan(opcodes, papa, mama, flags, fed)
+    finally:
+        if collecting:
+            gc.enable()
 
-    def lone(i):
-        """A leaf with one child, not fed from data: a weight or bias can be this."""
-        return ops[i] == LEAF and len(children[i]) == 1 and i not in fed
+
+def _plan(opcodes, papa, mama, flags, fed):
+    n = len(opcodes)
+    op_a = np.asarray(opcodes, dtype=np.intp)
+    papa_a, mama_a = np.asarray(papa, dtype=np.intp), np.asarray(mama, dtype=np.intp)
+    ops, papa, mama = op_a.tolist(), papa_a.tolist(), mama_a.tolist()
+    # Who reads whom, as arrays: the readers of node i are readers[first[i]:first[i + 1]].
+    binary = np.isin(op_a, list(BINARY))
+    reads = op_a != LEAF
+    parent = np.concatenate([papa_a[reads], mama_a[binary]])
+    count = np.bincount(parent, minlength=n)
+    first = np.concatenate([[0], np.cumsum(count)])
+    readers = np.concatenate([np.flatnonzero(reads), np.flatnonzero(binary)])[
+        np.argsort(parent, kind="stable")]
+    n_children = count.tolist()
+
+    def children(i):
+        return readers[first[i]:first[i + 1]].tolist()
+
+    # Weights and biases are lone leaves: one reader each, and not fed from data.
+    lone_a = (op_a == LEAF) & (count == 1)
+    lone_a[list(fed)] = False
+    lone = lone_a.tolist()
+    # Each product's (input, weight), its weight the lone one (the trainable one if both are).
+    flag_a = np.asarray(flags, dtype=bool)
+    mul = np.flatnonzero(op_a == MUL)
+    a, b = papa_a[mul], mama_a[mul]
+    weight_first = lone_a[a] & (~lone_a[b] | (flag_a[a] & ~flag_a[b]))
+    is_term = weight_first | lone_a[b]
+    term_input, term_weight = np.full(n, -1, np.intp), np.full(n, -1, np.intp)
+    term_input[mul] = np.where(weight_first, b, a)
+    term_weight[mul] = np.where(weight_first, a, b)
+    term_input[mul[~is_term]] = -1
+    term_input, term_weight = term_input.tolist(), term_weight.tolist()
 
     def term(m):
         """(input, weight) of a product input * weight, or None."""
-        if ops[m] != MUL:
-            return None
-        a, b = papa[m], mama[m]
-        weight_first = lone(a) and (not lone(b) or (flags[a] and not flags[b]))
-        if weight_first:
-            return b, a
-        return (a, b) if lone(b) else None
+        return (term_input[m], term_weight[m]) if term_input[m] >= 0 else None
 
     broken = set()  # additions from which no chain of additions reaches a bottom of products
+    walked = {}     # an addition walked from the top of its chain -> (that walk, its place)
 
     def chain(top):
         """[(input, weight, product)] of a chain of additions of products, bottom first, and
-        the additions walked; None if top is not one."""
+        the additions walked; None if top is not one, or if its products are not a unit's (a
+        product that is not input * weight, an input read twice, a trainable node). A chain
+        is walked once, from its top: every addition below it is the top of a shorter chain,
+        whose answer that walk already holds, so planning stays linear in the tape's length."""
+        if top in walked:
+            walk, j = walked[top]
+            return walk.below(j)
+        if ops[top] == MUL:  # a lone product: a unit of one input
+            found = term(top)
+            return ([found + (top,)], []) if found is not None and not flags[top] else None
         adds, tail, i = [], [], top
         while ops[i] == ADD:
-            if i != top and (len(children[i]) != 1 or i in broken):
-                broken.update(adds[1:])  # they lead here too: walk none of them again, so
-                return None              # that planning stays linear in the tape's length
+            if i != top and (n_children[i] != 1 or i in broken):
+                broken.update(adds[1:])  # they lead here too: walk none of them again
+                return None
             adds.append(i)
             left, right = papa[i], mama[i]
             if ops[left] == ADD and ops[right] == MUL:
@@ -112,25 +149,22 @@ def plan(opcodes, papa, mama, flags, fed=()):
                 return None
         else:
             tail.append(i)
-        terms = []
-        for m in reversed(tail):
-            found = term(m)
-            if found is None or (m != top and len(children[m]) != 1):
-                return None
-            terms.append(found + (m,))
-        return terms, adds
+        walk = _Walk(adds, tail[::-1], term, n_children, flags)
+        for j, a in enumerate(adds):
+            walked[a] = (walk, j)
+        return walk.below(0)
 
     def unit(out):
         """The parts of the unit whose output is out, or None."""
         act, top = LEAF, out
         if ops[out] in ACTIVATIONS:
             act, top = ops[out], papa[out]
-            if len(children[top]) != 1:
+            if n_children[top] != 1:
                 return None
         bias = None
         if ops[top] == ADD:
             for b, rest in ((mama[top], papa[top]), (papa[top], mama[top])):
-                if lone(b) and ops[rest] in (ADD, MUL) and len(children[rest]) == 1:
+                if lone[b] and ops[rest] in (ADD, MUL) and n_children[rest] == 1:
                     bias, top = b, rest
                     break
         found = chain(top) if ops[top] in (ADD, MUL) else None
@@ -138,11 +172,9 @@ def plan(opcodes, papa, mama, flags, fed=()):
             return None
         terms, adds = found
         inputs = tuple(t[0] for t in terms)
-        if len(set(inputs)) != len(inputs):
-            return None
         inner = {t[2] for t in terms} | set(adds) | {out, top}
         if bias is not None:
-            inner.add(children[bias][0])
+            inner.add(children(bias)[0])
         if any(flags[i] for i in inner):
             return None
         return dict(inputs=inputs, weights=[t[1] for t in terms], products=[t[2] for t in terms],
@@ -150,8 +182,9 @@ def plan(opcodes, papa, mama, flags, fed=()):
                     nodes=inner | {t[1] for t in terms} | ({bias} if bias is not None else set()))
 
     units, used = [], set()
-    for out in range(n - 1, -1, -1):  # a unit's output comes after its other nodes
-        if out in used or (ops[out] not in ACTIVATIONS and ops[out] not in (ADD, MUL)):
+    candidates = np.flatnonzero(np.isin(op_a, list(ACTIVATIONS | {ADD, MUL})))
+    for out in candidates[::-1].tolist():  # a unit's output comes after its other nodes
+        if out in used:
             continue
         found = unit(out)
         if found is not None:
@@ -161,12 +194,43 @@ def plan(opcodes, papa, mama, flags, fed=()):
     groups = {}
     for u in reversed(units):
         groups.setdefault((u["inputs"], u["bias"] is not None, u["activation"]), []).append(u)
-    layers = [layer for group in groups.values() if (layer := _layer(group, children, flags))]
+    layers = [layer for group in groups.values() if (layer := _layer(group, n_children, flags))]
+    if not layers:
+        return [], []
     layers.sort(key=lambda layer: layer.last)
-    return _runnable(layers, ops, papa, mama)
+    return _in_tape_order(layers, op_a, papa_a, mama_a, binary) or _runnable(layers, ops, papa, mama)
 
 
-def _layer(units, children, flags):
+class _Walk:
+    """One chain of additions of products, walked once from its top: for each addition on
+    it, whether the shorter chain below it (its lowest products and the additions between
+    them) is a unit's."""
+
+    def __init__(self, adds, products, term, n_children, flags):
+        self.adds = adds    # top first: adds[j] sums the len(products) - j lowest products
+        self.terms = []     # (input, weight, product), bottom first
+        self.fits = [True]  # fits[k]: the k lowest products make a unit's chain
+        seen = set()
+        for k, m in enumerate(products):
+            found = term(m)
+            if found is None:
+                break
+            self.terms.append(found + (m,))
+            self.fits.append(
+                self.fits[k] and found[0] not in seen and not flags[m]
+                and (n_children[m] == 1 or not adds)  # a lone product may have many
+                and not (k and flags[adds[len(products) - 1 - k]]))  # the addition it joins
+            seen.add(found[0])
+        self.fits += [False] * (len(products) + 1 - len(self.fits))
+
+    def below(self, j):
+        """(terms, additions) of the chain whose top is adds[j] (the top for j = 0), or None
+        if it is not a unit's."""
+        k = len(self.fits) - 1 - j
+        return (self.terms[:k], self.adds[j:]) if self.fits[k] else None
+
+
+def _layer(units, n_children, flags):
     """A Layer from units reading the same inputs, if every input is theirs alone and its
     parameters are all trainable or all fixed. A lone product is left to the general passes:
     there is nothing to fuse."""
@@ -177,16 +241,16 @@ def _layer(units, children, flags):
     if len({bool(flags[p]) for p in params}) != 1:
         return None
     inputs = list(units[0]["inputs"])
-    fold = None
-    for i, x in enumerate(inputs):
-        products = [u["products"][i] for u in units]
-        if sorted(children[x]) != sorted(products):
-            return None
-        order = sorted(range(len(units)), key=lambda j: -products[j])
-        if fold is None:
-            fold = order
-        elif order != fold:
-            return None
+    # Each unit's product reads each input once, so these readers are all it has if it has
+    # exactly one per unit.
+    if any(n_children[x] != len(units) for x in inputs):
+        return None
+    # Per input, the units by their products, latest in the tape first: the order in which
+    # the general backward pass sums the input's gradient. It must be one for all inputs.
+    order = np.argsort(-np.array([u["products"] for u in units]), axis=0, kind="stable")
+    if not (order == order[:, :1]).all():
+        return None
+    fold = order[:, 0].tolist()
     return Layer(
         inputs=inputs,
         outputs=[u["out"] for u in units],
@@ -196,6 +260,28 @@ def _layer(units, children, flags):
         fold=fold,
         nodes=set().union(*(u["nodes"] for u in units)),
     )
+
+
+def _in_tape_order(layers, op_a, papa_a, mama_a, binary):
+    """(layers, steps) when no step has to wait (see _runnable): each op node outside the
+    layers at its place in the tape, each layer at its last node; else None."""
+    n = op_a.shape[0]
+    ready = np.arange(n)  # where in the steps each node is computed, if nothing waits
+    ready[op_a == LEAF] = -1
+    general = op_a != LEAF
+    for layer in layers:
+        inside = np.fromiter(layer.nodes, np.intp, len(layer.nodes))
+        ready[inside] = layer.last
+        general[inside] = False
+    if any(ready[layer.inputs].max() > layer.last for layer in layers):
+        return None
+    nodes = np.flatnonzero(general)
+    latest = np.maximum(ready[papa_a[nodes]], np.where(binary[nodes], ready[mama_a[nodes]], -1))
+    if (latest > nodes).any():
+        return None
+    where = np.concatenate([nodes, [layer.last for layer in layers]])
+    steps = np.concatenate([nodes, -1 - np.arange(len(layers))])
+    return layers, steps[np.argsort(where)].tolist()
 
 
 def _runnable(layers, ops, papa, mama):

@@ -298,7 +298,7 @@ cdef class Tape:
                     "steps is not a count" if type(t) is not int or t < 0 else
                     "it was made on another graph" if signature != self._signature() else
                     "its arrays are not float64 arrays of one value per node" if any(
-                        type(a) is not np.ndarray or a.dtype != np.float64 or a.shape != (size,)
+                        not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.shape != (size,)
                         for a in arrays) else None)
             if problem is not None:
                 raise ValueError(f"a pickled Tape's optimizer state does not fit its graph: "
