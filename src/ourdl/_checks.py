@@ -81,7 +81,9 @@ def optimizer_settings(optimizer):
     except (TypeError, ValueError) as error:
         raise TypeError(f"optimizer {optimizer!r}: settings() must give (kind, lr, beta1, "
                         f"beta2, eps) as numbers ({error})") from None
-    problem = ("kind must be 0 (SGD), 1 (Momentum) or 2 (Adam)" if kind not in (0, 1, 2) else
+    rules = [f"{rule.code} ({rule.__name__})" for rule in (optim.SGD, optim.Momentum, optim.Adam)]
+    problem = (f"kind must be {', '.join(rules[:-1])} or {rules[-1]}" if kind not in (
+                   optim.SGD.code, optim.Momentum.code, optim.Adam.code) else
                "lr must be a positive number or None" if lr == lr and not 0 < lr < math.inf else
                "its betas must be from 0 up to (not including) 1"
                if not (0 <= beta1 < 1 and 0 <= beta2 < 1) else

@@ -1,6 +1,8 @@
 # The fused kernels: dense layers run as whole loops, general nodes between them one by one.
 
-from ourdl._passes cimport Data, Dense, Graph, LinearLoss, Optimizer, RunStatus
+from ourdl._dense cimport Dense, LinearLoss
+from ourdl._optim cimport Optimizer
+from ourdl._passes cimport Data, Graph, RunStatus
 
 cdef class Fused:
     cdef Dense* layers

@@ -23,9 +23,10 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memcpy, memset
 from ourdl._kernels cimport linear_rows
 from ourdl._ops cimport *
-from ourdl._passes cimport (CHUNK_ROWS, OPT_SGD, RUN_ABORTED, RUN_BAD_DATA, RUN_BAD_LOSS,
-                            RUN_BAD_PARAM, RUN_OK, backward_pass, forward_pass, load_row,
-                            node_backward, node_forward, opt_begin, opt_step, opt_undo)
+from ourdl._optim cimport OPT_SGD, opt_begin, opt_step, opt_undo
+from ourdl._passes cimport (CHUNK_ROWS, RUN_ABORTED, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM,
+                            RUN_OK, backward_pass, forward_pass, load_row, node_backward,
+                            node_forward)
 
 import reprlib
 from collections import namedtuple
@@ -190,7 +191,7 @@ cdef class Fused:
 
     def __init__(self, const int[::1] opcodes, const Py_ssize_t[::1] papa,
                  const Py_ssize_t[::1] mama, const double[::1] values, const double[::1] lrs,
-                 const unsigned char[::1] flags, list layers, list steps, Py_ssize_t batch_size,
+                 const unsigned char[::1] flags, list layers, steps, Py_ssize_t batch_size,
                  double seed, const Py_ssize_t[::1] slots, Py_ssize_t column_step,
                  bint plain_sgd=True):
         cdef Py_ssize_t n = opcodes.shape[0], k, i
@@ -374,7 +375,11 @@ cdef class Fused:
     cdef RunStatus train(self, const Graph* G, const Data* D, Optimizer* O, Py_ssize_t start,
                          Py_ssize_t stop, Py_ssize_t epoch_rows, double* loss_sum,
                          Py_ssize_t* at) noexcept nogil:
-        """Rows [start, stop) of an epoch of epoch_rows rows, as Updates.train does them."""
+        """Rows [start, stop) of an epoch of epoch_rows rows: for each, the tutorial's step
+        (the row into the inputs, forward, backward), and every batch_size rows an update by
+        O from the gradients averaged over the batch. A nan or inf loss, data value or
+        parameter stops the run before that row's update (a parameter's update is undone);
+        at says where."""
         cdef Py_ssize_t i, k, q, s, slot, root = G.n - 1, n_steps = self.steps.shape[0]
         cdef Py_ssize_t n_flagged = self.n_flagged
         cdef double loss

@@ -1,92 +1,18 @@
-"""ourdl's row loops that are chains of dependent operations: the seed's loop (write a row
-into the inputs, forward, backward, update) over many rows in compiled code.
+"""ourdl's row loops that are chains of dependent operations: the tutorial's model over many
+rows in compiled code.
 
-``Updates`` is the general step for any graph, built on the general passes; ``linear_rows``
-is the tutorial's model, the one-unit case of a fused dense layer with its loss; ``dot_rows``
-predicts with it. Each does the same floating-point operations in the same order as the
+``linear_rows`` trains it (write a row into the inputs, forward, backward, update): the
+one-unit case of a fused dense layer with its loss; ``dot_rows`` predicts with it. Each does the same floating-point operations in the same order as the
 general passes, so results agree to the last bit. Every operation of a row waits for the
 one before, so this module is compiled without vectorization (setup.py says why). Indices
 were checked by the Tape before they get here.
 """
 
-cimport cython
 from libc.math cimport fabs
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 from ourdl._ops cimport *
-from ourdl._passes cimport (RUN_ABORTED, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM, RUN_OK,
-                            all_finite,
-                            all_finite_row, backward_pass, forward_pass, load_row, opt_begin,
-                            opt_step, opt_undo)
-
-import numpy as np
-
-
-@cython.final
-cdef class Updates:
-    """The general training step: any graph, gradients averaged over batches."""
-
-
-    def __init__(self, const unsigned char[::1] flags, Py_ssize_t batch_size, double seed):
-        flagged = np.flatnonzero(np.asarray(flags)).astype(np.intp)
-        self.n_flagged = flagged.shape[0]
-        self.flagged = np.append(flagged, 0).astype(np.intp)  # never empty, so [0] is valid
-        self.summed = np.full(self.n_flagged + 1, -0.0)
-        self.before = np.empty(self.n_flagged + 1)
-        self.batch_size = batch_size
-        self.count = 0
-        self.seed = seed
-
-    cdef RunStatus train(self, const Graph* G, const Data* D, Optimizer* O, Py_ssize_t start,
-                         Py_ssize_t stop, Py_ssize_t epoch_rows, double* loss_sum,
-                         Py_ssize_t* at) noexcept nogil:
-        cdef Py_ssize_t i, k, slot, n_flagged = self.n_flagged
-        cdef double loss
-        cdef bint bad
-        cdef double* v = G.values
-        cdef const Py_ssize_t* flagged = &self.flagged[0]
-        cdef double* summed = &self.summed[0]
-        cdef double* before = &self.before[0]
-        for i in range(start, stop):
-            if not load_row(D, D.rows[i] if D.rows != NULL else i, v):
-                at[0] = i
-                return RUN_BAD_DATA
-            forward_pass(G)
-            if G.aborted[0]:
-                at[0] = i
-                return RUN_ABORTED
-            loss = v[G.n - 1]
-            if nonfinite(loss):
-                at[0] = i
-                return RUN_BAD_LOSS
-            loss_sum[0] += loss
-            backward_pass(G, self.seed)
-            if G.aborted[0]:
-                at[0] = i
-                return RUN_ABORTED
-            for k in range(n_flagged):
-                summed[k] += G.grads[flagged[k]]
-            self.count += 1
-            if self.count < self.batch_size and i != epoch_rows - 1:
-                continue
-            # With one row per batch, -0.0 + g and g / 1 are g: exactly the seed's step.
-            bad = False
-            opt_begin(O)
-            for k in range(n_flagged):
-                slot = flagged[k]
-                before[k] = v[slot]
-                v[slot] = opt_step(O, slot, v[slot], G.lrs[slot], summed[k] / self.count)
-                bad = bad | nonfinite(v[slot])
-                summed[k] = -0.0
-            self.count = 0
-            if bad:
-                for k in range(n_flagged):
-                    v[flagged[k]] = before[k]
-                    opt_undo(O, flagged[k])
-                O.t -= 1
-                at[0] = i
-                return RUN_BAD_PARAM
-        return RUN_OK
+from ourdl._passes cimport RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM, RUN_OK, all_finite, all_finite_row
 
 
 cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const Data* D,

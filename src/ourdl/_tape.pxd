@@ -2,7 +2,8 @@
 
 from ourdl._fused cimport Fused
 from ourdl._nodes cimport Node, NodeState
-from ourdl._passes cimport Data, Graph, Optimizer
+from ourdl._optim cimport Optimizer
+from ourdl._passes cimport Data, Graph
 
 cdef class Tape:
     cdef readonly tuple nodes

@@ -12,12 +12,13 @@ from libc.math cimport NAN
 from libc.stdint cimport int64_t
 from ourdl._fused cimport Fused
 from ourdl._fused import checked_layer
-from ourdl._kernels cimport Updates, dot_rows
+from ourdl._kernels cimport dot_rows
 from ourdl._nodes cimport Node, NodeState, topological_order
 from ourdl._ops cimport *
-from ourdl._passes cimport (CHUNK_ROWS, OPT_SGD, RUN_ABORTED, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_OK,
-                            Data, Graph, Optimizer, RunStatus, backward_pass, forward_pass,
-                            forward_rows, load_row, update_pass)
+from ourdl._optim cimport N_OPTIMIZERS, OPT_ADAM, OPT_MOMENTUM, OPT_SGD, Optimizer
+from ourdl._passes cimport (CHUNK_ROWS, RUN_ABORTED, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_OK, Data,
+                            Graph, RunStatus, backward_pass, forward_pass, forward_rows,
+                            load_row, update_pass)
 
 import copy
 import hashlib
@@ -32,6 +33,12 @@ import numpy as np
 from ourdl import _checks as checks
 from ourdl import _nodes
 from ourdl._nodes import OP_NAMES
+
+# The update rules of fit, by code: the Python mirror of the enum in _optim.pxd.
+OPTIMIZERS = ("sgd", "momentum", "adam")
+if (len(OPTIMIZERS) != N_OPTIMIZERS or OPTIMIZERS.index("sgd") != OPT_SGD
+        or OPTIMIZERS.index("momentum") != OPT_MOMENTUM or OPTIMIZERS.index("adam") != OPT_ADAM):
+    raise ImportError("ourdl._tape: OPTIMIZERS and the enum in _optim.pxd disagree")
 
 EpochStats = namedtuple("EpochStats", "epoch loss seconds samples_per_second", module="ourdl")
 EpochStats.__doc__ = "One epoch of Tape.fit: mean root value (the training loss), wall time, speed."
@@ -294,7 +301,7 @@ cdef class Tape:
                 kind, *arrays, t, signature = state
                 size = self.n if kind != OPT_SGD else 1
                 problem = (
-                    "kind is not 0, 1 or 2" if type(kind) is not int or kind not in (0, 1, 2) else
+                    "kind is no optimizer's" if type(kind) is not int or not 0 <= kind < N_OPTIMIZERS else
                     "steps is not a count" if type(t) is not int or t < 0 else
                     "it was made on another graph" if signature != self._signature() else
                     "its arrays are not float64 arrays of one value per node" if any(
@@ -512,11 +519,10 @@ cdef class Tape:
         self._pull()
         cdef Graph G = self._graph()
         cdef Data D = _data_view(X, slots)
-        # The fused kernels when the graph has dense layers, else the general passes.
+        # The training step: the graph's dense layers fused, every other node one by one.
         cdef Fused fused = self._fused(slots, batch, D.s1, O.kind == OPT_SGD and O.lr != O.lr)
         if state_before is self._opt_state:  # the same state goes on: keep a copy to go back to
             state_before = [np.copy(a) if isinstance(a, np.ndarray) else a for a in state_before]
-        cdef Updates U = Updates(self.flags, batch, self.states[self.n - 1].grad) if fused is None else None
         bar = checks.progress_bar(n_epochs * n_rows) if progress else None
         history = []
         try:
@@ -529,10 +535,7 @@ cdef class Tape:
                 for start in range(0, n_rows, chunk):
                     stop = min(start + chunk, n_rows)
                     with nogil:
-                        if fused is not None:
-                            status = fused.train(&G, &D, &O, start, stop, n_rows, &loss_sum, &at)
-                        else:
-                            status = U.train(&G, &D, &O, start, stop, n_rows, &loss_sum, &at)
+                        status = fused.train(&G, &D, &O, start, stop, n_rows, &loss_sum, &at)
                     state[5] = O.t
                     if status != RUN_OK:
                         break
@@ -576,8 +579,7 @@ cdef class Tape:
             raise checks.nonfinite_error(X, names, first=row) or ValueError(
                 f"data row {row} held nan or inf while it was read (was it changed meanwhile?)")
         if status == RUN_OK:
-            if fused is not None:  # the nodes as the general passes leave them, on the last row
-                fused.settle_last_update(&G, &D, last_row)
+            fused.settle_last_update(&G, &D, last_row)  # as the general passes leave them
             self._settle(&D, -1)
             return history
         if not 0 <= at < n_rows:  # never expected: refuse to read outside the data
@@ -789,9 +791,11 @@ cdef class Tape:
 
     cdef Fused _fused(self, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t column_step,
                       bint plain_sgd):
+        """The training step of fit: the plan's layers fused; without layers, the general
+        passes' step (every op node in tape order)."""
         layers, steps = self._plan(slots)
         if not layers:
-            return None
+            steps = np.flatnonzero(np.asarray(self.opcodes) != OP_LEAF)
         return Fused(self.opcodes, self.papa, self.mama, self.values, self.lrs, self.flags,
                      layers, steps, batch, self.states[self.n - 1].grad, slots, column_step,
                      plain_sgd)

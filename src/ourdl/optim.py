@@ -20,6 +20,8 @@ forgets it. ``ourdl.reference`` has the same three rules in plain Python.
 import math
 import numbers
 
+from ourdl._tape import OPTIMIZERS
+
 __all__ = ["SGD", "Momentum", "Adam"]
 
 
@@ -42,7 +44,7 @@ def _fraction(name, value):
 class SGD:
     """Plain gradient descent: ``value = value - lr * g`` (lr None: each node's own)."""
 
-    code = 0
+    code = OPTIMIZERS.index("sgd")
 
     def __init__(self, lr=None):
         self.lr = _rate("lr", lr)
@@ -64,7 +66,7 @@ class SGD:
 class Momentum(SGD):
     """Gradient descent with momentum, as ``torch.optim.SGD(momentum=beta)``."""
 
-    code = 1
+    code = OPTIMIZERS.index("momentum")
 
     def __init__(self, lr=None, beta=0.9):
         super().__init__(lr)
@@ -80,7 +82,7 @@ class Momentum(SGD):
 class Adam(SGD):
     """Adam with bias correction, as ``torch.optim.Adam`` (its defaults too)."""
 
-    code = 2
+    code = OPTIMIZERS.index("adam")
 
     def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8):
         super().__init__(lr)

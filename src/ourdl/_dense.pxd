@@ -1,0 +1,38 @@
+# A dense layer and the tutorial's loss as the fused row loops see them (ourdl._fused,
+# ourdl._kernels).
+
+# One dense layer as the row loop sees it: contiguous weights [input][unit] and scratch.
+cdef struct Dense:
+    Py_ssize_t n_in, n_out
+    const Py_ssize_t* inputs      # tape index of each input
+    const Py_ssize_t* outputs     # tape index of each unit's output
+    const Py_ssize_t* fold        # units in the order their gradients reach each input
+    const Py_ssize_t* w_slots     # tape index of each weight, [input][unit]
+    const Py_ssize_t* b_slots     # tape index of each bias; NULL without biases
+    int act                       # OP_TANH, OP_RELU, OP_SIGMOID, or OP_LEAF for none
+    bint trainable                # weights and biases have Flag == 1
+    bint in_grads                 # the inputs' gradients are needed
+    double* w
+    double* w_before              # before the last update, to undo it or settle on it
+    double* w_sum                 # gradients summed over the current batch
+    const double* w_lr
+    double* b
+    double* b_before
+    double* b_sum
+    const double* b_lr
+    double* x                     # this row's inputs
+    double* pre                   # this row's sums (before the activation)
+    double* out                   # this row's outputs
+    double* delta                 # this row's gradients at the sums
+    double* gin                   # this row's gradients at the inputs
+    double* check                 # per unit: nan if one of its new weights is nan or inf
+
+
+# The tutorial's loss on one unit fed from data: where its columns are, what it is.
+cdef struct LinearLoss:
+    const Py_ssize_t* offsets     # where each input of the unit sits in a row of data
+    Py_ssize_t target             # where the target sits
+    bint is_mse                   # MSE, else MAE
+    bint sum_is_papa              # the unit is the loss's Papa, else its Mama
+    double seed                   # the root's gradient
+    double* residuals             # each row's Papa - Mama in a chunk, for the loss afterwards
