@@ -180,6 +180,21 @@ def test_every_op_is_generated_and_compared():
             if name.endswith("Node") and name not in ("Node", "CustomNode")} == set(ALL_OPS)
 
 
+def test_every_op_of_the_registry_has_its_class_its_function_and_its_reference_twin():
+    """The op registry (ourdl._nodes.OP_CLASSES) is where ourdl's names come from; each op
+    must also have a twin of the same name and arity in ourdl.reference. Its gradcheck is
+    tests/test_inspect.py's, which covers every name of the registry."""
+    from ourdl import _nodes
+    for code, (name, cls) in enumerate(zip(_nodes.OP_NAMES, _nodes.OP_CLASSES)):
+        assert cls.op_code == code or cls is ourdl.CustomNode
+        assert getattr(ourdl, cls.__name__) is cls and cls.__name__ in ourdl.__all__
+        twin = getattr(reference, cls.__name__)
+        assert twin.arity == _nodes.ARITY[code] or cls is ourdl.CustomNode, name
+        if _nodes.ARITY[code] == 1 and cls is not ourdl.CustomNode:
+            assert type(getattr(ourdl, name)(0.5)) is cls  # ourdl.sin(x) is SinNode(x)
+        assert ourdl.Node().op == "leaf" and cls.op_name in (name, None)
+
+
 # Deterministic cases hypothesis might take long to find: special values at each op.
 SPECIALS = [0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, math.inf, -math.inf, math.nan, 1e300,
             -1e300, 1e-300, 5e-324, 710.0, -745.5, math.pi / 2]

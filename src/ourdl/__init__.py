@@ -16,39 +16,32 @@ except ImportError as exc:  # never fall back to slow code silently
         "with `python setup.py build_ext --inplace`."
     ) from exc
 
-from ourdl._core import (
-    AbsNode, AddNode, CosNode, CustomNode, DivNode, EpochStats, ExpNode, HuberNode, LnNode,
-    MAENode, MSENode, MulNode,
-    NegNode, Node, PowNode, ReluNode, SigmoidNode, SinNode, SqrtNode, SubNode, TanhNode, TanNode,
-    Tape, compile, topological_order,
-)
+from ourdl._core import *  # noqa: F403 - every op's class (the op registry), Tape, compile
+from ourdl._core import OP_CLASSES, Node, compile, topological_order  # noqa: F401
+from ourdl import _nodes
 
 
 def _unary(node_class):
     def apply(x):
         return node_class(x if isinstance(x, Node) else Node(Value=x))
-    apply.__name__ = node_class.__name__[:-4].lower()
-    apply.__qualname__ = apply.__name__
+    apply.__name__ = apply.__qualname__ = node_class.op_name
     apply.__doc__ = f"A new {node_class.__name__} on x (a node, or a number made a constant node)."
     return apply
 
 
+# One function per built-in unary op, named as the op: ourdl.sin(x) is SinNode(x).
+_FUNCTIONS = {cls.op_name: _unary(cls) for cls in dict.fromkeys(OP_CLASSES)
+              if cls.op_name is not None and _nodes.ARITY[cls.op_code] == 1}
+globals().update(_FUNCTIONS)
+
 from ourdl.estimator import Regressor  # noqa: E402 - after the core it is built on
-
-sin, cos, tan = _unary(SinNode), _unary(CosNode), _unary(TanNode)
-ln, exp, sqrt, abs = _unary(LnNode), _unary(ExpNode), _unary(SqrtNode), _unary(AbsNode)
-tanh, sigmoid, relu = _unary(TanhNode), _unary(SigmoidNode), _unary(ReluNode)
-
 from ourdl.inspect import draw, dump, gradcheck, named, to_dot  # noqa: E402 (needs the core)
 from ourdl.persist import load, load_info, save  # noqa: E402
 
 __version__ = "0.1.0"
 
-# What `from ourdl import *` brings: the seed's names and the op functions. `compile` and
-# `abs` stay out of it so they do not shadow Python's builtins (use ourdl.compile, ourdl.abs).
-__all__ = [
-    "Node", "AddNode", "SubNode", "MulNode", "DivNode", "PowNode", "MSENode", "MAENode",
-    "HuberNode", "CustomNode", "NegNode", "ExpNode", "LnNode", "SinNode", "CosNode", "TanNode",
-    "TanhNode", "SigmoidNode", "ReluNode", "AbsNode", "SqrtNode", "Tape", "EpochStats",
-    "sin", "cos", "tan", "ln", "exp", "tanh", "sigmoid", "relu", "sqrt",
-]
+# What `from ourdl import *` brings: the tutorial's names, every op's class and function.
+# `compile` and `abs` stay out of it so they do not shadow Python's builtins (use
+# ourdl.compile, ourdl.abs).
+__all__ = ([cls.__name__ for cls in dict.fromkeys(OP_CLASSES)] + ["Tape", "EpochStats"]
+           + [name for name in _FUNCTIONS if name != "abs"])

@@ -17,13 +17,11 @@ bit-for-bit equality.
 
 from ourdl._ops cimport squared
 
-from ourdl._nodes import (
-    OP_NAMES, AbsNode, AddNode, CosNode, CustomNode, DivNode, ExpNode, HuberNode, LnNode,
-    MAENode, MSENode, MulNode,
-    NegNode, Node, PowNode, ReluNode, SigmoidNode, SinNode, SqrtNode, SubNode, TanhNode, TanNode,
-    topological_order,
-)
+from ourdl._nodes import *  # every op's class, from the op registry
+from ourdl._nodes import OP_CLASSES, OP_NAMES, __all__ as _node_names
 from ourdl._tape import EpochStats, Tape, compile
+
+__all__ = _node_names + ["EpochStats", "Tape", "compile"]
 
 
 def _squared(double d):

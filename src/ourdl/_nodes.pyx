@@ -12,17 +12,6 @@ import numbers
 import threading
 import weakref
 
-# Mirrors the Op enum in _ops.pxd, in the same order.
-OP_NAMES = (
-    "leaf", "add", "sub", "mul", "div", "pow", "mse", "mae", "huber", "custom binary",
-    "neg", "exp", "ln", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "abs", "sqrt",
-    "custom unary",
-)
-if len(OP_NAMES) != N_OPS:
-    raise ImportError("ourdl._nodes: OP_NAMES and the Op enum in _ops.pxd disagree")
-# How many parents each op takes, by op code.
-ARITY = tuple(arity_of(op) for op in range(N_OPS))
-
 # How forward() and backward() reach a tape: set by ourdl._tape, the layer above this one.
 _tape_forward = None
 _tape_backward = None
@@ -86,6 +75,7 @@ cdef class Node:
     """
 
     op_code = OP_LEAF
+    op_name = "leaf"
 
     def __init__(self, Papa=None, Mama=None, Value=0, Flag=0, lr=0.01, name=None):
         cdef str kind = type(self).__name__
@@ -379,34 +369,41 @@ cpdef list topological_order(Node root):
 cdef class AddNode(Node):
     """Papa + Mama; sends its grad unchanged to both."""
     op_code = OP_ADD
+    op_name = "add"
 
 cdef class SubNode(Node):
     """Papa - Mama; sends grad to Papa and -grad to Mama."""
     op_code = OP_SUB
+    op_name = "sub"
 
 cdef class MulNode(Node):
     """Papa * Mama; sends grad * Mama to Papa and grad * Papa to Mama."""
     op_code = OP_MUL
+    op_name = "mul"
 
 cdef class DivNode(Node):
     """Papa / Mama (IEEE: x/0 is +-inf or nan); sends grad / Mama to Papa and
     -grad * Papa / Mama**2 to Mama."""
     op_code = OP_DIV
+    op_name = "div"
 
 cdef class PowNode(Node):
     """Papa ** Mama; sends grad * Mama * Papa**(Mama - 1) to Papa and
     grad * value * ln(Papa) to Mama (0 where Papa == 0 and Mama >= 0)."""
     op_code = OP_POW
+    op_name = "pow"
 
 cdef class MSENode(Node):
     """Squared error (Papa - Mama)**2; sends 2 * (Papa - Mama) * grad to Papa and its
     negative to Mama."""
     op_code = OP_MSE
+    op_name = "mse"
 
 cdef class MAENode(Node):
     """Absolute error |Papa - Mama|; sends sign(Papa - Mama) * grad to Papa and its negative
     to Mama (0 where they are equal)."""
     op_code = OP_MAE
+    op_name = "mae"
 
 cdef class HuberNode(Node):
     """Huber loss of d = Papa - Mama: ``0.5 * d * d`` where ``|d| <= delta``, else
@@ -414,6 +411,7 @@ cdef class HuberNode(Node):
 
     ``HuberNode(Papa, Mama, delta=1.0)`` (delta a positive number, fixed once built)."""
     op_code = OP_HUBER
+    op_name = "huber"
 
     def __init__(self, Papa=None, Mama=None, Value=0, Flag=0, lr=0.01, name=None, *, delta=1.0):
         cdef double d = _real("HuberNode", "delta", delta)
@@ -429,46 +427,57 @@ cdef class HuberNode(Node):
 cdef class NegNode(Node):
     """-Papa; sends -grad."""
     op_code = OP_NEG
+    op_name = "neg"
 
 cdef class ExpNode(Node):
     """e ** Papa; sends grad * value."""
     op_code = OP_EXP
+    op_name = "exp"
 
 cdef class LnNode(Node):
     """Natural log of Papa (nan below 0, -inf at 0); sends grad / Papa."""
     op_code = OP_LN
+    op_name = "ln"
 
 cdef class SinNode(Node):
     """sin(Papa); sends grad * cos(Papa)."""
     op_code = OP_SIN
+    op_name = "sin"
 
 cdef class CosNode(Node):
     """cos(Papa); sends -grad * sin(Papa)."""
     op_code = OP_COS
+    op_name = "cos"
 
 cdef class TanNode(Node):
     """tan(Papa); sends grad * (1 + value**2)."""
     op_code = OP_TAN
+    op_name = "tan"
 
 cdef class TanhNode(Node):
     """tanh(Papa), an activation; sends grad * (1 - value**2)."""
     op_code = OP_TANH
+    op_name = "tanh"
 
 cdef class SigmoidNode(Node):
     """1 / (1 + e ** -Papa), an activation; sends grad * value * (1 - value)."""
     op_code = OP_SIGMOID
+    op_name = "sigmoid"
 
 cdef class ReluNode(Node):
     """max(Papa, 0), an activation; sends grad where Papa > 0, else 0."""
     op_code = OP_RELU
+    op_name = "relu"
 
 cdef class AbsNode(Node):
     """|Papa|; sends grad * sign(Papa) (0 at 0)."""
     op_code = OP_ABS
+    op_name = "abs"
 
 cdef class SqrtNode(Node):
     """Square root of Papa (nan below 0); sends grad / (2 * value)."""
     op_code = OP_SQRT
+    op_name = "sqrt"
 
 
 cdef class CustomNode(Node):
@@ -490,6 +499,7 @@ cdef class CustomNode(Node):
     predict as it was raised.
     """
     op_code = -1   # set from arity
+    op_name = None  # "custom unary" or "custom binary", by arity
     arity = 1
 
     def compute(self, a, b):
@@ -499,3 +509,35 @@ cdef class CustomNode(Node):
         raise NotImplementedError(f"{type(self).__name__} must define derivatives(self, a, b)")
 
 
+
+
+# ----------------------------------------------------------------------------- the op registry
+
+def _registry():
+    """Every op's class, by op code: this module's node classes, each naming its op_code
+    and op_name, checked against the Op enum of _ops.pxd (one class per code).
+
+    This is the one list of ops. Adding an op takes its code and arithmetic in _ops.pxd,
+    its class here and its twin in ourdl.reference; its Python name, arity, ourdl's
+    exports, persistence and drawing all follow from this table."""
+    by_code = {}
+    for cls in list(globals().values()):
+        if isinstance(cls, type) and issubclass(cls, Node) and cls.__module__ == __name__:
+            for code in (OP_CUSTOM1, OP_CUSTOM2) if cls is CustomNode else (cls.op_code,):
+                if code in by_code:
+                    raise ImportError(f"ourdl._nodes: {by_code[code].__name__} and "
+                                      f"{cls.__name__} both claim op code {code}")
+                by_code[code] = cls
+    if sorted(by_code) != list(range(N_OPS)):
+        raise ImportError("ourdl._nodes: the node classes do not cover the Op enum of _ops.pxd")
+    return tuple(by_code[code] for code in range(N_OPS))
+
+
+OP_CLASSES = _registry()
+OP_NAMES = tuple({OP_CUSTOM1: "custom unary", OP_CUSTOM2: "custom binary"}.get(code, cls.op_name)
+                 for code, cls in enumerate(OP_CLASSES))
+if len(set(OP_NAMES)) != N_OPS:
+    raise ImportError("ourdl._nodes: two ops share a name")
+# How many parents each op takes, by op code.
+ARITY = tuple(arity_of(op) for op in range(N_OPS))
+__all__ = [cls.__name__ for cls in dict.fromkeys(OP_CLASSES)] + ["topological_order"]

@@ -44,11 +44,8 @@ ARRAYS = {"op": np.uint8, "papa": np.int64, "mama": np.int64, "value": np.float6
 
 # The class of each built-in op: the one class ourdl._nodes defines for it.
 CUSTOM = {"custom unary", "custom binary"}
-CLASSES = {_nodes.OP_NAMES[cls.op_code]: cls for cls in vars(_nodes).values()
-           if isinstance(cls, type) and issubclass(cls, Node) and cls is not CustomNode
-           and cls.__module__ == _nodes.__name__}
-if sorted(CLASSES) != sorted(set(_nodes.OP_NAMES) - CUSTOM):
-    raise ImportError("ourdl.persist: the node classes of ourdl._nodes do not cover OP_NAMES")
+CLASSES = {name: cls for name, cls in zip(_nodes.OP_NAMES, _nodes.OP_CLASSES)
+           if name not in CUSTOM}
 ARITY = dict(zip(_nodes.OP_NAMES, _nodes.ARITY))  # parents each op takes
 
 def save(path, root, info=None):
