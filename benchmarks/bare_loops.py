@@ -1,6 +1,6 @@
-"""Bare compiled loops for the seed's 13 -> 1 linear model: the floor that Tape.fit is held to.
+"""Bare compiled loops for the tutorial's 13 -> 1 linear model: the floor that Tape.fit is held to.
 
-Each loop does the seed's floating-point operations for one row, in the seed's order, and
+Each loop does the tutorial's floating-point operations for one row, in the tutorial's order, and
 nothing else (no loss history, no checks, no buffers)::
 
     p = x0*w0;  p = p + x_k*w_k  (k = 1..12)   # the chain of AddNodes, left to right

@@ -1,4 +1,4 @@
-"""One epoch of the seed's PUBG model, side by side: ourdl's Tape.fit, the seed's per-sample loop
+"""One epoch of the tutorial's PUBG model, side by side: ourdl's Tape.fit, the tutorial's per-sample loop
 on the reference classes and on ourdl's compiled nodes, scikit-learn's SGDRegressor (the same
 math) and a bare compiled loop in numba (the same operations in the same order and nothing
 else: the floor, see bare_loops.py); then Tape.predict against numpy's X @ w, and one sample's
@@ -22,8 +22,8 @@ LR = 0.01
 PREDICT_ROWS = 500_000
 
 
-def seed_network(M, lr=LR):
-    """The seed's 13 -> 1 network, wired as the tutorial wires it, from module M's classes."""
+def tutorial_network(M, lr=LR):
+    """The tutorial's 13 -> 1 network, wired as the tutorial wires it, from module M's classes."""
     x, w = [], []
     for i in range(13):
         x.append(M.Node())
@@ -37,8 +37,8 @@ def seed_network(M, lr=LR):
     return x, w, y, a, result
 
 
-def seed_loop(data, x, w, y, result):
-    """The seed's training loop, unchanged (the progress print aside)."""
+def tutorial_loop(data, x, w, y, result):
+    """The tutorial's training loop, unchanged (the progress print aside)."""
     for sample in data:
         for i in range(13):
             x[i].value = sample[i]
@@ -53,7 +53,7 @@ def bits(values):
 
 def ourdl_weights(data):
     """Weights after one epoch of Tape.fit on data, from zero."""
-    x, w, y, _, result = seed_network(ourdl)
+    x, w, y, _, result = tutorial_network(ourdl)
     ourdl.compile(result).fit(data, x + [y])
     return [node.value for node in w]
 
@@ -65,7 +65,7 @@ def fitted(pubg_train):
 
 @pytest.mark.benchmark(group="epoch")
 def test_ourdl_fit(benchmark, record, pubg_train, fitted):
-    x, w, y, _, result = seed_network(ourdl)
+    x, w, y, _, result = tutorial_network(ourdl)
     tape = ourdl.compile(result)
 
     def from_zero():
@@ -80,12 +80,12 @@ def test_ourdl_fit(benchmark, record, pubg_train, fitted):
 
 
 @pytest.mark.benchmark(group="epoch")
-def test_seed_loop_on_reference_nodes(benchmark, record, pubg_train):
+def test_tutorial_loop_on_reference_nodes(benchmark, record, pubg_train):
     n_rows = int(os.environ.get("OURDL_BENCH_REFERENCE_ROWS", len(pubg_train)))
     n_rows = max(1, min(n_rows, len(pubg_train)))
     subset = pubg_train[:n_rows]
-    x, w, y, _, result = seed_network(ref)
-    benchmark.pedantic(seed_loop, args=(subset, x, w, y, result), rounds=1, iterations=1)
+    x, w, y, _, result = tutorial_network(ref)
+    benchmark.pedantic(tutorial_loop, args=(subset, x, w, y, result), rounds=1, iterations=1)
     scale = len(pubg_train) / n_rows
     record("reference loop", scale,
            None if n_rows == len(pubg_train) else f"{n_rows:,} rows, scaled x{scale:.1f}")
@@ -94,14 +94,14 @@ def test_seed_loop_on_reference_nodes(benchmark, record, pubg_train):
 
 
 @pytest.mark.benchmark(group="epoch")
-def test_seed_loop_on_compiled_nodes(benchmark, record, pubg_train, fitted):
-    x, w, y, _, result = seed_network(ourdl)
+def test_tutorial_loop_on_compiled_nodes(benchmark, record, pubg_train, fitted):
+    x, w, y, _, result = tutorial_network(ourdl)
 
     def from_zero():
         for node in w:
             node.value = 0.0
 
-    benchmark.pedantic(seed_loop, args=(pubg_train, x, w, y, result), setup=from_zero, rounds=3)
+    benchmark.pedantic(tutorial_loop, args=(pubg_train, x, w, y, result), setup=from_zero, rounds=3)
     record("compiled loop")
     assert bits(node.value for node in w) == bits(fitted)
 
@@ -126,7 +126,7 @@ def test_sklearn_sgd_regressor(benchmark, record, pubg_train, fitted):
 
     model = benchmark.pedantic(one_epoch, rounds=20, warmup_rounds=2)
     record("sklearn")
-    # The seed's gradient 2(p - y)x with lr 0.01 is scikit-learn's (p - y)x with eta0 0.02.
+    # The tutorial's gradient 2(p - y)x with lr 0.01 is scikit-learn's (p - y)x with eta0 0.02.
     np.testing.assert_allclose(model.coef_, fitted, rtol=0, atol=1e-12)
 
 
@@ -152,7 +152,7 @@ def bench_bare_loop(benchmark, pubg_train, fitted, loop):
 
 @pytest.mark.benchmark(group="epoch")
 def test_bare_loop(benchmark, record, pubg_train, fitted):
-    """The floor: weights in an array, the seed's operations in its order, nothing else."""
+    """The floor: weights in an array, the tutorial's operations in its order, nothing else."""
     bench_bare_loop(benchmark, pubg_train, fitted, bare_loop_module().bare_epoch)
     record("bare loop", note="numba, no loss history")
 
@@ -171,7 +171,7 @@ def predict_rows(pubg_train):
 
 @pytest.mark.benchmark(group="predict")
 def test_ourdl_predict(benchmark, record, predict_rows, fitted):
-    x, w, y, a, _ = seed_network(ourdl)
+    x, w, y, a, _ = tutorial_network(ourdl)
     for node, value in zip(w, fitted):
         node.value = value
     predictor = ourdl.compile(a[-1])  # the prediction node: no target column needed
@@ -200,7 +200,7 @@ def test_numpy_predict_one_blas_thread(benchmark, record, predict_rows, fitted):
 
 
 def one_sample_network(M, pubg_train):
-    x, w, y, _, result = seed_network(M)
+    x, w, y, _, result = tutorial_network(M)
     sample = pubg_train[0].tolist()
     for i in range(13):
         x[i].value = sample[i]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-N_ROWS, N_COLUMNS = 635_716, 14  # the seed's training array: 13 features + the target
+N_ROWS, N_COLUMNS = 635_716, 14  # the tutorial's training array: 13 features + the target
 TORCH = {size: (f"{size} torch, 1 thread", f"{size} torch, default threads")
          for size in ("mlp16", "mlp64")}  # PyTorch eager is timed both ways; the faster counts
 
@@ -28,7 +28,7 @@ def pytest_collect_file(file_path, parent):
 
 
 def seed_pipeline(frame):
-    """The seed's preprocessing: drop incomplete rows, columns from the third on, / max."""
+    """The tutorial's preprocessing: drop incomplete rows, columns from the third on, / max."""
     data = frame.dropna(axis=0, how="any").iloc[:, 2:].values.astype(np.float64)
     return data / data.max(axis=0)
 

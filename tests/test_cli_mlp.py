@@ -43,7 +43,7 @@ def test_mlp_trains_reports_and_writes_the_submission(workdir, capsys):
 
 
 def test_mlp_is_the_estimators_on_the_tutorials_pipeline(workdir, capsys):
-    """The command's MLP is ourdl.Regressor on the seed's normalized columns: its held-out
+    """The command's MLP is ourdl.Regressor on the tutorial's normalized columns: its held-out
     placements are that model's, to the bit."""
     code, out, err = run(capsys, "--model", "mlp", "--hidden", "5", "--seed", "3",
                          "--holdout", "0")

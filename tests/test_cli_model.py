@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 from test_cli import messages, outputs, run
-from test_inspect import seed_graph
+from test_inspect import tutorial_graph
 
 import ourdl
 from ourdl.datasets import pubg
@@ -65,7 +65,7 @@ def test_a_saved_model_predicts_a_real_test_file(workdir, capsys):
     (["--rows", "3000", "--lr", "1e12", "--save-model", "m.ourdl"], "training diverged"),
 ])
 def test_model_failures_print_one_line_and_write_nothing(workdir, capsys, argv, message):
-    ourdl.save(workdir / "graph.ourdl", seed_graph())
+    ourdl.save(workdir / "graph.ourdl", tutorial_graph())
     pubg.synthesize("test", 50).to_csv(workdir / "test.csv", index=False)
     before = outputs(workdir)
     code, out, err = run(capsys, *argv)

@@ -16,7 +16,7 @@ import numpy as np
 import ourdl
 from ourdl import Node, AddNode, MulNode, MSENode, TanhNode
 
-def seed_net(n=3):
+def tutorial_net(n=3):
     x = [Node(name=f"x{i}") for i in range(n)]
     w = [Node(Value=0.1 * (i + 1), Flag=1, name=f"w{i}") for i in range(n)]
     s = MulNode(x[0], w[0])
@@ -51,7 +51,7 @@ def run(code, timeout=120, memory_mb=None):
 
 def test_inputs_whose_len_lies_are_read_once_and_checked():
     out = run("""
-        x, w, y, loss = seed_net()
+        x, w, y, loss = tutorial_net()
         tape = ourdl.compile(loss)
         class Liar:
             def __len__(self): return 4
@@ -103,7 +103,7 @@ def test_counts_that_lie_are_converted_before_their_range_is_checked():
     out = run("""
         class Big(int):
             def __lt__(self, other): return False
-        x, w, y, loss = seed_net()
+        x, w, y, loss = tutorial_net()
         tape = ourdl.compile(loss)
         data = np.ones((3, 4))
         print(raises(tape.fit, data, x + [y], batch_size=Big(0)))
@@ -149,7 +149,7 @@ def gc_clear(obj):
 
 def test_a_node_cleared_by_the_garbage_collector_raises_instead_of_reading_garbage():
     out = run(GC_CLEAR + """
-        x, w, y, loss = seed_net()
+        x, w, y, loss = tutorial_net()
         for i, v in enumerate((1.0, 2.0, 3.0)):
             x[i].value = v
         y.value = 1.0
@@ -172,7 +172,7 @@ def test_a_node_cleared_by_the_garbage_collector_raises_instead_of_reading_garba
 
 def test_a_tape_is_never_cleared_while_it_lives_so_its_pointers_stay_valid():
     out = run(GC_CLEAR + """
-        x, w, y, loss = seed_net()
+        x, w, y, loss = tutorial_net()
         tape = ourdl.compile(loss)
         print(gc_clear(tape))
         del x, w, y, loss
@@ -192,7 +192,7 @@ def test_a_finaliser_in_a_collected_cycle_can_use_the_graph_safely():
                 print("forward", self.node.forward(), "tape", self.tape.forward())
                 self.tape.backward()
         for round in range(3):
-            x, w, y, loss = seed_net()
+            x, w, y, loss = tutorial_net()
             keeper = Finaliser()
             keeper.node, keeper.tape = loss, ourdl.compile(loss)
             loss.name = keeper          # a cycle: loss -> keeper -> loss
@@ -210,7 +210,7 @@ def test_a_finaliser_in_a_collected_cycle_can_use_the_graph_safely():
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_a_nan_weight_stops_at_row_0_with_every_node_as_it_was(shuffle):
     out = run(f"""
-        x, w, y, loss = seed_net()
+        x, w, y, loss = tutorial_net()
         w[1].value = float("nan")
         nodes = ourdl.compile(loss).nodes
         before = [(n.value, n.grad, n.Papa_grad, n.Mama_grad) for n in nodes]
@@ -231,7 +231,7 @@ def test_a_nan_weight_stops_at_row_0_with_every_node_as_it_was(shuffle):
 
 def test_unordered_inputs_are_refused_with_a_hint_to_pass_a_list():
     out = run("""
-        x, w, y, loss = seed_net()
+        x, w, y, loss = tutorial_net()
         tape = ourdl.compile(loss)
         data = np.ones((2, 4))
         for inputs in (set(x + [y]), frozenset(x + [y]), dict.fromkeys(x + [y]), "abcd"):
@@ -302,7 +302,7 @@ def test_shallow_copy_shares_the_parents():
 @pytest.mark.parametrize("setting", ["epochs", "batch_size"])
 def test_counts_beyond_a_c_integer_are_refused_by_name_before_any_work(setting):
     out = run(f"""
-        x, w, y, loss = seed_net()
+        x, w, y, loss = tutorial_net()
         tape = ourdl.compile(loss)
         print(raises(tape.fit, np.ones((2, 4)), x + [y], {setting}=2**63))
         print(raises(tape.fit, np.ones((2, 4)), x + [y], {setting}=2**200))
@@ -318,7 +318,7 @@ def test_counts_beyond_a_c_integer_are_refused_by_name_before_any_work(setting):
 def test_threads_take_turns_on_a_nodes_own_tape():
     out = run("""
         # Above the size at which forward() and backward() release the GIL.
-        x, w, y, loss = seed_net(3000)
+        x, w, y, loss = tutorial_net(3000)
         for i, node in enumerate(x):
             node.value = 1.0 / (i + 1)
         errors = []
@@ -496,7 +496,7 @@ def test_layers_changed_by_hand_cannot_reach_the_fused_loops():
         made[-1][0][0].fold = [0, 0, 1, 2]
         print(raises(tape.predict, np.ones((4, 3)), x))
         # The tutorial's model predicts with a dot product a row: more weights than inputs.
-        x, w, y, loss = seed_net()
+        x, w, y, loss = tutorial_net()
         tape = ourdl.compile(loss)
         print(tape.predict(np.ones((2, 3)), x, loss.Papa).tolist())
         unit = made[-1][0][0]
@@ -682,7 +682,7 @@ def test_a_huber_root_predicts_its_prediction_without_the_target():
 def test_the_optimizer_state_handed_out_is_a_copy_and_state_set_must_fit_the_graph():
     out = run("""
         from ourdl import optim
-        x, w, y, loss = seed_net()
+        x, w, y, loss = tutorial_net()
         tape = ourdl.compile(loss)
         data = np.ones((50, 4))
         tape.fit(data, x + [y], optimizer=optim.Adam(lr=0.01))
@@ -694,7 +694,7 @@ def test_the_optimizer_state_handed_out_is_a_copy_and_state_set_must_fit_the_gra
         short = state[:1] + [np.zeros(1)] * 4 + state[5:]
         print(raises(tape.__setstate__, tuple(short)))
         print(raises(tape.__setstate__, tuple(state[:1] + [a.astype(np.float32) for a in state[1:5]] + state[5:])))
-        x2, w2, y2, other = seed_net()          # another graph of the same size
+        x2, w2, y2, other = tutorial_net()          # another graph of the same size
         s2 = AddNode(MulNode(x2[0], w2[0]), AddNode(MulNode(x2[1], w2[1]), MulNode(w2[2], x2[2])))
         other = ourdl.compile(MSENode(s2, y2))
         print(len(other) == len(tape), raises(other.__setstate__, tuple(state)))
@@ -727,7 +727,7 @@ def test_an_op_of_your_own_that_drops_the_optimizer_state_mid_fit_cannot_free_it
                 return a
             def derivatives(self, a, b):
                 return 1.0
-        x, w, y, loss = seed_net(1000)
+        x, w, y, loss = tutorial_net(1000)
         tape = ourdl.compile(MSENode(Meddles(loss.Papa), y))
         data = np.full((2000, 1001), 0.01)
         tape.fit(data[:5], x + [y], optimizer=optim.Adam(lr=0.01))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_seed_programs import SEED_TRACE, expected_lines
+from test_tutorial_programs import TUTORIAL_TRACE, expected_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 READMES = ("README.md", "README.zh-CN.md")
@@ -59,14 +59,14 @@ def test_readme_fit_example_learns_the_weights(readme, tmp_path, monkeypatch, ca
     assert learned == pytest.approx([0.5, -1.0, 2.0], abs=0.02)
 
 
-def test_seed_example_runs_on_its_own_and_prints_the_tutorial_trace(tmp_path):
-    lines = run("seed_example.py", cwd=tmp_path).splitlines()
+def test_tutorial_example_runs_on_its_own_and_prints_the_tutorial_trace(tmp_path):
+    lines = run("tutorial_example.py", cwd=tmp_path).splitlines()
     # 20.0 where the tutorial printed the int 20: ourdl's values are float64 (see README).
-    assert lines == ["计算前 result.value =  20.0"] + expected_lines(SEED_TRACE)[1:]
+    assert lines == ["计算前 result.value =  20.0"] + expected_lines(TUTORIAL_TRACE)[1:]
 
 
-def test_seed_pubg_example_trains_and_writes_a_submission(tmp_path):
-    printed = run("seed_pubg.py", "3000", cwd=tmp_path)
+def test_tutorial_pubg_example_trains_and_writes_a_submission(tmp_path):
+    printed = run("tutorial_pubg.py", "3000", cwd=tmp_path)
     assert "第12个参数的系数w12是" in printed
     submission = pd.read_csv(tmp_path / "submission.csv")
     assert list(submission.columns) == ["team_placement"]

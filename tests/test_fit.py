@@ -1,8 +1,8 @@
-"""Tape.fit, Tape.predict and Tape.evaluate: the seed's training loop run in compiled code.
+"""Tape.fit, Tape.predict and Tape.evaluate: the tutorial's training loop run in compiled code.
 
-The oracle is the seed's own per-sample loop (write the inputs, forward, backward) on the
+The oracle is the tutorial's own per-sample loop (write the inputs, forward, backward) on the
 plain-Python classes of ``ourdl.reference``; fit must end with every node, value and gradient,
-equal to it to the last bit, on the fused kernel for the seed's linear model and on the general
+equal to it to the last bit, on the fused kernel for the tutorial's linear model and on the general
 kernel for every other graph. Then: batches, shuffling, epochs, every bad input, divergence,
 Ctrl-C, the progress bar, predict/evaluate and the GIL.
 """
@@ -31,8 +31,8 @@ Net = collections.namedtuple("Net", "root inputs params")
 # Each builder takes a module, ``ourdl`` (compiled nodes) or ``ourdl.reference`` (the oracle),
 # and wires the same graph from its classes, so the two tapes list the nodes in the same order.
 
-def seed_net(M, n_features=13, lr=0.01):
-    """The seed's PUBG network, wired exactly as the tutorial does: fit's fused path."""
+def tutorial_net(M, n_features=13, lr=0.01):
+    """The tutorial's PUBG network, wired exactly as the tutorial does: fit's fused path."""
     x, w = [], []
     for _ in range(n_features):
         x.append(M.Node())
@@ -94,7 +94,7 @@ def tanh_mlp(M, n_in=3, n_hidden=4):
 
 
 def balanced_sum(M):
-    """The seed's model with the sum written as a tree: a different order of additions."""
+    """The tutorial's model with the sum written as a tree: a different order of additions."""
     x = [M.Node() for _ in range(4)]
     w = [M.Node(Flag=1, lr=0.02) for _ in range(4)]
     m = [M.MulNode(x[i], w[i]) for i in range(4)]
@@ -136,7 +136,7 @@ def op_zoo(M):
     return Net(M.MAENode(s, y), x + [y], p)
 
 
-FUSED = [seed_net, mirrored_linear, mae_with_bias]
+FUSED = [tutorial_net, mirrored_linear, mae_with_bias]
 GENERAL = [tanh_mlp, balanced_sum, shared_weight, op_zoo]
 
 
@@ -160,7 +160,7 @@ def compiled(builder):
 # ----------------------------------------------------------------------------- the oracles
 
 def reference_loop(net, data, epochs=1, orders=None):
-    """The seed's loop: for each row, write the inputs, forward, backward (which updates).
+    """The tutorial's loop: for each row, write the inputs, forward, backward (which updates).
     ``orders[e]`` is the order rows are visited in epoch e. Returns each epoch's root values."""
     rows = data.tolist()
     losses = []
@@ -199,8 +199,8 @@ def batched_loop(net, data, batch_size, epochs=1, orders=None):
                 summed, count = [-0.0] * len(params), 0
 
 
-def seed_loop_on_compiled_nodes(net, data):
-    """The seed's loop on ourdl's compiled nodes: a second oracle, fast enough for 100k rows."""
+def tutorial_loop_on_compiled_nodes(net, data):
+    """The tutorial's loop on ourdl's compiled nodes: a second oracle, fast enough for 100k rows."""
     losses = []
     for row in data.tolist():
         for node, value in zip(net.inputs, row):
@@ -253,8 +253,8 @@ def param_values(net):
 # ----------------------------------------------------------------------------- (a) bit for bit
 
 @pytest.mark.parametrize("builder", FUSED + GENERAL)
-def test_fit_equals_the_seed_loop_on_reference_nodes_bit_for_bit(builder):
-    n_rows = 3000 if builder is seed_net else 2000
+def test_fit_equals_the_tutorial_loop_on_reference_nodes_bit_for_bit(builder):
+    n_rows = 3000 if builder is tutorial_net else 2000
     data = data_for(builder, n_rows)
     net, tape = compiled(builder)
     history = tape.fit(data, net.inputs)
@@ -267,23 +267,23 @@ def test_fit_equals_the_seed_loop_on_reference_nodes_bit_for_bit(builder):
     assert bits(history[0].loss) == bits(sequential_mean(losses[0]))
 
 
-def test_fit_on_seed_net_across_chunks_equals_the_seed_loop_on_compiled_nodes():
+def test_fit_on_tutorial_net_across_chunks_equals_the_tutorial_loop_on_compiled_nodes():
     """Over 2.3 chunks of rows (the fused kernel hands over at chunk boundaries) fit still
-    matches the seed's loop on compiled nodes, weights and the loss summed in order."""
+    matches the tutorial's loop on compiled nodes, weights and the loss summed in order."""
     data = make_data(2 * CHUNK_ROWS + 20_000, 14, seed=1)
-    net, tape = compiled(seed_net)
+    net, tape = compiled(tutorial_net)
     history = tape.fit(data, net.inputs)
-    loop = seed_net(ourdl)
-    losses = seed_loop_on_compiled_nodes(loop, data)
+    loop = tutorial_net(ourdl)
+    losses = tutorial_loop_on_compiled_nodes(loop, data)
     assert_same_nodes(net.root, loop.root)
     assert bits(history[0].loss) == bits(sequential_mean(losses))
 
 
-def test_the_compiled_nodes_run_the_seed_loop_like_the_reference():
+def test_the_compiled_nodes_run_the_tutorial_loop_like_the_reference():
     """The second oracle above is itself held to the first."""
     data = make_data(500, 14, seed=2)
-    loop, oracle = seed_net(ourdl), seed_net(ref)
-    assert seed_loop_on_compiled_nodes(loop, data) == reference_loop(oracle, data)[0]
+    loop, oracle = tutorial_net(ourdl), tutorial_net(ref)
+    assert tutorial_loop_on_compiled_nodes(loop, data) == reference_loop(oracle, data)[0]
     assert_same_nodes(loop.root, oracle.root)
 
 
@@ -300,9 +300,9 @@ def test_inputs_in_any_order_feed_the_named_nodes():
 def test_a_subset_of_leaves_as_inputs_leaves_the_others_alone():
     """y is not fed from data: it keeps its value, and the linear shape still trains right."""
     data = make_data(800, 14, seed=3)[:, :13]
-    net, tape = compiled(seed_net)
+    net, tape = compiled(tutorial_net)
     net.inputs[-1].value = 0.25
-    oracle = seed_net(ref)
+    oracle = tutorial_net(ref)
     oracle.inputs[-1].value = 0.25
     tape.fit(data, net.inputs[:-1])
     reference_loop(oracle._replace(inputs=oracle.inputs[:-1]), data)
@@ -311,7 +311,7 @@ def test_a_subset_of_leaves_as_inputs_leaves_the_others_alone():
 
 # ----------------------------------------------------------------------------- (b) batches
 
-@pytest.mark.parametrize("builder", [seed_net, tanh_mlp, shared_weight])
+@pytest.mark.parametrize("builder", [tutorial_net, tanh_mlp, shared_weight])
 @pytest.mark.parametrize("batch_size", [2, 7, 64, 999, 1000, 5000])
 def test_batches_average_the_gradients_with_one_update_per_batch(builder, batch_size):
     """1000 rows: batches of 7 leave a partial last batch of 6; 999 leaves one of 1; 1000 and
@@ -325,7 +325,7 @@ def test_batches_average_the_gradients_with_one_update_per_batch(builder, batch_
     assert len(history) == 2
 
 
-def test_batch_of_one_is_the_plain_seed_loop():
+def test_batch_of_one_is_the_plain_tutorial_loop():
     data = data_for(tanh_mlp, 600)
     plain, tape = compiled(tanh_mlp)
     tape.fit(data, plain.inputs)
@@ -339,17 +339,17 @@ def test_batch_of_one_is_the_plain_seed_loop():
 
 def test_batches_change_the_result():
     """A test that batches are not silently ignored."""
-    data = data_for(seed_net, 1000)
-    one, tape = compiled(seed_net)
+    data = data_for(tutorial_net, 1000)
+    one, tape = compiled(tutorial_net)
     tape.fit(data, one.inputs)
-    many, tape = compiled(seed_net)
+    many, tape = compiled(tutorial_net)
     tape.fit(data, many.inputs, batch_size=10)
     assert param_values(one) != param_values(many)
 
 
 # ----------------------------------------------------------------------------- (c) shuffle
 
-@pytest.mark.parametrize("builder", [seed_net, mirrored_linear, tanh_mlp])
+@pytest.mark.parametrize("builder", [tutorial_net, mirrored_linear, tanh_mlp])
 def test_shuffle_visits_a_new_permutation_each_epoch_from_default_rng(builder):
     data = data_for(builder, 1500, seed=5)
     net, tape = compiled(builder)
@@ -371,10 +371,10 @@ def test_shuffle_with_batches_follows_the_same_permutations():
 
 
 def test_shuffle_is_reproducible_from_the_seed_and_differs_between_seeds():
-    data = data_for(seed_net, 2000)
+    data = data_for(tutorial_net, 2000)
 
     def run(**kwargs):
-        net, tape = compiled(seed_net)
+        net, tape = compiled(tutorial_net)
         tape.fit(data, net.inputs, epochs=2, **kwargs)
         return param_values(net)
 
@@ -387,7 +387,7 @@ def test_shuffle_is_reproducible_from_the_seed_and_differs_between_seeds():
 
 # ----------------------------------------------------------------------------- (d) epochs
 
-@pytest.mark.parametrize("builder", [seed_net, op_zoo])
+@pytest.mark.parametrize("builder", [tutorial_net, op_zoo])
 def test_several_epochs_continue_where_the_last_one_stopped(builder):
     data = data_for(builder, 800, seed=7)
     net, tape = compiled(builder)
@@ -406,19 +406,19 @@ def test_several_epochs_continue_where_the_last_one_stopped(builder):
 
 
 def test_two_fits_in_a_row_are_one_fit_of_two_epochs():
-    data = data_for(seed_net, 1000)
-    twice, tape = compiled(seed_net)
+    data = data_for(tutorial_net, 1000)
+    twice, tape = compiled(tutorial_net)
     tape.fit(data, twice.inputs)
     tape.fit(data, twice.inputs)
-    once, tape = compiled(seed_net)
+    once, tape = compiled(tutorial_net)
     tape.fit(data, once.inputs, epochs=2)
     assert_same_nodes(twice.root, once.root)
 
 
 def test_fit_reads_values_lr_and_flag_set_between_calls():
-    data = data_for(seed_net, 500)
-    net, tape = compiled(seed_net)
-    oracle = seed_net(ref)
+    data = data_for(tutorial_net, 500)
+    net, tape = compiled(tutorial_net)
+    oracle = tutorial_net(ref)
     for model in (net, oracle):
         model.params[0].value = 0.5
         model.params[1].lr = 0.1
@@ -433,8 +433,8 @@ def test_fit_reads_values_lr_and_flag_set_between_calls():
 @pytest.fixture
 def trained():
     """A compiled seed network with non-trivial values and gradients in every node."""
-    net, tape = compiled(seed_net)
-    tape.fit(data_for(seed_net, 300), net.inputs)
+    net, tape = compiled(tutorial_net)
+    tape.fit(data_for(tutorial_net, 300), net.inputs)
     return net, tape
 
 
@@ -514,10 +514,10 @@ def test_bad_settings_are_rejected(trained, kwargs, exc, match):
 
 
 def test_numpy_integers_are_fine_settings():
-    data = data_for(seed_net, 200)
-    a, tape = compiled(seed_net)
+    data = data_for(tutorial_net, 200)
+    a, tape = compiled(tutorial_net)
     assert len(tape.fit(data, a.inputs, epochs=np.int64(2), batch_size=np.int32(3))) == 2
-    b, tape = compiled(seed_net)
+    b, tape = compiled(tutorial_net)
     tape.fit(data, b.inputs, epochs=2, batch_size=3)
     assert_same_nodes(a.root, b.root)
 
@@ -529,7 +529,7 @@ def late_bad_data(n_rows, n_columns, bad):
     return data
 
 
-@pytest.mark.parametrize("builder", [seed_net, tanh_mlp])
+@pytest.mark.parametrize("builder", [tutorial_net, tanh_mlp])
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_nan_or_inf_late_in_the_data_names_the_first_bad_row_and_changes_nothing(
@@ -547,7 +547,7 @@ def test_nan_or_inf_late_in_the_data_names_the_first_bad_row_and_changes_nothing
                     data, shuffle=shuffle, seed=1, epochs=2)
 
 
-@pytest.mark.parametrize("builder", [seed_net, tanh_mlp])
+@pytest.mark.parametrize("builder", [tutorial_net, tanh_mlp])
 def test_bad_data_is_reported_even_when_training_diverges_before_reaching_it(builder):
     """A too-large lr breaks training at an early row; nan later in the data is still the
     error, and nothing changes."""
@@ -595,7 +595,7 @@ LAYOUTS = {
 }
 
 
-@pytest.mark.parametrize("builder", [seed_net, tanh_mlp])
+@pytest.mark.parametrize("builder", [tutorial_net, tanh_mlp])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_other_dtypes_and_layouts_give_the_float64_result(builder, layout):
     given = LAYOUTS[layout](data_for(builder, 700, seed=9))
@@ -614,8 +614,8 @@ def test_other_dtypes_and_layouts_give_the_float64_result(builder, layout):
 
 
 def test_a_column_permuted_view_feeds_the_columns_it_names():
-    data = data_for(seed_net, 700)
-    plain, tape = compiled(seed_net)
+    data = data_for(tutorial_net, 700)
+    plain, tape = compiled(tutorial_net)
     tape.fit(data, plain.inputs)
     views = {
         "reversed columns": (data[:, ::-1], slice(None, None, -1)),
@@ -624,7 +624,7 @@ def test_a_column_permuted_view_feeds_the_columns_it_names():
         "a permutation (fancy indexing copies)": (data[:, PERM], PERM),
     }
     for name, (view, order) in views.items():
-        net, tape = compiled(seed_net)
+        net, tape = compiled(tutorial_net)
         inputs = [net.inputs[j] for j in order] if isinstance(order, list) else net.inputs[order]
         tape.fit(view, inputs)
         assert_same_nodes(net.root, plain.root)
@@ -654,7 +654,7 @@ def test_a_float64_view_with_unaligned_row_stride_gives_the_float64_result():
 # ----------------------------------------------------------------------------- (f) divergence
 
 def reference_until_divergence(net, data, epochs=1, orders=None):
-    """The seed's loop until the loss, or a parameter after an update, is nan or inf.
+    """The tutorial's loop until the loss, or a parameter after an update, is nan or inf.
     Returns (epoch, row, parameter values right before that row's update)."""
     rows = data.tolist()
     for epoch in range(epochs):
@@ -674,8 +674,8 @@ def unnormalized(n_rows, n_columns, seed=10):
 
 
 @pytest.mark.parametrize("builder, kwargs", [
-    (seed_net, {}),
-    (seed_net, dict(shuffle=True, seed=4)),
+    (tutorial_net, {}),
+    (tutorial_net, dict(shuffle=True, seed=4)),
     (balanced_sum, {}),
     (tanh_mlp, {}),
 ])
@@ -696,7 +696,7 @@ def test_divergence_raises_naming_epoch_and_row_and_keeps_the_last_finite_parame
     assert np.all(np.isfinite([p.value for p in net.params]))
 
 
-@pytest.mark.parametrize("builder", [seed_net, tanh_mlp])
+@pytest.mark.parametrize("builder", [tutorial_net, tanh_mlp])
 def test_after_divergence_the_nodes_hold_a_forward_and_backward_of_the_named_row(builder):
     """Whichever path trained them, the nodes are left consistent: values and gradients are
     those of the current parameters on the row the error names."""
@@ -718,9 +718,9 @@ def test_after_divergence_the_nodes_hold_a_forward_and_backward_of_the_named_row
 
 def test_a_trainable_op_node_takes_the_general_path():
     """Fit updates every node with Flag == 1, op nodes included: an op node that blows up at
-    the first row is divergence at row 0, as in the seed's loop."""
+    the first row is divergence at row 0, as in the tutorial's loop."""
     def build(M):
-        net = seed_net(M)
+        net = tutorial_net(M)
         product = net.root.Papa.Papa.Mama  # the product feeding the last addition but one
         product.Flag, product.lr = 1, float("inf")
         return net
@@ -730,7 +730,7 @@ def test_a_trainable_op_node_takes_the_general_path():
         tape.fit(data, net.inputs)
 
 
-@pytest.mark.parametrize("builder, lr", [(seed_net, 1.5 / 13), (shared_weight, 0.3)])
+@pytest.mark.parametrize("builder, lr", [(tutorial_net, 1.5 / 13), (shared_weight, 0.3)])
 def test_divergence_in_a_later_epoch(builder, lr):
     """Every column of row r is c_r in [0.9, 1]: with this lr the error changes by a factor
     1 - 3 c**2 per row, and the loss overflows after some 600 rows, in epoch 2 or 3 of 300."""
@@ -747,7 +747,7 @@ def test_divergence_in_a_later_epoch(builder, lr):
     assert [bits(p.value) for p in net.params] == [bits(v) for v in before]
 
 
-@pytest.mark.parametrize("builder", [seed_net, balanced_sum])
+@pytest.mark.parametrize("builder", [tutorial_net, balanced_sum])
 def test_an_update_that_overflows_is_undone(builder):
     """A finite loss but an infinite step: the parameters from before it are kept."""
     data = make_data(50, len(builder(ourdl).inputs)) * 10 + 10
@@ -762,10 +762,10 @@ def test_an_update_that_overflows_is_undone(builder):
 def test_divergence_late_in_the_data_after_a_whole_chunk():
     data = make_data(CHUNK_ROWS + 5000, 14, seed=11)
     data[CHUNK_ROWS + 100, 3] = 1e200  # finite, but its loss overflows
-    net, tape = compiled(seed_net)
+    net, tape = compiled(tutorial_net)
     with pytest.raises(FloatingPointError, match=rf"epoch 1 at row {CHUNK_ROWS + 100}\b"):
         tape.fit(data, net.inputs)
-    same, tape2 = compiled(seed_net)
+    same, tape2 = compiled(tutorial_net)
     tape2.fit(data[:CHUNK_ROWS + 100], same.inputs)
     assert param_values(net) == param_values(same)
 
@@ -788,8 +788,8 @@ def test_a_large_but_finite_absolute_error_is_not_divergence():
 def test_a_graph_trains_again_after_divergence():
     """A stop inside the fused kernel once wrote the tape's stale gradients (0.0 on a new
     tape) into every node, the root's seed included: later fits then trained nothing."""
-    data = data_for(seed_net, 500)
-    net, tape = compiled(seed_net)
+    data = data_for(tutorial_net, 500)
+    net, tape = compiled(tutorial_net)
     for p in net.params:
         p.lr = 1e3
     with pytest.raises(FloatingPointError):
@@ -798,7 +798,7 @@ def test_a_graph_trains_again_after_divergence():
     for p in net.params:
         p.value, p.lr = 0.0, 0.01
     tape.fit(data, net.inputs)
-    fresh, tape2 = compiled(seed_net)
+    fresh, tape2 = compiled(tutorial_net)
     tape2.fit(data, fresh.inputs)
     assert param_values(net) == param_values(fresh)
 
@@ -835,7 +835,7 @@ def prefix_of_rows(builder, data, target, max_epochs):
     return None
 
 
-@pytest.mark.parametrize("builder, after", [(seed_net, 0.05), (tanh_mlp, 0.05)])
+@pytest.mark.parametrize("builder, after", [(tutorial_net, 0.05), (tanh_mlp, 0.05)])
 def test_ctrl_c_stops_promptly_after_a_whole_chunk(builder, after):
     n_rows = 600_000
     data = data_for(builder, n_rows, seed=12)
@@ -855,14 +855,14 @@ def test_ctrl_c_stops_promptly_after_a_whole_chunk(builder, after):
 
 def test_ctrl_c_leaves_the_root_gradient_alone():
     """The same as after divergence: Ctrl-C in the fused kernel must not zero the seed."""
-    data = data_for(seed_net, 600_000, seed=12)
-    net, _ = interrupted_fit(seed_net, data, 400, 0.05)
+    data = data_for(tutorial_net, 600_000, seed=12)
+    net, _ = interrupted_fit(tutorial_net, data, 400, 0.05)
     assert net.root.grad == 1.0
 
 
 # ----------------------------------------------------------------------------- (h) progress
 
-@pytest.mark.parametrize("builder, n_rows, epochs", [(seed_net, 400_000, 20),
+@pytest.mark.parametrize("builder, n_rows, epochs", [(tutorial_net, 400_000, 20),
                                                      (tanh_mlp, 300_000, 2)])
 def test_progress_bar_on_stderr_and_identical_results(builder, n_rows, epochs, capsys):
     """Long enough (~0.3 s) for tqdm to redraw the bar with the loss and speed on the way."""
@@ -884,7 +884,7 @@ def test_progress_bar_on_stderr_and_identical_results(builder, n_rows, epochs, c
 
 def test_predict_of_the_linear_net_is_x_at_w():
     data = make_data(200_000, 14, seed=14)
-    net, tape = compiled(seed_net)
+    net, tape = compiled(tutorial_net)
     tape.fit(data[:5000], net.inputs)
     w = np.array([p.value for p in net.params])
     prediction = net.root.Papa
@@ -938,8 +938,8 @@ def test_predict_equals_per_row_forward_bit_for_bit(builder):
 
 
 def test_predict_of_a_leaf_or_a_parameter():
-    data = data_for(seed_net, 100)
-    net, tape = compiled(seed_net)
+    data = data_for(tutorial_net, 100)
+    net, tape = compiled(tutorial_net)
     net.params[3].value = 0.125
     np.testing.assert_array_equal(tape.predict(data, net.inputs, output=net.inputs[2]), data[:, 2])
     np.testing.assert_array_equal(tape.predict(data, net.inputs, output=net.params[3]),
@@ -948,7 +948,7 @@ def test_predict_of_a_leaf_or_a_parameter():
 
 def test_evaluate_is_the_mean_loss_and_trains_nothing(trained):
     net, tape = trained
-    data = data_for(seed_net, 5000, seed=16)
+    data = data_for(tutorial_net, 5000, seed=16)
     before = snapshot(net.root)
     loss = tape.evaluate(data, net.inputs)
     assert isinstance(loss, float)
@@ -1065,7 +1065,7 @@ def test_fit_needs_the_data_plus_at_most_one_converted_copy(layout, copies):
     data = {"float64": data, "float64 Fortran": np.asfortranarray(data),
             "float32": data.astype(np.float32),
             "DataFrame": pd.DataFrame(data.astype(np.float32))}[layout]
-    net, tape = compiled(seed_net)
+    net, tape = compiled(tutorial_net)
     tracemalloc.start()
     try:
         tape.fit(data, net.inputs, epochs=2)

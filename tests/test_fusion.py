@@ -214,7 +214,7 @@ def mirror(root, M):
 
 
 def test_an_mlp_epoch_equals_the_reference_loop_bit_for_bit():
-    """13-16-16-1 tanh, no biases: Tape.fit against the seed's loop on ourdl.reference nodes."""
+    """13-16-16-1 tanh, no biases: Tape.fit against the tutorial's loop on ourdl.reference nodes."""
     x, y = [ourdl.Node() for _ in range(13)], ourdl.Node()
     net = nn.MLP([13, 16, 16, 1], bias=False, seed=0)
     root = ourdl.MSENode(net(x)[0], y)

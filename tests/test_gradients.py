@@ -2,7 +2,7 @@
 
 autograd is in the test extra and must run; torch is used when it is importable. Graphs with
 shared nodes (x * x, diamonds, a node feeding several children) are the point: there the
-gradient is the sum over paths, which the seed's recursive code got wrong.
+gradient is the sum over paths, which the tutorial's recursive code got wrong.
 """
 import importlib.util
 import math
@@ -213,7 +213,7 @@ def test_pow_mama_gradient_at_zero_base():
     assert_close([a.grad, b.grad], autograd_grads(single_op("Pow"), [0.0, 2.0])[1], 1e-15, "pow")
 
 
-# ----------------------------------------------------------------------------- the seed's function
+# ----------------------------------------------------------------------------- the tutorial's function
 
 SEED_VALUES = {"x": 1.3, "k": 0.7, "g": 0.4, "h": 0.9}
 
@@ -276,7 +276,7 @@ def test_seed_function_gradients_match_torch():
 
 
 def test_seed_function_trains():
-    """Fitting k, g, h to a target with the seed's loop lowers the loss."""
+    """Fitting k, g, h to a target with the tutorial's loop lowers the loss."""
     x, k, g, h = (ourdl.Node(Value=SEED_VALUES[n], Flag=n != "x", lr=0.1) for n in "xkgh")
     y = ourdl.tan(g * ourdl.sin(k * x * ourdl.cos(h * ourdl.ln(x) * x ** 2)))
     loss = ourdl.MSENode(y, ourdl.Node(Value=0.5))
@@ -290,8 +290,8 @@ def test_seed_function_trains():
 # ----------------------------------------------------------------------------- accumulation
 
 def load_seed_classes():
-    """The seed's own recursive classes, as copied in test_seed_programs.py."""
-    path = pathlib.Path(__file__).with_name("test_seed_programs.py")
+    """The tutorial's own recursive classes, as copied in test_tutorial_programs.py."""
+    path = pathlib.Path(__file__).with_name("test_tutorial_programs.py")
     spec = importlib.util.spec_from_file_location("_seed_oracle_for_gradients", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -310,7 +310,7 @@ def test_shared_node_receives_the_sum():
     assert x.grad == 4.0
     # autograd agrees ...
     assert autograd.grad(lambda v: v * 3.0 + v * 5.0)(2.0) == 8.0
-    # ... and the seed's recursive code does not: each path overwrites the last.
+    # ... and the tutorial's recursive code does not: each path overwrites the last.
     seed = load_seed_classes()
     sx, sa, sb = seed.Node(Value=2.0), seed.Node(Value=3.0), seed.Node(Value=5.0)
     sf = seed.AddNode(Papa=seed.MulNode(Papa=sx, Mama=sa), Mama=seed.MulNode(Papa=sx, Mama=sb))

@@ -12,7 +12,7 @@ from ourdl import nn
 from ourdl.inspect import MOST_BOXES, TRAINABLE_COLOR
 
 
-def seed_graph():
+def tutorial_graph():
     """The tutorial's 3-input example, named as the tutorial names its variables."""
     x = [ourdl.Node(Value=v, name=f"x{i + 1}") for i, v in enumerate((1.1, 2, 3))]
     w = [ourdl.Node(Value=1, Flag=1, name=f"w{i + 1}") for i in range(3)]
@@ -47,8 +47,8 @@ def state(root):
 
 # ----------------------------------------------------------------------------- dump
 
-def test_dump_shows_every_column_of_the_seed_graph():
-    root = seed_graph()
+def test_dump_shows_every_column_of_the_tutorial_graph():
+    root = tutorial_graph()
     root.forward()
     root.backward(update=False)
     lines = ourdl.dump(ourdl.compile(root)).splitlines()
@@ -87,16 +87,16 @@ def test_a_long_tape_is_summarized_with_the_count_left_out():
 
 def test_dump_rejects_what_is_not_a_tape_or_a_limit():
     with pytest.raises(TypeError, match="dump needs a Tape"):
-        ourdl.dump(seed_graph())
+        ourdl.dump(tutorial_graph())
     for limit in (1, 0, -5, 2.5, True, "10"):
         with pytest.raises(ValueError, match="limit must be"):
-            ourdl.dump(ourdl.compile(seed_graph()), limit=limit)
+            ourdl.dump(ourdl.compile(tutorial_graph()), limit=limit)
 
 
 # ----------------------------------------------------------------------------- to_dot
 
 def test_to_dot_draws_each_node_and_tells_papa_from_mama():
-    root = seed_graph()
+    root = tutorial_graph()
     root.forward()
     text = ourdl.to_dot(root)
     boxes = boxes_of(text)
@@ -128,9 +128,9 @@ def test_to_dot_refuses_a_graph_too_large_to_see():
     with pytest.raises(ValueError, match=f"more than the {MOST_BOXES:,}"):
         ourdl.to_dot(chain(MOST_BOXES + 1))
     with pytest.raises(TypeError, match="to_dot needs the root Node"):
-        ourdl.to_dot(ourdl.compile(seed_graph()))
+        ourdl.to_dot(ourdl.compile(tutorial_graph()))
     with pytest.raises(TypeError, match="layers must be"):
-        ourdl.to_dot(seed_graph(), layers="yes")
+        ourdl.to_dot(tutorial_graph(), layers="yes")
 
 
 def test_dot_quotes_names_that_would_break_the_syntax():
@@ -151,7 +151,7 @@ def needs_graphviz():
                                            (".pdf", b"%PDF")])
 def test_draw_renders_the_picture(tmp_path, suffix, magic):
     needs_graphviz()
-    path = ourdl.draw(seed_graph(), tmp_path / f"seed{suffix}")
+    path = ourdl.draw(tutorial_graph(), tmp_path / f"seed{suffix}")
     assert path.read_bytes().startswith(magic)
     if suffix == ".svg":
         assert path.read_text().count("<g id=\"node") == 13
@@ -161,13 +161,13 @@ def test_draw_says_which_part_of_graphviz_is_missing(tmp_path, monkeypatch):
     path = tmp_path / "seed.png"
     monkeypatch.setitem(sys.modules, "graphviz", None)  # import graphviz now fails
     with pytest.raises(ImportError, match="pip install graphviz"):
-        ourdl.draw(seed_graph(), path)
+        ourdl.draw(tutorial_graph(), path)
     monkeypatch.setitem(sys.modules, "graphviz", type(sys)("graphviz"))
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="Graphviz's dot program, which is not on PATH"):
-        ourdl.draw(seed_graph(), path)
+        ourdl.draw(tutorial_graph(), path)
     with pytest.raises(ValueError, match=r"should end in \.png, \.svg or \.pdf"):
-        ourdl.draw(seed_graph(), tmp_path / "seed.jpg")
+        ourdl.draw(tutorial_graph(), tmp_path / "seed.jpg")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -230,7 +230,7 @@ def test_gradcheck_finds_a_wrong_gradient():
 
 
 def test_gradcheck_leaves_every_value_and_gradient_as_it_was():
-    root = seed_graph()
+    root = tutorial_graph()
     root.grad = 3.0  # a user's own seed, which the check must not use and must keep
     before = state(root)
     result = ourdl.gradcheck(root)
@@ -244,7 +244,7 @@ def test_gradcheck_leaves_every_value_and_gradient_as_it_was():
 
 
 def test_gradcheck_checks_its_arguments():
-    root = seed_graph()
+    root = tutorial_graph()
     with pytest.raises(ValueError, match="no trainable node"):
         ourdl.gradcheck(ourdl.sin(ourdl.Node(Value=1.0)))
     with pytest.raises(ValueError, match=r"nodes\[0\] .* is a mul node"):

@@ -1,4 +1,4 @@
-"""The seed's node API: construction, attributes, forward/backward/updata, errors, operators.
+"""The tutorial's node API: construction, attributes, forward/backward/updata, errors, operators.
 
 Most tests run against both the compiled core (``ourdl``) and the plain-Python spec
 (``ourdl.reference``): the two promise the same behaviour.
@@ -40,7 +40,7 @@ def bits(x):
 def test_defaults(lib):
     n = lib.Node()
     assert type(n.value) is float and n.value == 0.0
-    assert type(n.grad) is float and n.grad == 1.0  # the seed's default seed gradient
+    assert type(n.grad) is float and n.grad == 1.0  # the root gradient, 1 by default
     assert n.Flag == 0 and n.lr == 0.01 and n.name is None
     assert n.Papa is None and n.Mama is None
     assert n.Papa_grad == 0.0 and n.Mama_grad == 0.0

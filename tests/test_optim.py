@@ -9,7 +9,7 @@ import pytest
 import ourdl
 from ourdl import nn, optim
 from ourdl import reference as ref
-from test_fit import mae_with_bias, mirrored_linear, op_zoo, seed_net, shared_weight, tanh_mlp
+from test_fit import mae_with_bias, mirrored_linear, op_zoo, tutorial_net, shared_weight, tanh_mlp
 from test_fusion import mirror
 
 OPTIMIZERS = [
@@ -49,7 +49,7 @@ def states(nodes):
 
 
 @pytest.mark.parametrize("make, make_ref", OPTIMIZERS, ids=IDS)
-@pytest.mark.parametrize("builder", [seed_net, mirrored_linear, mae_with_bias, mlp_net, tanh_mlp,
+@pytest.mark.parametrize("builder", [tutorial_net, mirrored_linear, mae_with_bias, mlp_net, tanh_mlp,
                                      shared_weight, op_zoo])
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_fit_equals_the_reference_bit_for_bit(make, make_ref, builder, batch_size):

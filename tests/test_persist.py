@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import ourdl
 from ourdl import nn, persist
-from test_inspect import chain, seed_graph
+from test_inspect import chain, tutorial_graph
 
 OPS = sorted(persist.CLASSES)
 FIXTURE = HealthCheck.function_scoped_fixture
@@ -40,8 +40,8 @@ def round_trip(root, tmp_path, **options):
 
 # ----------------------------------------------------------------------------- round trips
 
-def test_the_seed_graph_comes_back_with_its_names_and_state(tmp_path):
-    root = seed_graph()
+def test_the_tutorial_graph_comes_back_with_its_names_and_state(tmp_path):
+    root = tutorial_graph()
     root.forward()
     root.backward()
     loaded = round_trip(root, tmp_path)
@@ -114,7 +114,7 @@ def test_an_nn_model_fits_and_predicts_the_same_after_loading(tmp_path):
 
 
 def test_the_format_is_what_the_docstring_says(tmp_path):
-    root = seed_graph()
+    root = tutorial_graph()
     ourdl.save(tmp_path / "g.ourdl", root, info={"by": "test", "scale": [0.5, 2]})
     with zipfile.ZipFile(tmp_path / "g.ourdl") as archive:
         assert archive.namelist() == ["header.json"] + [f"{k}.npy" for k in persist.ARRAYS]
@@ -133,9 +133,9 @@ def test_the_format_is_what_the_docstring_says(tmp_path):
 
 def test_save_writes_to_an_open_binary_file_too(tmp_path):
     buffer = io.BytesIO()
-    ourdl.save(buffer, seed_graph())
+    ourdl.save(buffer, tutorial_graph())
     (tmp_path / "g.ourdl").write_bytes(buffer.getvalue())
-    assert structure(ourdl.load(tmp_path / "g.ourdl")) == structure(seed_graph())
+    assert structure(ourdl.load(tmp_path / "g.ourdl")) == structure(tutorial_graph())
 
 
 def test_a_million_node_chain_saves_and_loads_in_seconds(tmp_path):
@@ -166,9 +166,9 @@ def test_names_other_than_str_are_refused_before_anything_is_written(tmp_path):
 def test_info_must_be_plain_json(tmp_path):
     for info in ({"nan": float("nan")}, {1.5: "key"}, {"array": np.zeros(2)}, object(), (1, 2)):
         with pytest.raises(ValueError, match="info must be plain JSON"):
-            ourdl.save(tmp_path / "g.ourdl", seed_graph(), info=info)
+            ourdl.save(tmp_path / "g.ourdl", tutorial_graph(), info=info)
     assert list(tmp_path.iterdir()) == []
-    assert ourdl.save(tmp_path / "g.ourdl", seed_graph()) is None
+    assert ourdl.save(tmp_path / "g.ourdl", tutorial_graph()) is None
     assert ourdl.load_info(tmp_path / "g.ourdl") is None
 
 
@@ -184,7 +184,7 @@ def test_a_subclass_comes_back_as_the_class_of_its_op(tmp_path):
 
 def saved_bytes():
     buffer = io.BytesIO()
-    ourdl.save(buffer, seed_graph(), info={"k": 1})
+    ourdl.save(buffer, tutorial_graph(), info={"k": 1})
     return buffer.getvalue()
 
 
@@ -222,7 +222,7 @@ def with_array(key, array):
 
 
 GOOD = saved_bytes()
-PAPA = ourdl.compile(seed_graph()).parents[:, 0].tolist()
+PAPA = ourdl.compile(tutorial_graph()).parents[:, 0].tolist()
 BAD_FILES = {
     "empty": (b"", "not a zip archive"),
     "text": (b"team_placement\n1\n", "not a zip archive"),
@@ -327,13 +327,13 @@ def test_a_missing_file_is_a_file_not_found_error(tmp_path):
 
 def test_save_replaces_a_file_whole_and_writes_through_a_device(tmp_path):
     path = tmp_path / "g.ourdl"
-    ourdl.save(path, seed_graph())
+    ourdl.save(path, tutorial_graph())
     inode = path.stat().st_ino
     ourdl.save(path, chain(5))
     assert path.stat().st_ino != inode and len(ourdl.compile(ourdl.load(path))) == 5
-    ourdl.save(os.devnull, seed_graph())
+    ourdl.save(os.devnull, tutorial_graph())
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        ourdl.save(tmp_path / "no" / "such" / "folder.ourdl", seed_graph())
+        ourdl.save(tmp_path / "no" / "such" / "folder.ourdl", tutorial_graph())
     assert os.listdir(tmp_path) == ["g.ourdl"]
 
 
@@ -388,7 +388,7 @@ print("not stopped", flush=True)
 
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
 def test_a_stop_signal_during_save_leaves_no_temporary_file(tmp_path, stop):
-    ourdl.save(tmp_path / "graph.ourdl", seed_graph())
+    ourdl.save(tmp_path / "graph.ourdl", tutorial_graph())
     before = (tmp_path / "graph.ourdl").read_bytes()
     process = subprocess.Popen([sys.executable, "-c", STOPPED_SAVE], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

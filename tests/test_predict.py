@@ -6,7 +6,7 @@ import ourdl
 from ourdl import AddNode, MAENode, MSENode, MulNode, Node
 
 
-def seed_net():
+def tutorial_net():
     x = [Node(name=f"x{i}") for i in range(3)]
     w = [Node(Value=0.5 + i, Flag=1, name=f"w{i}") for i in range(3)]
     total = MulNode(x[0], w[0])
@@ -17,7 +17,7 @@ def seed_net():
 
 
 def test_after_fit_the_default_output_of_a_loss_without_its_target_is_the_prediction():
-    x, y, total, loss = seed_net()
+    x, y, total, loss = tutorial_net()
     tape = ourdl.compile(loss)
     data = np.random.default_rng(0).random((50, 4))
     tape.fit(data, x + [y])
@@ -30,7 +30,7 @@ def test_after_fit_the_default_output_of_a_loss_without_its_target_is_the_predic
 
 
 def test_the_target_may_be_papa_and_the_loss_mae():
-    x, y, total, _ = seed_net()
+    x, y, total, _ = tutorial_net()
     loss = MAENode(y, total)
     tape = ourdl.compile(loss)
     data = np.random.default_rng(1).random((20, 4))
@@ -40,7 +40,7 @@ def test_the_target_may_be_papa_and_the_loss_mae():
 
 
 def test_an_output_that_depends_on_a_leaf_fit_fed_is_refused_without_it():
-    x, y, total, loss = seed_net()
+    x, y, total, loss = tutorial_net()
     tape = ourdl.compile(loss)
     data = np.random.default_rng(2).random((20, 4))
     tape.fit(data, x + [y])
@@ -51,7 +51,7 @@ def test_an_output_that_depends_on_a_leaf_fit_fed_is_refused_without_it():
 
 
 def test_before_any_fit_leaves_are_constants_and_the_root_is_the_default():
-    x, y, total, loss = seed_net()
+    x, y, total, loss = tutorial_net()
     y.value = 1.0
     tape = ourdl.compile(loss)
     data = np.random.default_rng(3).random((10, 3))

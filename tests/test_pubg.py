@@ -1,4 +1,4 @@
-"""ourdl.datasets.pubg: the synthetic data's structure, the loader, and the seed's pipeline."""
+"""ourdl.datasets.pubg: the synthetic data's structure, the loader, and the tutorial's pipeline."""
 import io
 import zipfile
 
@@ -156,7 +156,7 @@ def test_features_carry_signal_for_the_seeds_linear_model():
     frame = pubg.synthesize("train", 100_000, seed=2)
     training, held_out = pubg.split_matches(frame, 0.2, seed=0)
     data, maxima = pubg.normalize_train(pubg.to_array(pubg.complete_rows(training)))
-    weights = np.linalg.lstsq(data[:, :-1], data[:, -1], rcond=None)[0]  # no intercept, as the seed
+    weights = np.linalg.lstsq(data[:, :-1], data[:, -1], rcond=None)[0]  # no intercept, as the tutorial
     features = pubg.normalize_test(pubg.to_array(held_out)[:, :-1], maxima[:-1],
                                    data.mean(axis=0)[:-1])
     truth = held_out[pubg.TARGET].to_numpy()
@@ -197,7 +197,7 @@ def test_load_the_real_rows(tmp_path):
     assert frame.loc[0, list(pubg.KILL_DISTANCE_COLUMNS)].tolist() == [1689.9, 3992.9, 137.0, 819.8]
     assert frame[list(pubg.KILL_DISTANCE_COLUMNS)].iloc[1:].isna().all().all()
     assert frame.dtypes.to_dict() == pubg.synthesize("train", 10).dtypes.to_dict()
-    # The seed's pipeline on them: one complete row.
+    # The tutorial's pipeline on them: one complete row.
     assert pubg.to_array(pubg.complete_rows(frame)).shape == (1, 14)
 
 
@@ -313,7 +313,7 @@ def test_load_rejects_bad_zips(tmp_path):
         pubg.load(bad_member)
 
 
-# --- the seed's pipeline -------------------------------------------------------------------
+# --- the tutorial's pipeline -------------------------------------------------------------------
 
 def test_complete_rows_and_to_array():
     frame = pd.read_csv(io.StringIO(REAL_CSV))
@@ -348,7 +348,7 @@ def test_normalize_test_fills_nan_with_normalized_training_means():
 
 
 def seed_placement(prediction, max_value):
-    """The seed's own lines, as the oracle."""
+    """The tutorial's own lines, as the oracle."""
     out = int(prediction * max_value)
     if out <= 0:
         out = 1
@@ -405,7 +405,7 @@ def test_write_submission_is_atomic(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["submission.csv"]  # no temporary left
 
 
-def test_build_network_wires_the_seed_graph():
+def test_build_network_wires_the_tutorial_graph():
     import ourdl
 
     network = pubg.build_network()

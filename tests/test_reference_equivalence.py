@@ -127,7 +127,7 @@ SETTINGS = settings(max_examples=500, deadline=None, suppress_health_check=[Heal
 def test_compiled_equals_reference(spec, script, rounds):
     compiled, ref = build(ourdl, spec), build(reference, spec)
     assert_same_state(compiled, ref, "construction")
-    # The seed's loop on the last node first: forward, backward with and without update.
+    # The tutorial's loop on the last node first: forward, backward with and without update.
     for r in range(rounds):
         a, b = compiled[-1].forward(), ref[-1].forward()
         assert same(a, b), f"forward round {r}: {a!r} != {b!r}"
@@ -252,7 +252,7 @@ def test_a_large_graph():
     pytest.param(np.float64(0.7), id="float64"),
 ])
 def test_assigned_numbers_act_as_float64_in_both(assigned):
-    """The seed's loop assigns whatever its data holds (x[i].value = sample[i]). The compiled
+    """The tutorial's loop assigns whatever its data holds (x[i].value = sample[i]). The compiled
     node stores a float64; the reference must compute with the same float64, not in float32
     or in exact integer arithmetic."""
     results = []

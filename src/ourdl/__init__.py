@@ -1,4 +1,4 @@
-"""ourdl: the seed's computation-graph nodes (Papa, Mama, value, grad, Flag, lr), compiled.
+"""ourdl: the tutorial's computation-graph nodes (Papa, Mama, value, grad, Flag, lr), compiled.
 
 ``from ourdl import *`` gives the tutorial's ``Node``, ``AddNode``, ``MulNode``, ``MSENode``
 and friends, backed by the Cython core; ``ourdl.compile(root)`` flattens a graph into a

@@ -61,7 +61,7 @@ def permutation(rng, n_rows):
     order = np.asarray(np.random.Generator.permutation(rng, n_rows))
     if order.shape != (n_rows,) or order.dtype.kind not in "iu" or (
             n_rows and not (0 <= order.min() and order.max() < n_rows)):
-        raise ValueError(f"the seed's generator did not give a permutation of {n_rows} rows")
+        raise ValueError(f"the generator of seed did not give a permutation of {n_rows} rows")
     return np.ascontiguousarray(order, dtype=np.int64)
 
 

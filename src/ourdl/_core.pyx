@@ -1,4 +1,4 @@
-"""ourdl's compiled core, as one module: the seed's nodes as typed classes, and the tape
+"""ourdl's compiled core, as one module: the tutorial's nodes as typed classes, and the tape
 that runs them.
 
 The core is split by idea into sibling modules, each with a .pxd that declares what the

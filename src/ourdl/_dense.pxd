@@ -34,5 +34,5 @@ cdef struct LinearLoss:
     Py_ssize_t target             # where the target sits
     bint is_mse                   # MSE, else MAE
     bint sum_is_papa              # the unit is the loss's Papa, else its Mama
-    double seed                   # the root's gradient
+    double root_grad              # the root's gradient
     double* residuals             # each row's Papa - Mama in a chunk, for the loss afterwards

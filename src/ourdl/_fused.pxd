@@ -13,7 +13,7 @@ cdef class Fused:
     cdef Py_ssize_t[::1] flagged    # trainable nodes outside the layers
     cdef double[::1] summed, before
     cdef Py_ssize_t n_flagged, batch_size, count
-    cdef double seed
+    cdef double root_grad          # the root's gradient, where backward starts
     # What settle_last_update computes, and whose gradients it restarts.
     cdef Py_ssize_t[::1] inner, reset
     cdef Py_ssize_t n_inner, n_reset

@@ -2,7 +2,7 @@
 loops over contiguous weights, and the nodes between them run one by one as in the general
 passes.
 
-A row is the seed's step: write the row into the input nodes, forward, backward, update.
+A row is the tutorial's step: write the row into the input nodes, forward, backward, update.
 Forward runs the steps in tape order (a layer at the place of its last node), backward in
 the reverse order. Each layer computes exactly what its nodes would, in the same order:
 
@@ -183,7 +183,7 @@ def _array(values, dtype=np.float64):
 cdef class Fused:
     """A tape's training and prediction step with its dense layers fused.
 
-    ``Fused(tape arrays, layers, steps, batch_size, seed, slots, column_step)``: ``layers``
+    ``Fused(tape arrays, layers, steps, batch_size, root_grad, slots, column_step)``: ``layers``
     and ``steps`` come from ``ourdl._fusion.plan``; the arrays are the tape's op codes,
     parents, values, learning rates and flags, whose indices they name; slots are the
     tape indices that data columns feed, column_step the data's stride between columns.
@@ -192,7 +192,7 @@ cdef class Fused:
     def __init__(self, const int[::1] opcodes, const Py_ssize_t[::1] papa,
                  const Py_ssize_t[::1] mama, const double[::1] values, const double[::1] lrs,
                  const unsigned char[::1] flags, list layers, steps, Py_ssize_t batch_size,
-                 double seed, const Py_ssize_t[::1] slots, Py_ssize_t column_step,
+                 double root_grad, const Py_ssize_t[::1] slots, Py_ssize_t column_step,
                  bint plain_sgd=True):
         cdef Py_ssize_t n = opcodes.shape[0], k, i
         if self.layers != NULL:
@@ -230,7 +230,7 @@ cdef class Fused:
         binary = general & (op >= OP_ADD) & (op <= OP_CUSTOM2)
         zeroed = np.unique(np.concatenate(
             [np.asarray(papa)[general], np.asarray(mama)[binary]] + [c.outputs for c in checked]))
-        self.zeroed = zeroed[zeroed != n - 1]  # the root is seeded
+        self.zeroed = zeroed[zeroed != n - 1]  # the root starts at root_grad
         flagged = np.flatnonzero((np.asarray(flags) != 0) & ~inside)
         self.n_flagged = len(flagged)
         self.flagged = _array(flagged, np.intp)
@@ -238,7 +238,7 @@ cdef class Fused:
         self.before = np.empty(self.n_flagged + 1)
         self.batch_size = batch_size
         self.count = 0
-        self.seed = seed
+        self.root_grad = root_grad
         if plain_sgd:  # the tutorial's rule, each node's own lr: maybe the tutorial's model
             self._find_linear(opcodes, papa, mama, checked, slots, column_step)
 
@@ -288,7 +288,7 @@ cdef class Fused:
         self.loss.target = column[target] * column_step
         self.loss.is_mse = opcodes[root] == OP_MSE
         self.loss.sum_is_papa = sum_is_papa
-        self.loss.seed = self.seed
+        self.loss.root_grad = self.root_grad
         self.loss.residuals = &self.residuals[0]
         self.linear = True
         return 0
@@ -416,7 +416,7 @@ cdef class Fused:
             loss_sum[0] += loss
             for q in range(self.zeroed.shape[0]):
                 g[zeroed[q]] = -0.0
-            g[root] = self.seed
+            g[root] = self.root_grad
             ok = True
             for q in range(n_steps - 1, -1, -1):
                 s = steps[q]
@@ -486,7 +486,7 @@ cdef class Fused:
         if self.linear:  # linear_rows computes no node at all, and the graph has no other op
             load_row(D, row, G.values)
             forward_pass(G)
-            backward_pass(G, self.seed)
+            backward_pass(G, self.root_grad)
         else:
             for q in range(self.n_inner):
                 node_forward(G, self.inner[q])

@@ -37,7 +37,7 @@ cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const 
     cdef RunStatus status = RUN_OK
     # Locals, so the compiler knows the writes through w cannot change them.
     cdef bint is_mse = S.is_mse, sum_is_papa = S.sum_is_papa
-    cdef double seed = S.seed, twice_seed = S.seed * 2.0
+    cdef double root_grad = S.root_grad, twice_root_grad = S.root_grad * 2.0
     cdef Py_ssize_t target = S.target, s0 = D.s0
     cdef const int64_t* rows = D.rows
     cdef const double* x0 = D.x
@@ -56,7 +56,7 @@ cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const 
             status = _stopped(L, D, i, start, r, at)
             break
         residual[i - start] = d
-        t = twice_seed * d if is_mse else seed * sign(d)
+        t = twice_root_grad * d if is_mse else root_grad * sign(d)
         if not sum_is_papa:
             t = -t  # the sum is Mama: it receives the negated gradient
         for k in range(K):

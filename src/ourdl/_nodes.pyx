@@ -129,7 +129,7 @@ cdef class Node:
     @property
     def grad(self):
         """d(root)/d(this node) from the last backward(), summed over every path to the root.
-        On the node backward() is called on it is the seed (1 unless you set it); update
+        On the node backward() is called on it is the root gradient (1 unless you set it); update
         steps use it."""
         return self.s.grad
 
@@ -184,7 +184,7 @@ cdef class Node:
         _tape_backward(self, update)
 
     def updata(self):
-        """One gradient step, for trainable nodes only (the seed's spelling)."""
+        """One gradient step, for trainable nodes only (the tutorial's spelling)."""
         if self.s.flag == 1:
             self.s.value = self.s.value - self.s.lr * self.s.grad
 

@@ -94,7 +94,7 @@ cdef inline void node_backward(const Graph* G, Py_ssize_t i) noexcept nogil:
 
 
 cdef void forward_pass(const Graph* G) noexcept nogil
-cdef void backward_pass(const Graph* G, double seed) noexcept nogil
+cdef void backward_pass(const Graph* G, double root_grad) noexcept nogil
 cdef void update_pass(const Graph* G) noexcept nogil
 cdef bint forward_rows(const Graph* G, const Data* D, const Py_ssize_t* program,
                        Py_ssize_t n_program, double* buf, Py_ssize_t B, Py_ssize_t start,

@@ -15,12 +15,12 @@ cdef void forward_pass(const Graph* G) noexcept nogil:
         node_forward(G, i)
 
 
-cdef void backward_pass(const Graph* G, double seed) noexcept nogil:
+cdef void backward_pass(const Graph* G, double root_grad) noexcept nogil:
     """Gradients of the root (the last node) with respect to every node, summed over paths."""
     cdef Py_ssize_t i
     for i in range(G.n - 1):
         G.grads[i] = -0.0  # the identity of +=, to the last bit (see reference.py)
-    G.grads[G.n - 1] = seed
+    G.grads[G.n - 1] = root_grad
     for i in range(G.n - 1, -1, -1):
         node_backward(G, i)
 

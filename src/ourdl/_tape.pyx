@@ -401,7 +401,7 @@ cdef class Tape:
             update_pass(&G)
         self._push()
 
-    # Small graphs (the seed's) are run holding the GIL: releasing it costs more than they do.
+    # Small graphs (the tutorial's) are run holding the GIL: releasing it costs more than they do.
     cpdef double forward(self):
         """Compute every node, parents first; return the root's value."""
         self._claim()
@@ -448,7 +448,7 @@ cdef class Tape:
 
     def fit(self, data, inputs, epochs=1, shuffle=False, seed=None, batch_size=1, progress=False,
             optimizer=None):
-        """Train on every row of ``data``: the seed's per-sample loop, run in compiled code.
+        """Train on every row of ``data``: the tutorial's per-sample loop, run in compiled code.
 
         For each row, column j is written into ``inputs[j].value``; then forward, backward
         and (every ``batch_size`` rows, with the gradients averaged) an update of every node

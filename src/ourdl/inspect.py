@@ -251,7 +251,7 @@ def gradcheck(root, nodes=None, eps=1e-6):
     saved = [(node.value, node.__getstate__()) for node in tape.nodes]
     worst = GradCheck(-1.0, None)
     try:
-        root.grad = 1.0  # d root / d root: the seed of backward
+        root.grad = 1.0  # d root / d root: where backward starts
         tape.forward()
         tape.backward(update=False)
         analytic = [node.grad for node in nodes]

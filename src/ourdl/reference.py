@@ -1,4 +1,4 @@
-"""ourdl in plain Python: the seed's nodes, written to be read top to bottom.
+"""ourdl in plain Python: the tutorial's nodes, written to be read top to bottom.
 
 This module is the specification of ourdl and the oracle its tests compare the compiled core
 against, bit for bit. Everything here has a compiled twin in ``_core.pyx``; if the two ever
@@ -133,7 +133,7 @@ class Node:
         self.value = value
         self.Flag = flag
         self.lr = lr
-        self.grad = 1.0          # backward() seeds the node it is called on with this
+        self.grad = 1.0          # backward() starts from this on the node it is called on
         self.Papa_grad = 0.0     # what the last backward() sent to Papa ...
         self.Mama_grad = 0.0     # ... and to Mama
         self.name = name
@@ -214,7 +214,7 @@ class Node:
                 node.updata()
 
     def updata(self):
-        """One gradient step, for trainable nodes only (the seed's spelling)."""
+        """One gradient step, for trainable nodes only (the tutorial's spelling)."""
         if self.Flag == 1:
             self.value = self.value - self.lr * self.grad
 
@@ -367,7 +367,7 @@ class PowNode(Node):
 
 
 class MSENode(Node):
-    """Squared error (Papa - Mama)**2, with the seed's gradient 2 * (Papa - Mama)."""
+    """Squared error (Papa - Mama)**2, with the tutorial's gradient 2 * (Papa - Mama)."""
 
     arity = 2
 

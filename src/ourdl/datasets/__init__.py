@@ -1,3 +1,3 @@
-"""Datasets for ourdl's applications; `ourdl.datasets.pubg` is the seed's PUBG placement data."""
+"""Datasets for ourdl's applications; `ourdl.datasets.pubg` is the tutorial's PUBG placement data."""
 
 __all__ = ["pubg"]

@@ -1,9 +1,9 @@
-"""The seed's PUBG placement data: load the real files, synthesize a stand-in, run the pipeline.
+"""The tutorial's PUBG placement data: load the real files, synthesize a stand-in, run the pipeline.
 
 The contest files (`pubg_train.csv`, `pubg_test.csv`, often zipped) cannot be downloaded, so
 `load` reads them when a user has them and `synthesize` makes data with the same schema and
 structure otherwise (see docs/pubg-data.md in the project's shared docs for what is known about
-the real files). The small functions after that are the seed's pipeline, step by step:
+the real files). The small functions after that are the tutorial's pipeline, step by step:
 
     df = complete_rows(load("pubg_train.csv"))          # df.dropna(axis=0, how='any')
     data, maxima = normalize_train(to_array(df))         # df.iloc[:, 2:].values / max
@@ -45,7 +45,7 @@ TRAIN_COLUMNS = (
 )
 TEST_COLUMNS = TRAIN_COLUMNS[:-1]
 TARGET = "team_placement"
-# The seed's df.iloc[:, 2:] minus the target: player_name stays in, as the seed has it.
+# The tutorial's df.iloc[:, 2:] minus the target: player_name stays in, as the tutorial has it.
 FEATURES = TRAIN_COLUMNS[2:-1]
 KILL_DISTANCE_COLUMNS = TRAIN_COLUMNS[11:15]
 FLOAT_COLUMNS = ("player_dist_ride", "player_dist_walk") + KILL_DISTANCE_COLUMNS
@@ -53,7 +53,7 @@ INT_COLUMNS = tuple(name for name in TRAIN_COLUMNS if name not in FLOAT_COLUMNS)
 
 SPLITS = ("train", "test")
 DEFAULT_ROWS = {"train": 1_500_000, "test": 500_000}
-# The real training file has this many rows with kills, which is what the seed's dropna keeps.
+# The real training file has this many rows with kills, which is what the tutorial's dropna keeps.
 COMPLETE_FRACTION = 635_716 / 1_500_000
 # Part of the cache key: bump it whenever synthesize() would return different data.
 GENERATOR_VERSION = 1
@@ -608,15 +608,15 @@ def _narrowest(values):
     return values
 
 
-# --- the seed's pipeline -------------------------------------------------------------------
+# --- the tutorial's pipeline -------------------------------------------------------------------
 
 def complete_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows without NaN: the seed's df.dropna(axis=0, how='any')."""
+    """The rows without NaN: the tutorial's df.dropna(axis=0, how='any')."""
     return frame.dropna(axis=0, how="any")
 
 
 def to_array(frame: pd.DataFrame) -> np.ndarray:
-    """The columns from game_size on as float64: the seed's df.iloc[:, 2:].values.
+    """The columns from game_size on as float64: the tutorial's df.iloc[:, 2:].values.
 
     13 feature columns for a test frame, 14 (team_placement last) for a training frame.
     """
@@ -658,7 +658,7 @@ def normalize_test(data: np.ndarray, maxima: np.ndarray, means: np.ndarray) -> n
 
 
 def to_placement(predictions: np.ndarray, max_placement: float) -> np.ndarray:
-    """The seed's int(p * max) (truncation toward zero) clipped to [1, max], as int64."""
+    """The tutorial's int(p * max) (truncation toward zero) clipped to [1, max], as int64."""
     predictions = np.asarray(predictions, dtype=np.float64)
     if not np.isfinite(predictions).all():
         raise ValueError("the predictions contain NaN or infinity")
@@ -738,7 +738,7 @@ Network = collections.namedtuple("Network", "x w y prediction loss")
 
 
 def build_network(n_features: int = len(FEATURES), lr: float = 0.01) -> Network:
-    """The seed's n -> 1 linear network built from ourdl nodes, exactly as the seed wires it.
+    """The tutorial's n -> 1 linear network built from ourdl nodes, exactly as the tutorial wires it.
 
     x[i] = Node(), w[i] = Node(Flag=1, lr=lr), m[i] = MulNode(x[i], w[i]), a chain of AddNodes
     a[i] summing the m[i] into the prediction, y = Node() and result = MSENode(prediction, y).
@@ -769,7 +769,7 @@ LARGEST_PLACEMENT = 1_000
 def save_model(path, loss, maxima, means):
     """Save the trained network (its loss node, MSE(prediction, y), inputs named x[0], x[1],
     ...) with ourdl.save, and beside it what predicting needs: the feature names, and the
-    training maxima and means of every column (the seed's max_value and data.mean(axis=0),
+    training maxima and means of every column (the tutorial's max_value and data.mean(axis=0),
     target last) that normalize_test applies to test rows."""
     import ourdl
 

@@ -2,7 +2,7 @@
 
 The tutorial reads pubg_train.csv and pubg_test.csv; this reads them too when they are in
 the current folder, and otherwise uses ourdl's synthetic stand-in with the same schema.
-Usage: python seed_pubg.py [ROWS]   (ROWS limits the synthetic training rows, for a quick run)
+Usage: python tutorial_pubg.py [ROWS]   (ROWS limits the synthetic training rows, for a quick run)
 """
 import os
 import sys

@@ -1,9 +1,9 @@
-"""The seed's two programs, run unchanged but for the import, against the seed's own classes.
+"""The tutorial's two programs, run unchanged but for the import, against the tutorial's own classes.
 
-The seed is the tutorial in /work/shared/seed/000_*.txt ("从零实现深度学习框架"). Its recursive
+The tutorial is ../shared/tutorial/000_*.txt ("从零实现深度学习框架"). Its recursive
 classes (notebook cell "In [4]") are copied below, as faithfully as the web page allows, and act
-as the oracle: on the seed's tree-shaped graphs ourdl must reproduce them to the last bit.
-The module-level names Node, AddNode, MulNode and MSENode are therefore the SEED's classes;
+as the oracle: on the tutorial's tree-shaped graphs ourdl must reproduce them to the last bit.
+The module-level names Node, AddNode, MulNode and MSENode are therefore the tutorial's classes;
 ourdl is only ever reached as ``ourdl.`` / ``reference.``.
 """
 import gc
@@ -23,7 +23,7 @@ import ourdl
 from ourdl import reference
 
 
-# ----------------------------------------------------------------------------- the seed, In [4]
+# ----------------------------------------------------------------------------- the tutorial, In [4]
 # A faithful copy (the page lost its line breaks; the code is otherwise unchanged).
 
 class Node(object):
@@ -98,27 +98,27 @@ class MSENode(Node):
         self.updata()
 
 
-# The seed packages these classes as OurDL.py ("框架封装"); its PUBG program imports that file.
-SEED_MODULE = types.ModuleType("OurDL")
-SEED_MODULE.Node, SEED_MODULE.AddNode = Node, AddNode
-SEED_MODULE.MulNode, SEED_MODULE.MSENode = MulNode, MSENode
+# The tutorial packages these classes as OurDL.py ("框架封装"); its PUBG program imports that file.
+TUTORIAL_MODULE = types.ModuleType("OurDL")
+TUTORIAL_MODULE.Node, TUTORIAL_MODULE.AddNode = Node, AddNode
+TUTORIAL_MODULE.MulNode, TUTORIAL_MODULE.MSENode = MulNode, MSENode
 
-IMPLEMENTATIONS = {"seed": "OurDL", "ourdl": "ourdl", "reference": "ourdl.reference"}
+IMPLEMENTATIONS = {"tutorial": "OurDL", "ourdl": "ourdl", "reference": "ourdl.reference"}
 
 
 @pytest.fixture(autouse=True)
-def seed_module(monkeypatch):
-    """Make ``from OurDL import *`` find the seed's own classes."""
-    monkeypatch.setitem(sys.modules, "OurDL", SEED_MODULE)
+def tutorial_module(monkeypatch):
+    """Make ``from OurDL import *`` find the tutorial's own classes."""
+    monkeypatch.setitem(sys.modules, "OurDL", TUTORIAL_MODULE)
 
 
 def run_program(source, module, **namespace):
-    """Run a seed program with its ``from OurDL import *`` pointed at ``module``."""
+    """Run a program of the tutorial with its ``from OurDL import *`` pointed at ``module``."""
     source = textwrap.dedent(source)
     assert source.count("from OurDL import *") == 1
-    namespace["__name__"] = "seed_program"
+    namespace["__name__"] = "tutorial_program"
     exec(compile(source.replace("from OurDL import *", f"from {module} import *"),
-                 "<seed program>", "exec"), namespace)
+                 "<tutorial program>", "exec"), namespace)
     return namespace
 
 
@@ -149,11 +149,11 @@ print('计算后 result.value = ', result.value)
 """
 
 # The tutorial's In [5], as the repository ships it for newcomers to run.
-TRAINING_PROGRAM = (Path(__file__).resolve().parent.parent / "examples" / "seed_example.py"
+TRAINING_PROGRAM = (Path(__file__).resolve().parent.parent / "examples" / "tutorial_example.py"
                     ).read_text(encoding="utf-8").replace("from ourdl import *", "from OurDL import *")
 
-# The seed's printed trace (print(text, value) puts one space between the two).
-SEED_TRACE = [
+# The tutorial's printed trace (print(text, value) puts one space between the two).
+TUTORIAL_TRACE = [
     ("计算前 result.value = ", "20"),
     ("计算后 result.value = ", "0.009999999999999929"),
     ("第一次更新后 w1.value = ", "0.9978"),
@@ -171,21 +171,21 @@ def expected_lines(trace):
     return [f"{text} {value}" for text, value in trace]
 
 
-def test_the_seed_classes_print_the_seed_trace(capsys):
+def test_the_tutorial_classes_print_the_tutorial_trace(capsys):
     """The oracle itself is right: the copied classes print exactly what the page shows."""
     run_program(TRAINING_PROGRAM, "OurDL")
-    assert capsys.readouterr().out.splitlines() == expected_lines(SEED_TRACE)
+    assert capsys.readouterr().out.splitlines() == expected_lines(TUTORIAL_TRACE)
 
 
 @pytest.mark.parametrize("module", ["ourdl", "ourdl.reference"])
-def test_training_example_prints_the_seed_numbers(capsys, module):
+def test_training_example_prints_the_tutorial_numbers(capsys, module):
     ns = run_program(TRAINING_PROGRAM, module)
     lines = capsys.readouterr().out.splitlines()
     # The one documented difference: ourdl stores every value as a float64, so the value the
-    # seed passed as the int 20 prints as 20.0. Every computed number is the seed's exactly.
+    # tutorial passed as the int 20 prints as 20.0. Every computed number is the tutorial's exactly.
     assert lines[0] == "计算前 result.value =  20.0"
-    assert lines[0] != expected_lines(SEED_TRACE)[0]
-    assert lines[1:] == expected_lines(SEED_TRACE)[1:]
+    assert lines[0] != expected_lines(TUTORIAL_TRACE)[0]
+    assert lines[1:] == expected_lines(TUTORIAL_TRACE)[1:]
     assert type(ns["result"].value) is float and type(ns["w1"].value) is float
     # The other weights moved too, and the inputs (Flag 0) did not.
     assert ns["w2"].value < 1.0 and ns["w3"].value < 1.0
@@ -198,7 +198,7 @@ def test_forward_example(capsys, module):
     lines = capsys.readouterr().out.splitlines()
     if module == "OurDL":
         assert lines == ["计算前 result.value =  20", "计算后 result.value =  0"]
-    else:  # float64 values: 20.0 and 0.0 where the seed's ints printed 20 and 0
+    else:  # float64 values: 20.0 and 0.0 where the tutorial's ints printed 20 and 0
         assert lines == ["计算前 result.value =  20.0", "计算后 result.value =  0.0"]
 
 
@@ -246,7 +246,7 @@ def pubg_runs():
     data = np.random.default_rng(20250723).random((PUBG_ROWS, 14))
     runs = {}
     saved = sys.modules.get("OurDL")
-    sys.modules["OurDL"] = SEED_MODULE
+    sys.modules["OurDL"] = TUTORIAL_MODULE
     try:
         for name, module in IMPLEMENTATIONS.items():
             runs[name] = run_program(PUBG_PROGRAM, module, data=data)
@@ -272,17 +272,17 @@ def test_pubg_network_has_the_seeds_shape(pubg_runs):
 
 @pytest.mark.parametrize("name", ["ourdl", "reference"])
 def test_pubg_weights_bit_for_bit_the_seeds(pubg_runs, name):
-    seed_w = [node.value for node in pubg_runs["seed"]["w"]]
+    tutorial_w = [node.value for node in pubg_runs["tutorial"]["w"]]
     ours_w = [node.value for node in pubg_runs[name]["w"]]
     # ourdl stores floats; the plain-Python reference keeps what the loop assigned
     # (numpy.float64 from the data rows), which is a float too.
     assert all(type(v) is float if name == "ourdl" else isinstance(v, float) for v in ours_w)
-    assert [bits(v) for v in ours_w] == [bits(v) for v in seed_w]
+    assert [bits(v) for v in ours_w] == [bits(v) for v in tutorial_w]
     # The last forward of the loss and the last gradients also agree exactly.
-    seed_ns, ns = pubg_runs["seed"], pubg_runs[name]
-    assert bits(ns["result"].value) == bits(seed_ns["result"].value)
-    assert [bits(n.grad) for n in ns["w"]] == [bits(n.grad) for n in seed_ns["w"]]
-    assert [bits(n.grad) for n in ns["a"]] == [bits(n.grad) for n in seed_ns["a"]]
+    tutorial_ns, ns = pubg_runs["tutorial"], pubg_runs[name]
+    assert bits(ns["result"].value) == bits(tutorial_ns["result"].value)
+    assert [bits(n.grad) for n in ns["w"]] == [bits(n.grad) for n in tutorial_ns["w"]]
+    assert [bits(n.grad) for n in ns["a"]] == [bits(n.grad) for n in tutorial_ns["a"]]
 
 
 def test_pubg_training_really_trained(pubg_runs):
@@ -304,7 +304,7 @@ def test_pubg_progress_line(capsys):
 # ----------------------------------------------------------------------------- long chains
 
 def test_seed_classes_fail_on_a_long_chain():
-    """What ourdl fixes: the seed recurses once per node, so 1,500 nodes are too many."""
+    """What ourdl fixes: the tutorial recurses once per node, so 1,500 nodes are too many."""
     c = Node(Value=1.0)
     n = Node(Value=0.5, Flag=1)
     for _ in range(1_500):
