@@ -31,7 +31,7 @@ VECTORIZED = [] if DEBUG else ["-ftree-vectorize"]
 
 # The compiled core, one extension per module (see the docstring of _core.pyx).
 MODULES = {"_nodes": [], "_passes": [], "_kernels": [], "_fused": VECTORIZED, "_tape": [],
-           "_core": []}
+           "_driver": [], "_core": []}
 extensions = [
     Extension(f"ourdl.{name}", [f"src/ourdl/{name}.pyx"], include_dirs=["src/ourdl"],
               depends=["src/ourdl/dense.h"], extra_compile_args=compile_args + extra)

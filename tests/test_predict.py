@@ -57,3 +57,14 @@ def test_before_any_fit_leaves_are_constants_and_the_root_is_the_default():
     data = np.random.default_rng(3).random((10, 3))
     got = tape.predict(data, x)
     np.testing.assert_array_equal(got, (tape.predict(data, x, output=total) - 1.0) ** 2)
+
+
+def test_data_found_bad_by_a_loop_but_finite_now_is_still_an_error():
+    """A loop saw nan or inf, but the data is finite when Python looks (another thread wrote
+    it meanwhile): predict and fit still raise a ValueError that says so, never None."""
+    from ourdl import _checks
+    X = np.ones((3, 2))
+    error = _checks.data_error(X, ["a", "b"])
+    assert isinstance(error, ValueError) and "changed meanwhile" in str(error)
+    X[1, 1] = np.nan
+    assert "at row 1" in str(_checks.data_error(X, ["a", "b"]))

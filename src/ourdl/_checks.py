@@ -166,6 +166,14 @@ def nonfinite_error(X, names, first=None):
     return None
 
 
+def data_error(X, names, first=None):
+    """The error for data a compiled loop found holding nan or inf: nonfinite_error's, or, if
+    every value is finite by now, that the data changed while it was read."""
+    return nonfinite_error(X, names, first) or ValueError(
+        "data held nan or inf while it was read, and is finite now: was it changed meanwhile "
+        "(by another thread)?")
+
+
 def progress_bar(total):
     from tqdm.auto import tqdm
     return tqdm(total=total, unit="sample", unit_scale=True, desc="training", leave=False)

@@ -7,8 +7,11 @@ others may use:
 - ``_ops.pxd``: the op codes and their arithmetic (value and gradients of each op);
 - ``_nodes``: ``Node`` and the op classes, and the topological sort;
 - ``_passes``: the general forward, backward and update passes over flat arrays;
-- ``_kernels``: the training steps run over many rows, general and fused;
-- ``_tape``: ``Tape``, which flattens a graph and drives the passes and kernels;
+- ``_optim.pxd``, ``_dense.pxd``: the update rules; a fused layer as the loops see it;
+- ``_fusion.py``, ``_fused``: finding dense layers; the training step that runs them fused;
+- ``_kernels``: the tutorial's model over many rows;
+- ``_tape``: ``Tape``, which flattens a graph and keeps its state;
+- ``_driver``: ``Tape.fit`` and ``Tape.predict``, a chunk of rows at a time;
 - ``_checks.py``: what Python hands the core is checked there first.
 
 ``reference.py`` is the same semantics in plain Python, and the tests hold the two to
@@ -19,7 +22,8 @@ from ourdl._ops cimport squared
 
 from ourdl._nodes import *  # every op's class, from the op registry
 from ourdl._nodes import OP_CLASSES, OP_NAMES, __all__ as _node_names
-from ourdl._tape import EpochStats, Tape, compile
+from ourdl._driver import EpochStats
+from ourdl._tape import Tape, compile
 
 __all__ = _node_names + ["EpochStats", "Tape", "compile"]
 

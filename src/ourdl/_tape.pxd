@@ -1,9 +1,9 @@
-# The C-level interface of the tape: a graph flattened into arrays, with its state.
+# The C-level interface of the tape: a graph flattened into arrays, with its state. What
+# ourdl._driver uses to run fit and predict on it is declared here too.
 
-from ourdl._fused cimport Fused
 from ourdl._nodes cimport Node, NodeState
 from ourdl._optim cimport Optimizer
-from ourdl._passes cimport Data, Graph
+from ourdl._passes cimport Graph
 
 cdef class Tape:
     cdef readonly tuple nodes
@@ -21,39 +21,31 @@ cdef class Tape:
     cdef double[::1] lrs
     cdef unsigned char[::1] flags
     cdef double[::1] consts       # each node's constant (HuberNode's delta)
-    cdef object _error            # what an op written in Python raised in the running pass
     cdef Py_ssize_t[::1] leaves   # indices of the leaves, read back before each forward()
     cdef NodeState** states       # each node's own state, for copying in and out
     cdef dict _index              # id(node) -> tape index, built on first use
     cdef bint _busy               # a call is using the arrays (see _claim)
     cdef object _turn             # for a node's own tape: callers from other threads wait here
+    cdef object _error            # what an op written in Python raised in the running pass
+    cdef int _aborted             # an op written in Python raised: the loops stop
     cdef readonly bint fuse       # fit and predict run dense layers as fused kernels
     cdef dict _layers             # fusion plans by (fed leaves, flags), least recently used first
     cdef frozenset _fed           # the leaves that fit has fed from data
     cdef list _opt_state          # the optimizer's kind, m, v, m and v before, steps taken
-    cdef tuple _output(self, output, Py_ssize_t[::1] slots)
-    cdef object _ancestors(self, Py_ssize_t out)
-    cdef int _set_optimizer_state(self, state) except -1
-    cdef str _signature(self)
-    cdef tuple _plan(self, slots)
-    cdef object _fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer)
-    cdef object _predict(self, data, inputs, output)
 
     cdef int _claim(self) except -1
     cdef int _raise_custom_error(self) except -1
-    cdef Py_ssize_t _chunk_rows(self)
     cdef Graph _graph(self) noexcept nogil
     cdef void _pull_leaves(self) noexcept nogil
     cdef void _pull(self) noexcept nogil
     cdef void _push(self) noexcept nogil
     cdef void _forward(self) noexcept nogil
     cdef void _backward(self, bint update) noexcept nogil
-    cdef Py_ssize_t[::1] _input_slots(self, inputs) except *
-    cdef Fused _fused(self, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t column_step,
-                      bint plain_sgd)
-    cdef Optimizer _optimizer(self, tuple settings) except *
-    cdef int _aborted             # an op written in Python raised: the loops stop
-    cdef Py_ssize_t _slot_of(self, node, str what) except -1
-    cdef void _settle(self, const Data* D, Py_ssize_t row)
     cpdef double forward(self)
     cpdef backward(self, bint update=*)
+    cdef Py_ssize_t _slot_of(self, node, str what) except -1
+    cdef Py_ssize_t[::1] _input_slots(self, inputs) except *
+    cdef tuple _plan(self, slots)
+    cdef Optimizer _optimizer(self, tuple settings) except *
+    cdef int _set_optimizer_state(self, state) except -1
+    cdef str _signature(self)

@@ -6,27 +6,18 @@ GIL (ourdl._passes, ourdl._kernels) -> results copied back into the nodes.
 """
 
 cimport cython
-from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport NAN
-from libc.stdint cimport int64_t
-from ourdl._fused cimport Fused
-from ourdl._fused import checked_layer
-from ourdl._kernels cimport dot_rows
 from ourdl._nodes cimport Node, NodeState, topological_order
 from ourdl._ops cimport *
 from ourdl._optim cimport N_OPTIMIZERS, OPT_ADAM, OPT_MOMENTUM, OPT_SGD, Optimizer
-from ourdl._passes cimport (CHUNK_ROWS, RUN_ABORTED, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_OK, Data,
-                            Graph, RunStatus, backward_pass, forward_pass, forward_rows,
-                            load_row, update_pass)
+from ourdl._passes cimport Graph, backward_pass, forward_pass, update_pass
 
 import copy
 import hashlib
 import numbers
 import threading
-import time
 import weakref
-from collections import namedtuple
 
 import numpy as np
 
@@ -40,13 +31,7 @@ if (len(OPTIMIZERS) != N_OPTIMIZERS or OPTIMIZERS.index("sgd") != OPT_SGD
         or OPTIMIZERS.index("momentum") != OPT_MOMENTUM or OPTIMIZERS.index("adam") != OPT_ADAM):
     raise ImportError("ourdl._tape: OPTIMIZERS and the enum in _optim.pxd disagree")
 
-EpochStats = namedtuple("EpochStats", "epoch loss seconds samples_per_second", module="ourdl")
-EpochStats.__doc__ = "One epoch of Tape.fit: mean root value (the training loss), wall time, speed."
-
 cdef enum:
-    CHUNK_WORK = 1 << 22   # node evaluations per trip, for graphs too large for CHUNK_ROWS
-    # Doubles in the scratch of predict(): the values of every node for a block of rows.
-    BLOCK_DOUBLES = 1 << 15
     # Graphs larger than this release the GIL in forward() and backward().
     NOGIL_NODES = 4096
     # Fusion plans a tape keeps, one per pattern of fed leaves and flags.
@@ -158,18 +143,6 @@ def _node_backward(Node node, update):
 
 _nodes._tape_forward = _node_forward
 _nodes._tape_backward = _node_backward
-
-
-cdef Data _data_view(const double[:, :] X, Py_ssize_t[::1] slots):
-    """Raw pointers into X and slots; the caller keeps both alive while they are used."""
-    cdef Data D
-    D.x = &X[0, 0]
-    D.s0 = X.strides[0] // <Py_ssize_t>sizeof(double)  # signed: strides may be negative
-    D.s1 = X.strides[1] // <Py_ssize_t>sizeof(double)
-    D.slots = &slots[0]
-    D.n_inputs = slots.shape[0]
-    D.rows = NULL
-    return D
 
 
 # ----------------------------------------------------------------------------- the tape
@@ -461,11 +434,9 @@ cdef class Tape:
         with the parameters (and the optimizer's state) as they were before the bad update.
         Ctrl-C stops within milliseconds, with both at the last completed update.
         """
-        self._claim()
-        try:
-            return self._fit(data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer)
-        finally:
-            self._busy = False
+        from ourdl import _driver
+        return _driver.fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress,
+                           optimizer)
 
     def reset_optimizer(self):
         """Forget the optimizer's state (momentum, moments, step count): the next fit starts
@@ -496,104 +467,6 @@ cdef class Tape:
         O.bc1 = O.sqrt_bc2 = 1.0
         return O
 
-    cdef object _fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer):
-        # Everything is checked before anything changes.
-        cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
-        cdef Py_ssize_t n_epochs = checks.count("epochs", epochs)
-        cdef Py_ssize_t batch = checks.count("batch_size", batch_size)
-        shuffle, progress = checks.switch("shuffle", shuffle), checks.switch("progress", progress)
-        rng = checks.generator(seed) if shuffle else None
-        settings = checks.optimizer_settings(optimizer)
-        X, names = checks.as_data(data, slots.shape[0])
-        state_before = self._opt_state
-        cdef Optimizer O = self._optimizer(settings)
-        state = self._opt_state  # what O points into stays alive for the whole run
-        self._fed = self._fed | set(slots)  # from now on, predict wants these given
-        self._error, self._aborted = None, 0
-        cdef Py_ssize_t chunk = self._chunk_rows()
-
-        cdef Py_ssize_t n_rows = X.shape[0], start, stop, epoch = 0, at = -1, last_row = -1
-        cdef RunStatus status = RUN_OK
-        cdef double loss_sum = 0.0
-        cdef int64_t[::1] order
-        self._pull()
-        cdef Graph G = self._graph()
-        cdef Data D = _data_view(X, slots)
-        # The training step: the graph's dense layers fused, every other node one by one.
-        cdef Fused fused = self._fused(slots, batch, D.s1, O.kind == OPT_SGD and O.lr != O.lr)
-        if state_before is self._opt_state:  # the same state goes on: keep a copy to go back to
-            state_before = [np.copy(a) if isinstance(a, np.ndarray) else a for a in state_before]
-        bar = checks.progress_bar(n_epochs * n_rows) if progress else None
-        history = []
-        try:
-            for epoch in range(n_epochs):
-                t0 = time.perf_counter()
-                loss_sum = 0.0
-                if rng is not None:
-                    order = checks.permutation(rng, n_rows)
-                    D.rows = &order[0]
-                for start in range(0, n_rows, chunk):
-                    stop = min(start + chunk, n_rows)
-                    with nogil:
-                        status = fused.train(&G, &D, &O, start, stop, n_rows, &loss_sum, &at)
-                    state[5] = O.t
-                    if status != RUN_OK:
-                        break
-                    last_row = D.rows[stop - 1] if D.rows != NULL else stop - 1
-                    if bar is not None:
-                        bar.update(stop - start)
-                        bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / stop:.4g}", refresh=False)
-                    PyErr_CheckSignals()  # Ctrl-C arrives here, between chunks
-                if status != RUN_OK:
-                    break
-                seconds = time.perf_counter() - t0
-                history.append(EpochStats(epoch + 1, loss_sum / n_rows, seconds, n_rows / seconds))
-                if bar is not None:
-                    bar.refresh()  # every epoch shows its loss, however fast it ran
-        except BaseException:
-            self._settle(&D, last_row)
-            self._error = None  # what the settling pass raised again, if anything
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
-        if status == RUN_ABORTED:  # an op written in Python raised on row at
-            row = D.rows[at] if D.rows != NULL else at
-            previous = (D.rows[at - 1] if D.rows != NULL else at - 1) if at > 0 else last_row
-            error, self._error = self._error, None
-            self._settle(&D, previous)  # as after the last row trained on
-            self._error, self._aborted = None, 0
-            raise error
-        if status != RUN_OK and epoch == 0:
-            # Every row is seen in the first epoch: bad data there is reported as such, even
-            # where training went wrong before reaching it.
-            error = checks.nonfinite_error(X, names)
-            if error is not None:
-                self._pull()  # the nodes were never written: forget what the run did
-                self._opt_state = state_before
-                raise error
-        if status == RUN_BAD_DATA:  # data that changed under a later epoch (another thread)
-            row = D.rows[at] if D.rows != NULL else at
-            previous = (D.rows[at - 1] if D.rows != NULL else at - 1) if at > 0 else last_row
-            self._settle(&D, previous)  # as after the last row trained on
-            raise checks.nonfinite_error(X, names, first=row) or ValueError(
-                f"data row {row} held nan or inf while it was read (was it changed meanwhile?)")
-        if status == RUN_OK:
-            fused.settle_last_update(&G, &D, last_row)  # as the general passes leave them
-            self._settle(&D, -1)
-            return history
-        if not 0 <= at < n_rows:  # never expected: refuse to read outside the data
-            raise SystemError(f"ourdl: a training kernel stopped at row {at} of {n_rows}")
-        row = D.rows[at] if D.rows != NULL else at
-        if epoch > 0 or at >= batch:
-            self._settle(&D, row)
-        # else no update was made: every node stays as it was, untouched.
-        what = "the loss" if status == RUN_BAD_LOSS else "a parameter"
-        raise FloatingPointError(
-            f"training diverged in epoch {epoch + 1} at row {row} of data: {what} became nan "
-            f"or inf. The parameters are as they were before that update. Try a smaller lr "
-            f"or normalized inputs (e.g. each column divided by its maximum).")
-
     def predict(self, data, inputs, output=None):
         """The value of ``output`` for every row of ``data``.
 
@@ -605,125 +478,12 @@ cdef class Tape:
         of rows at a time in compiled code, and changes nothing in the graph. Returns a
         float64 array.
         """
-        self._claim()
-        try:
-            return self._predict(data, inputs, output)
-        finally:
-            self._busy = False
-
-    cdef object _predict(self, data, inputs, output):
-        cdef Py_ssize_t chunk = self._chunk_rows()
-        cdef Py_ssize_t[::1] slots = self._input_slots(inputs)
-        cdef Py_ssize_t out
-        out, needed = self._output(output, slots)  # needed: what out depends on
-        X, names = checks.as_data(data, slots.shape[0])
-        cdef Py_ssize_t n_rows = X.shape[0], n = self.n, i, start, stop
-        self._pull()
-        result = np.empty(n_rows)
-        cdef double[::1] result_v = result
-        cdef Data D = _data_view(X, slots)
-        cdef bint ok = True
-        cdef Graph G = self._graph()
-        cdef Py_ssize_t[::1] offsets
-        cdef double[::1] weights, bias
-        cdef const double* bias_p
-        cdef Fused fused
-        layers, steps = self._plan(slots)
-        if any(out in layer.nodes and out not in layer.outputs for layer in layers):
-            layers = []  # a node inside a layer: only the general passes compute it
-        column = {slots[j]: j for j in range(slots.shape[0])}
-        unit = next((layer for layer in layers if layer.outputs == [out]), None)
-        if unit is not None:
-            unit = checked_layer(unit, n)  # what the loop below reads, and nothing else
-        if (unit is not None and unit.activation == OP_LEAF and unit.outputs.shape[0] == 1
-                and sorted(column.get(i, -1) for i in unit.inputs.tolist())
-                == list(range(len(column)))):
-            # One unit reading every data column (the tutorial's model): a dot product a row.
-            offsets = np.array([column[i] * D.s1 for i in unit.inputs.tolist()], dtype=np.intp)
-            weights = np.asarray(self.values)[unit.weights[:, 0]]
-            bias = np.asarray(self.values)[unit.biases] if unit.biases.shape[0] else np.zeros(1)
-            bias_p = &bias[0] if unit.biases.shape[0] else NULL
-            for start in range(0, n_rows, chunk):
-                stop = min(start + chunk, n_rows)
-                with nogil:
-                    ok = dot_rows(&D, &offsets[0], &weights[0], offsets.shape[0], bias_p, start,
-                                  stop, &result_v[0])
-                self._raise_custom_error()
-                if not ok:
-                    raise checks.nonfinite_error(X, names)
-                PyErr_CheckSignals()
-            return result
-        if layers:  # each row through the fused layers and the nodes between them, as needed
-            steps = [s for s in steps if (needed[s] if s >= 0 else
-                                          any(needed[o] for o in layers[-1 - s].outputs))]
-            fused = Fused(self.opcodes, self.papa, self.mama, self.values, self.lrs, self.flags,
-                          layers, steps, 1, self.states[self.n - 1].grad, slots, D.s1)
-            for start in range(0, n_rows, chunk):
-                stop = min(start + chunk, n_rows)
-                with nogil:
-                    ok = fused.predict(&G, &D, start, stop, out, &result_v[0])
-                self._raise_custom_error()
-                if not ok:
-                    raise checks.nonfinite_error(X, names)
-                PyErr_CheckSignals()
-            return result
-        # Only the nodes output depends on, in tape order.
-        cdef Py_ssize_t[::1] program = np.flatnonzero(needed & (np.asarray(self.opcodes) != OP_LEAF)).astype(np.intp)
-        cdef Py_ssize_t n_program = program.shape[0]
-        cdef Py_ssize_t B = max(1, min(256, BLOCK_DOUBLES // n))
-        cdef double[::1] buf = np.repeat(np.asarray(self.values), B)  # leaves keep their value
-        cdef const Py_ssize_t* program_p = &program[0] if n_program else NULL
-        for start in range(0, n_rows, chunk):
-            stop = min(start + chunk, n_rows)
-            with nogil:
-                ok = forward_rows(&G, &D, program_p, n_program, &buf[0], B, start, stop, out, &result_v[0])
-            self._raise_custom_error()
-            if not ok:
-                raise checks.nonfinite_error(X, names)
-            PyErr_CheckSignals()
-        return result
-
-    cdef tuple _output(self, output, Py_ssize_t[::1] slots):
-        """The tape index of predict's output (see predict), checked against stale leaves,
-        and which nodes it depends on (_ancestors)."""
-        given = set(slots)
-        cdef Py_ssize_t out = self.n - 1, target, other
-        if output is not None:
-            out = self._slot_of(output, "output")
-        elif self.opcodes[out] in (OP_MSE, OP_MAE, OP_HUBER):
-            for target, other in ((self.mama[out], self.papa[out]), (self.papa[out], self.mama[out])):
-                if target in self._fed and target not in given:
-                    out = other  # the loss of a target not given: the prediction is meant
-                    break
-        needed = self._ancestors(out)
-        stale = [i for i in sorted(self._fed) if needed[i] and i not in given]
-        if stale:
-            raise ValueError(
-                f"the output {self.nodes[out]!r} depends on {self.nodes[stale[0]]!r}, which fit "
-                f"fed from data: give it a column of data in inputs (its value now is only "
-                f"what the last row of training left there)")
-        return out, needed
-
-    cdef object _ancestors(self, Py_ssize_t out):
-        """A boolean array: True for out and every node it depends on."""
-        needed = np.zeros(self.n, dtype=np.bool_)
-        cdef unsigned char[::1] need = needed.view(np.uint8)
-        cdef Py_ssize_t i
-        need[out] = 1
-        for i in range(out, -1, -1):
-            if need[i] and self.opcodes[i] != OP_LEAF:
-                need[self.papa[i]] = 1
-                if is_binary(self.opcodes[i]):
-                    need[self.mama[i]] = 1
-        return needed
+        from ourdl import _driver
+        return _driver.predict(self, data, inputs, output)
 
     def evaluate(self, data, inputs):
         """The mean root value (the loss) over the rows of ``data``; changes nothing."""
         return float(np.mean(self.predict(data, inputs)))
-
-    cdef Py_ssize_t _chunk_rows(self):
-        """Rows per trip into compiled code: about the same work per trip for any graph."""
-        return max(1, min(CHUNK_ROWS, CHUNK_WORK // self.n))
 
     cdef Py_ssize_t _slot_of(self, node, str what) except -1:
         if not isinstance(node, Node):
@@ -734,17 +494,6 @@ cdef class Tape:
         if i < 0:
             raise ValueError(f"{what} ({node!r}) is not a node of this tape")
         return i
-
-    cdef void _settle(self, const Data* D, Py_ssize_t row):
-        """Write the run back into the nodes. After a stop part-way (``row`` of data given),
-        first recompute every value and gradient from the current parameters on that row, so
-        the nodes are consistent whichever path trained them."""
-        cdef Graph G = self._graph()
-        if row >= 0:
-            load_row(D, row, G.values)
-            forward_pass(&G)
-            backward_pass(&G, self.states[self.n - 1].grad)
-        self._push()
 
     def layers(self, inputs=()):
         """The dense layers that run as fused kernels when ``inputs`` are fed from data (a
@@ -788,14 +537,3 @@ cdef class Tape:
         inside = sum(len(layer.nodes) for layer in layers)
         return [layer.describe() for layer in layers] + [
             f"general passes: {self.n - inside} nodes, one by one"]
-
-    cdef Fused _fused(self, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t column_step,
-                      bint plain_sgd):
-        """The training step of fit: the plan's layers fused; without layers, the general
-        passes' step (every op node in tape order)."""
-        layers, steps = self._plan(slots)
-        if not layers:
-            steps = np.flatnonzero(np.asarray(self.opcodes) != OP_LEAF)
-        return Fused(self.opcodes, self.papa, self.mama, self.values, self.lrs, self.flags,
-                     layers, steps, batch, self.states[self.n - 1].grad, slots, column_step,
-                     plain_sgd)
