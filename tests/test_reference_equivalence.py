@@ -6,9 +6,12 @@ the same random script of forward / backward / update / assignments. After every
 node's value, grad, Papa_grad and Mama_grad must have the same bits (any nan equals any nan;
 -0.0 and 0.0 differ).
 """
+import gc
 import math
+import pickle
 import random
 import struct
+import threading
 
 import numpy as np
 import pytest
@@ -317,3 +320,51 @@ def test_squared_near_halfway_points():
             close.append(d)
     assert all(same(_core._squared(d), squared_oracle(d)) for d in close)
     assert any(squared_oracle(d) != d * d for d in close)
+
+
+# Where a node's state lives moves between tapes: a node's own tape, tapes of the user's that
+# share its nodes, and none at all once those are gone. Whatever runs, every node must read
+# what ourdl.reference gives.
+tape_steps = st.one_of(
+    steps,
+    st.tuples(st.just("tape_forward"), st.integers(0, 99)),
+    st.tuples(st.just("tape_backward"), st.integers(0, 99), st.booleans()),
+    st.tuples(st.just("drop_tapes"), st.integers(0, 99)),
+    st.tuples(st.just("pickle"), st.integers(0, 99)),
+    st.tuples(st.just("thread_backward"), st.integers(0, 99)),
+)
+
+
+@SETTINGS
+@given(graphs(), st.lists(tape_steps, max_size=16))
+def test_nodes_read_as_the_reference_whichever_tapes_ran_them(spec, script):
+    compiled, ref = build(ourdl, spec), build(reference, spec)
+    tapes = {}
+    for k, step in enumerate(script):
+        kind, index = step[0], step[1] % len(compiled)
+        if kind == "tape_forward":
+            tape = tapes.setdefault(index, ourdl.compile(compiled[index]))
+            a, b = tape.forward(), ref[index].forward()
+            assert same(a, b), f"step {k} {step}: {a!r} != {b!r}"
+        elif kind == "tape_backward":
+            tapes.setdefault(index, ourdl.compile(compiled[index])).backward(update=step[2])
+            ref[index].backward(update=step[2])
+        elif kind == "drop_tapes":  # the state goes back into the nodes
+            tapes.clear()
+            gc.collect()
+        elif kind == "pickle":  # the whole graph, copied: the copies go on instead
+            compiled = pickle.loads(pickle.dumps(compiled))
+            tapes.clear()
+        elif kind == "thread_backward":
+            worker = threading.Thread(target=compiled[index].backward)
+            worker.start()
+            worker.join()
+            ref[index].backward()
+        else:
+            a, b = apply(step, compiled), apply(step, ref)
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert same(a, b), f"step {k} {step}: {a!r} != {b!r}"
+        assert_same_state(compiled, ref, f"step {k} {step}")
+        for c, r in zip(compiled, ref):
+            assert same(c.lr, r.lr) and c.Flag == r.Flag, f"step {k} {step}"

@@ -80,21 +80,25 @@ cdef Fused _step(Tape tape, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t 
     if not layers:
         steps = np.flatnonzero(np.asarray(tape.opcodes) != OP_LEAF)
     return Fused(tape.opcodes, tape.papa, tape.mama, tape.values, tape.lrs, tape.flags, layers,
-                 steps, batch, tape.states[tape.n - 1].grad, slots, column_step, plain_sgd)
+                 steps, batch, tape.grads[tape.n - 1], slots, column_step, plain_sgd)
 
 
-cdef void _settle(Tape tape, const Data* D, Py_ssize_t row):
-    """Write the run back into the nodes. After a stop part-way (``row`` of data given),
-    first recompute every value and gradient from the current parameters on that row, so
-    the nodes are consistent whichever path trained them. What an op written in Python
-    raises meanwhile is dropped: the run's own error is the one to report."""
+cdef void _settle(Tape tape, const Data* D, Py_ssize_t row, double root_grad):
+    """After a stop part-way, recompute every value and gradient from the current parameters
+    on ``row`` of data, so that the nodes are consistent whichever path trained them. What
+    an op written in Python raises meanwhile is dropped: the run's own error is the one to
+    report."""
     cdef Graph G = tape._graph()
-    if row >= 0:
-        load_row(D, row, G.values)
-        forward_pass(&G)
-        backward_pass(&G, tape.states[tape.n - 1].grad)
-    tape._push()
+    load_row(D, row, G.values)
+    forward_pass(&G)
+    backward_pass(&G, root_grad)
     tape._error, tape._aborted = None, 0
+
+
+cdef void _restore(Tape tape, list before):
+    """The nodes' values and gradients as they were before the run (see _fit)."""
+    for now, then in zip(tape._computed(), before):
+        now[:] = then
 
 
 cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer):
@@ -111,12 +115,14 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
     state = tape._opt_state  # what O points into stays alive for the whole run
     tape._fed = tape._fed | set(slots)  # from now on, predict wants these given
     cdef Py_ssize_t chunk = _chunk_rows(tape)
+    # The nodes' state as it was, for a fit refused part-way (the run writes it in place).
+    nodes_before = [np.array(a) for a in tape._computed()]
+    cdef double root_grad = tape.grads[tape.n - 1]
 
     cdef Py_ssize_t n_rows = X.shape[0], start, stop, epoch = 0, at = -1, last_row = -1
     cdef RunStatus status = RUN_OK
     cdef double loss_sum = 0.0
     cdef int64_t[::1] order
-    tape._pull()
     cdef Graph G = tape._graph()
     cdef Data D = _data_view(X, slots)
     cdef Fused step = _step(tape, slots, batch, D.s1, O.kind == OPT_SGD and O.lr != O.lr)
@@ -150,14 +156,14 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
             if bar is not None:
                 bar.refresh()  # every epoch shows its loss, however fast it ran
     except BaseException:
-        _settle(tape, &D, last_row)
+        if last_row >= 0:
+            _settle(tape, &D, last_row, root_grad)
         raise
     finally:
         if bar is not None:
             bar.close()
     if status == RUN_OK:
         step.settle_last_update(&G, &D, last_row)  # as the general passes leave the nodes
-        _settle(tape, &D, -1)
         return history
 
     # A stop part-way, at row at of this epoch: which row the nodes are left computed on
@@ -173,7 +179,7 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
     if status == RUN_ABORTED:  # an op written in Python raised: its own exception
         error, settle_on = tape._error, before
     elif bad_data is not None:
-        tape._pull()  # the nodes were never written: forget what the run did
+        _restore(tape, nodes_before)
         tape._opt_state = state_before
         raise bad_data
     elif status == RUN_BAD_DATA:  # data changed under a later epoch (another thread?)
@@ -184,9 +190,11 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
             f"training diverged in epoch {epoch + 1} at row {row} of data: {what} became nan "
             f"or inf. The parameters are as they were before that update. Try a smaller lr "
             f"or normalized inputs (e.g. each column divided by its maximum).")
-        settle_on = row if epoch > 0 or at >= batch else -2  # -2: no update was made
-    if settle_on != -2:
-        _settle(tape, &D, settle_on)
+        settle_on = row if epoch > 0 or at >= batch else -1  # -1: no update was made
+    if settle_on >= 0:
+        _settle(tape, &D, settle_on, root_grad)
+    else:
+        _restore(tape, nodes_before)  # nothing was trained: the nodes as they were
     raise error
 
 
@@ -197,11 +205,13 @@ cdef object _predict(Tape tape, data, inputs, output):
     out, needed = _output(tape, output, slots)  # needed: what out depends on
     X, names = checks.as_data(data, slots.shape[0])
     cdef Py_ssize_t n_rows = X.shape[0], n = tape.n, start, stop
-    tape._pull()
     result = np.empty(n_rows)
     cdef double[::1] result_v = result
     cdef Data D = _data_view(X, slots)
+    # The rows pass through a copy of the values: predict changes nothing in the graph.
+    cdef double[::1] values = np.array(tape.values)
     cdef Graph G = tape._graph()
+    G.values = &values[0]
     cdef bint ok = True
     cdef int how
     # What each way reads: kept alive here, for the whole loop.
@@ -230,7 +240,7 @@ cdef object _predict(Tape tape, data, inputs, output):
         steps = [s for s in steps if (needed[s] if s >= 0 else
                                       any(needed[o] for o in layers[-1 - s].outputs))]
         step = Fused(tape.opcodes, tape.papa, tape.mama, tape.values, tape.lrs, tape.flags,
-                     layers, steps, 1, tape.states[n - 1].grad, slots, D.s1)
+                     layers, steps, 1, tape.grads[n - 1], slots, D.s1)
     else:  # only the nodes output depends on, in tape order, a block of rows at a time
         how = BY_BLOCKS
         program = np.flatnonzero(needed & (np.asarray(tape.opcodes) != OP_LEAF)).astype(np.intp)

@@ -10,8 +10,23 @@ cdef struct NodeState:
     int flag
 
 
+# A tape's state arrays, one slot per node, as the nodes it holds reach them: while a tape
+# holds a node, the node's value, grad, lr, Flag, Papa_grad and Mama_grad live there, where
+# the compiled passes use them, and the node reads and writes them through its slot.
+cdef struct Home:
+    double* values
+    double* grads
+    double* papa_grads
+    double* mama_grads
+    double* lrs
+    unsigned char* flags
+    Py_ssize_t lost     # how many of its nodes another tape has taken since it last held them
+
+
 cdef class Node:
-    cdef NodeState s
+    cdef NodeState s             # the node's state while no tape holds it (home is NULL)
+    cdef Home* home              # the arrays of the tape that holds the node, or NULL
+    cdef Py_ssize_t home_slot    # the node's slot in them
     cdef readonly Node Papa
     cdef readonly Node Mama
     cdef public object name

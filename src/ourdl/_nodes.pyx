@@ -1,8 +1,10 @@
 """ourdl's nodes: the tutorial's graph of Papa/Mama nodes as typed classes.
 
-A node holds its state (value, grad, Flag, lr and what it last sent each parent) in a C
-struct that a Tape (ourdl._tape) reads and writes through a pointer. Parents are fixed at
-construction, so a graph is always a DAG and a node's subgraph never changes.
+A node's state (value, grad, Flag, lr and what it last sent each parent) is a C struct of
+its own until a Tape (ourdl._tape) holds the node; from then on it lives in that tape's
+arrays, where the compiled passes use it, and the node reads and writes it there (Home).
+Parents are fixed at construction, so a graph is always a DAG and a node's subgraph never
+changes.
 """
 
 cimport cython
@@ -120,54 +122,67 @@ cdef class Node:
         """The node's number. A leaf keeps what it is given (an input, a constant or a
         parameter); forward() overwrites an op node's with the op applied to its parents'
         values."""
-        return self.s.value
+        return self.home.values[self.home_slot] if self.home != NULL else self.s.value
 
     @value.setter
     def value(self, double v):
-        self.s.value = v
+        if self.home != NULL:
+            self.home.values[self.home_slot] = v
+        else:
+            self.s.value = v
 
     @property
     def grad(self):
         """d(root)/d(this node) from the last backward(), summed over every path to the root.
         On the node backward() is called on it is the root gradient (1 unless you set it); update
         steps use it."""
-        return self.s.grad
+        return self.home.grads[self.home_slot] if self.home != NULL else self.s.grad
 
     @grad.setter
     def grad(self, double g):
-        self.s.grad = g
+        if self.home != NULL:
+            self.home.grads[self.home_slot] = g
+        else:
+            self.s.grad = g
 
     @property
     def lr(self):
         """The node's own learning rate: the size of the step backward() takes on it when
         Flag == 1. Ignored when Flag == 0."""
-        return self.s.lr
+        return self.home.lrs[self.home_slot] if self.home != NULL else self.s.lr
 
     @lr.setter
     def lr(self, double lr):
-        self.s.lr = lr
+        if self.home != NULL:
+            self.home.lrs[self.home_slot] = lr
+        else:
+            self.s.lr = lr
 
     @property
     def Flag(self):
         """1 if the node is trainable (backward() then steps it: value -= lr * grad), 0 if it
         is fixed (an input or a constant)."""
-        return self.s.flag
+        return self.home.flags[self.home_slot] if self.home != NULL else self.s.flag
 
     @Flag.setter
     def Flag(self, Flag):
-        self.s.flag = _flag(type(self).__name__, Flag)
+        cdef int flag = _flag(type(self).__name__, Flag)
+        if self.home != NULL:
+            self.home.flags[self.home_slot] = flag
+        else:
+            self.s.flag = flag
 
     @property
     def Papa_grad(self):
         """What the last backward() sent to Papa from this node: this node's grad times
         d(this)/d(Papa). Papa.grad is the sum of these over all its children."""
-        return self.s.papa_grad
+        return self.home.papa_grads[self.home_slot] if self.home != NULL else self.s.papa_grad
 
     @property
     def Mama_grad(self):
         """What the last backward() sent to Mama, as Papa_grad for Papa; 0 if there is no
         Mama."""
-        return self.s.mama_grad
+        return self.home.mama_grads[self.home_slot] if self.home != NULL else self.s.mama_grad
 
     @property
     def op(self):
@@ -185,8 +200,8 @@ cdef class Node:
 
     def updata(self):
         """One gradient step, for trainable nodes only (the tutorial's spelling)."""
-        if self.s.flag == 1:
-            self.s.value = self.s.value - self.s.lr * self.s.grad
+        if self.Flag == 1:
+            self.value = self.value - self.lr * self.grad
 
     def update(self):
         """Same as ``updata()``."""
@@ -194,7 +209,7 @@ cdef class Node:
 
     def __repr__(self):
         label = f"name={self.name!r}, " if self.name is not None else ""
-        return f"{type(self).__name__}({label}value={self.s.value!r}, grad={self.s.grad!r})"
+        return f"{type(self).__name__}({label}value={self.value!r}, grad={self.grad!r})"
 
     def __reduce__(self):
         # Pickle (and deepcopy) recurse into a node's parents before the node itself, so a
@@ -205,23 +220,28 @@ cdef class Node:
         # to the node itself.
         ancestors = None if _Ancestors.being_saved(self) else _Ancestors(self)
         return (_rebuild_node,
-                (ancestors, type(self), self.Papa, self.Mama, self.s.value, self.s.flag, self.s.lr),
+                (ancestors, type(self), self.Papa, self.Mama, self.value, self.Flag, self.lr),
                 self.__getstate__())
 
     def __getstate__(self):
-        return (self.name, self.s.grad, self.s.papa_grad, self.s.mama_grad, self.s.param)
+        return (self.name, self.grad, self.Papa_grad, self.Mama_grad, self.s.param)
 
     def __setstate__(self, state):
         name, grad, papa_grad, mama_grad, param = state
         if not (0.0 < param < float("inf") if self.opcode == OP_HUBER else param == 0.0):
             raise ValueError(f"{type(self).__name__}: no such op constant {param!r}")
-        self.name, self.s.grad, self.s.papa_grad, self.s.mama_grad = name, grad, papa_grad, mama_grad
-        self.s.param = param
+        cdef double g = grad, to_papa = papa_grad, to_mama = mama_grad
+        self.name, self.grad, self.s.param = name, g, param
+        if self.home != NULL:
+            self.home.papa_grads[self.home_slot] = to_papa
+            self.home.mama_grads[self.home_slot] = to_mama
+        else:
+            self.s.papa_grad, self.s.mama_grad = to_papa, to_mama
 
     def __copy__(self):
         """A new node with the same parents and state (the parents are shared, not copied)."""
-        node = _rebuild_node(None, type(self), self.Papa, self.Mama, self.s.value, self.s.flag,
-                             self.s.lr)
+        node = _rebuild_node(None, type(self), self.Papa, self.Mama, self.value, self.Flag,
+                             self.lr)
         node.__setstate__(self.__getstate__())
         return node
 

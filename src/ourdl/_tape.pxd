@@ -1,7 +1,7 @@
 # The C-level interface of the tape: a graph flattened into arrays, with its state. What
 # ourdl._driver uses to run fit and predict on it is declared here too.
 
-from ourdl._nodes cimport Node, NodeState
+from ourdl._nodes cimport Home, Node
 from ourdl._optim cimport Optimizer
 from ourdl._passes cimport Graph
 
@@ -13,7 +13,7 @@ cdef class Tape:
     cdef int[::1] opcodes
     cdef Py_ssize_t[::1] papa
     cdef Py_ssize_t[::1] mama
-    # Contiguous state, one slot per node.
+    # Contiguous state, one slot per node: the nodes' own while the tape holds them (home).
     cdef double[::1] values
     cdef double[::1] grads
     cdef double[::1] papa_grads
@@ -21,8 +21,7 @@ cdef class Tape:
     cdef double[::1] lrs
     cdef unsigned char[::1] flags
     cdef double[::1] consts       # each node's constant (HuberNode's delta)
-    cdef Py_ssize_t[::1] leaves   # indices of the leaves, read back before each forward()
-    cdef NodeState** states       # each node's own state, for copying in and out
+    cdef Home home                # the arrays, as the nodes the tape holds reach them
     cdef dict _index              # id(node) -> tape index, built on first use
     cdef bint _busy               # a call is using the arrays (see _claim)
     cdef object _turn             # for a node's own tape: callers from other threads wait here
@@ -33,12 +32,11 @@ cdef class Tape:
     cdef frozenset _fed           # the leaves that fit has fed from data
     cdef list _opt_state          # the optimizer's kind, m, v, m and v before, steps taken
 
+    cdef int _hold(self) except -1
+    cdef list _computed(self)
     cdef int _claim(self) except -1
     cdef int _raise_custom_error(self) except -1
     cdef Graph _graph(self) noexcept nogil
-    cdef void _pull_leaves(self) noexcept nogil
-    cdef void _pull(self) noexcept nogil
-    cdef void _push(self) noexcept nogil
     cdef void _forward(self) noexcept nogil
     cdef void _backward(self, bint update) noexcept nogil
     cpdef double forward(self)

@@ -6,9 +6,8 @@ GIL (ourdl._passes, ourdl._kernels) -> results copied back into the nodes.
 """
 
 cimport cython
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport NAN
-from ourdl._nodes cimport Node, NodeState, topological_order
+from ourdl._nodes cimport Home, Node, topological_order
 from ourdl._ops cimport *
 from ourdl._optim cimport N_OPTIMIZERS, OPT_ADAM, OPT_MOMENTUM, OPT_SGD, Optimizer
 from ourdl._passes cimport Graph, backward_pass, forward_pass, update_pass
@@ -148,17 +147,19 @@ _nodes._tape_backward = _node_backward
 # ----------------------------------------------------------------------------- the tape
 
 @cython.final
-@cython.no_gc_clear  # its raw pointers into the nodes must never outlive its hold on them
+@cython.no_gc_clear  # the nodes it holds point into its arrays: it lets go of them first
 cdef class Tape:
     """A graph flattened for speed: op codes, parent indices and contiguous state arrays.
 
     ``Tape(root)`` (or ``ourdl.compile(root)``) sorts root's subgraph once. ``forward()``,
     ``backward()``, ``fit()``, ``predict()`` and ``evaluate()`` then run typed loops over
-    the arrays, reading node values in and writing results back.
+    the arrays. While the tape runs, its nodes' state lives in those arrays (the nodes read
+    and write it there), so no call copies anything in or out of the nodes; another tape
+    that runs the same nodes takes them over, and hands them back when it goes.
     """
 
     def __init__(self, Node root not None, fuse=True):
-        if self.states != NULL or self.nodes is not None:
+        if self.nodes is not None:
             raise TypeError("a Tape is built once; compile the new root instead")
         # Everything is built in locals first: numpy calls may run the garbage collector,
         # and so finalisers or another thread, which may call __init__ on this tape too.
@@ -172,58 +173,93 @@ cdef class Tape:
         cdef double[::1] papa_grads = np.zeros(n), mama_grads = np.zeros(n), lrs = np.zeros(n)
         cdef unsigned char[::1] flags = np.zeros(n, dtype=np.uint8)
         cdef double[::1] consts = np.zeros(n)
-        cdef Py_ssize_t[::1] leaves
-        cdef NodeState** states = <NodeState**>PyMem_Malloc(n * sizeof(NodeState*))
-        if states == NULL:
-            raise MemoryError(f"cannot allocate a tape of {n} nodes")
-        try:
-            leaf_list = []
-            for i in range(n):
-                node = order[i]
-                node._slot = i
-                states[i] = &node.s
-                opcodes[i] = node.opcode
-                consts[i] = node.s.param
-                if node.Papa is not None:
-                    papa[i] = _slot_before(node.Papa, i, order)
-                if node.Mama is not None:
-                    mama[i] = _slot_before(node.Mama, i, order)
-                if node.opcode == OP_LEAF:
-                    leaf_list.append(i)
-            leaves = np.array(leaf_list, dtype=np.intp)
-            nodes = tuple(order)  # immutable: the compiled loops trust its indices
-        except BaseException:
-            PyMem_Free(states)
-            raise
-        if self.states != NULL or self.nodes is not None:  # built meanwhile, from elsewhere
-            PyMem_Free(states)
+        for i in range(n):
+            node = order[i]
+            node._slot = i
+            opcodes[i] = node.opcode
+            consts[i] = node.s.param
+            if node.Papa is not None:
+                papa[i] = _slot_before(node.Papa, i, order)
+            if node.Mama is not None:
+                mama[i] = _slot_before(node.Mama, i, order)
+        nodes = tuple(order)  # immutable: the compiled loops trust its indices
+        if self.nodes is not None:  # built meanwhile, from elsewhere
             raise TypeError("a Tape is built once; compile the new root instead")
         # From here on no Python code runs until every field is set; nodes last, since a
         # tape counts as built once it has them.
-        self.states = states
         self.n = n
         self.opcodes, self.papa, self.mama = opcodes, papa, mama
         self.values, self.grads, self.lrs, self.flags = values, grads, lrs, flags
-        self.papa_grads, self.mama_grads, self.leaves = papa_grads, mama_grads, leaves
+        self.papa_grads, self.mama_grads = papa_grads, mama_grads
         self.consts = consts
+        self.home.values, self.home.grads, self.home.lrs = &values[0], &grads[0], &lrs[0]
+        self.home.papa_grads, self.home.mama_grads = &papa_grads[0], &mama_grads[0]
+        self.home.flags = &flags[0]
+        self.home.lost = 1  # holds no node yet
         self.fuse = bool(fuse)
         self.root = root
         self._fed = frozenset()
         self.nodes = nodes
-        self._pull()
 
     def __dealloc__(self):
-        PyMem_Free(self.states)
+        # Give every node it holds its state back, into the node's own struct.
+        cdef Node node
+        cdef Py_ssize_t i
+        if self.nodes is None:
+            return
+        for i in range(self.n):
+            node = <Node>self.nodes[i]
+            if node.home == &self.home:
+                node.s.value, node.s.grad = self.values[i], self.grads[i]
+                node.s.papa_grad, node.s.mama_grad = self.papa_grads[i], self.mama_grads[i]
+                node.s.lr, node.s.flag = self.lrs[i], self.flags[i]
+                node.home = NULL
+
+    cdef int _hold(self) except -1:
+        """Take every node's state into this tape's arrays, where the passes use it: from
+        the node's own struct, or from the tape that held it last (which then counts the
+        node as lost, and takes it back when it runs again). After the first call, only
+        when another tape took some of them meanwhile."""
+        cdef Node node
+        cdef Home* other
+        cdef Py_ssize_t i, k
+        if self.home.lost == 0:
+            return 0
+        for i in range(self.n):
+            node = <Node>self.nodes[i]
+            other = node.home
+            if other == &self.home:
+                continue
+            if other == NULL:
+                self.values[i], self.grads[i] = node.s.value, node.s.grad
+                self.papa_grads[i], self.mama_grads[i] = node.s.papa_grad, node.s.mama_grad
+                self.lrs[i], self.flags[i] = node.s.lr, node.s.flag
+            else:
+                k = node.home_slot
+                self.values[i], self.grads[i] = other.values[k], other.grads[k]
+                self.papa_grads[i], self.mama_grads[i] = other.papa_grads[k], other.mama_grads[k]
+                self.lrs[i], self.flags[i] = other.lrs[k], other.flags[k]
+                other.lost += 1
+            node.home, node.home_slot = &self.home, i
+        self.home.lost = 0
+        return 0
+
+    cdef list _computed(self):
+        """The arrays the passes write: values, grads, Papa_grads and Mama_grads."""
+        return [np.asarray(self.values), np.asarray(self.grads), np.asarray(self.papa_grads),
+                np.asarray(self.mama_grads)]
 
     cdef int _claim(self) except -1:
-        """Mark the tape in use by one call; its arrays are shared state."""
-        if self.states == NULL or self.nodes is None:
+        """Mark the tape in use by one call (its arrays are shared state), holding its
+        nodes."""
+        if self.nodes is None:
             raise RuntimeError("this Tape was never built: make one with ourdl.compile(root)")
         if self._busy:
             raise RuntimeError("this Tape is in use by another call (another thread?): give "
                                "each thread its own tape, e.g. ourdl.compile(root) in each")
         self._busy = True
         self._error, self._aborted = None, 0  # nothing from an earlier call carries over
+        self._hold()
         return 0
 
     def __len__(self):
@@ -327,52 +363,15 @@ cdef class Tape:
             raise error
         return 0
 
-    cdef void _pull_leaves(self) noexcept nogil:
-        cdef Py_ssize_t k, i
-        for k in range(self.leaves.shape[0]):
-            i = self.leaves[k]
-            self.values[i] = self.states[i].value
-
-    cdef void _pull(self) noexcept nogil:
-        """Read every node's state (users may set any of it between calls), so that what
-        _push() writes back is the node's own unless a pass has recomputed it."""
-        cdef Py_ssize_t i
-        cdef NodeState* s
-        for i in range(self.n):
-            s = self.states[i]
-            self.values[i] = s.value
-            self.grads[i] = s.grad
-            self.papa_grads[i] = s.papa_grad
-            self.mama_grads[i] = s.mama_grad
-            self.lrs[i] = s.lr
-            self.flags[i] = s.flag == 1
-
-    cdef void _push(self) noexcept nogil:
-        """Write values and gradients back into the nodes."""
-        cdef Py_ssize_t i
-        cdef NodeState* s
-        for i in range(self.n):
-            s = self.states[i]
-            s.value = self.values[i]
-            s.grad = self.grads[i]
-            s.papa_grad = self.papa_grads[i]
-            s.mama_grad = self.mama_grads[i]
-
     cdef void _forward(self) noexcept nogil:
         cdef Graph G = self._graph()
-        cdef Py_ssize_t i
-        self._pull_leaves()
         forward_pass(&G)
-        for i in range(self.n):
-            self.states[i].value = self.values[i]
 
     cdef void _backward(self, bint update) noexcept nogil:
         cdef Graph G = self._graph()
-        self._pull()
-        backward_pass(&G, self.states[self.n - 1].grad)
+        backward_pass(&G, self.grads[self.n - 1])  # the root's own grad: 1 unless set
         if update:
             update_pass(&G)
-        self._push()
 
     # Small graphs (the tutorial's) are run holding the GIL: releasing it costs more than they do.
     cpdef double forward(self):
@@ -411,7 +410,7 @@ cdef class Tape:
             i = self._slot_of(node, f"inputs[{j}]")
             if (<Node>node).opcode != OP_LEAF:
                 raise ValueError(f"inputs[{j}] ({node!r}) is not a leaf: only leaves can be fed from data")
-            if (<Node>node).s.flag == 1:
+            if node.Flag == 1:
                 raise ValueError(f"inputs[{j}] ({node!r}) is trainable (Flag == 1): data would overwrite it")
             if i in taken:
                 raise ValueError(f"inputs[{j}] ({node!r}) is given twice")
@@ -503,7 +502,6 @@ cdef class Tape:
         inputs = checks.node_list("inputs", inputs, "the leaves data feeds")
         self._claim()
         try:
-            self._pull()  # the plan depends on the nodes' flags as they are now
             layers = self._plan(self._input_slots(inputs) if len(inputs) else ())[0]
         finally:
             self._busy = False
