@@ -113,7 +113,10 @@ RATIOS = [
      "mlp16 predict numpy", ""),
     ("MLP predict: ourdl / its libm tanh calls alone", "mlp16 predict ourdl",
      "mlp16 libm tanh floor", ""),
-]
+] + [(f"general tape, {size} nodes: ourdl / bare C loop", f"tape {size} ourdl",
+      f"tape {size} bare C", "<= 1.3") for size in ("1k", "10k", "100k", "1M")] + [
+    (f"general tape, {size} nodes: PyTorch eager / ourdl", f"tape {size} torch eager",
+     f"tape {size} ourdl", "reported") for size in ("1k", "10k")]
 
 
 def median_of(names):
