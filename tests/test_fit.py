@@ -1074,3 +1074,22 @@ def test_fit_needs_the_data_plus_at_most_one_converted_copy(layout, copies):
         tracemalloc.stop()
     copy = n_rows * n_columns * 8
     assert peak < copies * copy + copy // 10, f"peak {peak:,} bytes for {layout}"
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+@pytest.mark.parametrize("lr, what", [(5.0, "the loss"), (1e308, "a parameter")])
+def test_the_tutorials_model_diverges_in_batches_as_the_general_passes_do(batch_size, lr, what):
+    """The tutorial's model has a loop of its own, batches included: a divergent lr stops it
+    at the same row, with the same message, parameters and nodes, as the general passes."""
+    data = make_data(200, 14, seed=5) * 50.0
+    outcomes = []
+    for fuse in (True, False):
+        net = tutorial_net(ourdl, lr=lr)
+        tape = ourdl.compile(net.root, fuse=fuse)
+        with pytest.raises(FloatingPointError) as raised:
+            tape.fit(data, net.inputs, epochs=3, batch_size=batch_size, shuffle=True, seed=2)
+        outcomes.append((str(raised.value), param_values(net),
+                         [bits(node.value) for node in tape.nodes],
+                         [bits(node.grad) for node in tape.nodes]))
+    assert f"{what} became nan or inf" in outcomes[0][0]
+    assert outcomes[0] == outcomes[1]

@@ -262,11 +262,11 @@ cdef class Fused:
                           const Py_ssize_t[::1] mama, list checked, const Py_ssize_t[::1] slots,
                           Py_ssize_t column_step) except -1:
         """Is this the tutorial's model: loss(one unit over data columns, a target column),
-        trained a row at a time? Then train() runs it in one tight loop."""
+        trained by SGD with each weight's own lr? Then train() runs it in one tight loop."""
         cdef Py_ssize_t n = opcodes.shape[0], root = n - 1
         column = {slots[k]: k for k in range(slots.shape[0])}
         self.linear = False
-        if len(checked) != 1 or self.batch_size != 1 or self.n_flagged or not self.layers[0].trainable:
+        if len(checked) != 1 or self.n_flagged or not self.layers[0].trainable:
             return 0
         layer = checked[0]
         if (len(layer.outputs) != 1 or layer.activation != OP_LEAF
@@ -395,7 +395,8 @@ cdef class Fused:
         cdef RunStatus status = RUN_OK
         self.gather(G)
         if self.linear:
-            status = linear_rows(&self.layers[0], &self.loss, G, D, start, stop, loss_sum, at)
+            status = linear_rows(&self.layers[0], &self.loss, G, D, start, stop, epoch_rows,
+                                 self.batch_size, &self.count, loss_sum, at)
             self.scatter(G)
             return status
         for i in range(start, stop):

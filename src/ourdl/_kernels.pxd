@@ -5,7 +5,8 @@ from ourdl._dense cimport Dense, LinearLoss
 from ourdl._passes cimport Data, Graph, RunStatus
 
 cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const Data* D,
-                          Py_ssize_t start, Py_ssize_t stop, double* loss_sum,
+                          Py_ssize_t start, Py_ssize_t stop, Py_ssize_t epoch_rows,
+                          Py_ssize_t batch, Py_ssize_t* count, double* loss_sum,
                           Py_ssize_t* at) noexcept nogil
 
 

@@ -14,17 +14,29 @@ from libc.string cimport memcpy
 from ourdl._ops cimport *
 from ourdl._passes cimport RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM, RUN_OK, all_finite, all_finite_row
 
+cdef extern from *:
+    void __builtin_prefetch(const void* address) noexcept nogil
+
+cdef enum:
+    # In a shuffled epoch, the row this many rows ahead is asked of memory early: each row's
+    # chain of updates would otherwise wait for its data to come from memory, one at a time.
+    AHEAD = 16
+
 
 cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const Data* D,
-                          Py_ssize_t start, Py_ssize_t stop, double* loss_sum,
+                          Py_ssize_t start, Py_ssize_t stop, Py_ssize_t epoch_rows,
+                          Py_ssize_t batch, Py_ssize_t* count, double* loss_sum,
                           Py_ssize_t* at) noexcept nogil:
-    """The tutorial's model, loss(x . w + b, y), on rows [start, stop) (at most CHUNK_ROWS): the
-    one-unit case of a fused dense layer (ourdl._fused), its loss fused in.
+    """The tutorial's model, loss(x . w + b, y), on rows [start, stop) (at most CHUNK_ROWS) of
+    an epoch of epoch_rows rows: the one-unit case of a fused dense layer (ourdl._fused), its
+    loss fused in, by SGD with each weight's own lr.
 
     The same operations in the same order as the general passes (the bias is the last term
     of the sum; the gradient at the sum is the loss's; weight k gets that times x_k), with
-    the weights in registers and the data read in place. Each row's update is checked by the
-    next row, whose residual a nan or inf parameter reaches."""
+    the weights in registers and the data read in place. One row a batch, each row's update
+    is checked by the next row, whose residual a nan or inf parameter reaches; with larger
+    batches the gradients are summed (count rows so far) and each update is checked as it
+    is made."""
     cdef Py_ssize_t i, r, k, K = L.n_in, done
     cdef const Py_ssize_t* offsets = S.offsets
     cdef const double* lr = L.w_lr
@@ -41,8 +53,17 @@ cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const 
     cdef Py_ssize_t target = S.target, s0 = D.s0
     cdef const int64_t* rows = D.rows
     cdef const double* x0 = D.x
+    # Where a row's values lie, from its first to its last (prefetched when that is near).
+    cdef Py_ssize_t first = target, last = target, q
+    for k in range(K):
+        first, last = min(first, offsets[k]), max(last, offsets[k])
+    cdef bint prefetch = rows != NULL and 0 <= last - first <= 64
     for i in range(start, stop):
         r = rows[i] if rows != NULL else i
+        if prefetch and i + AHEAD < stop:
+            xr = x0 + rows[i + AHEAD] * s0
+            for q in range(first, last + 8, 8):
+                __builtin_prefetch(xr + min(q, last))
         xr = x0 + r * s0
         p = xr[offsets[0]] * w[0]
         for k in range(1, K):
@@ -59,15 +80,39 @@ cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const 
         t = twice_root_grad * d if is_mse else root_grad * sign(d)
         if not sum_is_papa:
             t = -t  # the sum is Mama: it receives the negated gradient
+        if batch == 1:
+            for k in range(K):
+                w_before[k] = w[k]
+                w[k] = w[k] - lr[k] * (t * xr[offsets[k]])
+            if b != NULL:
+                L.b_before[0] = b[0]
+                b[0] = b[0] - L.b_lr[0] * t
+            continue
+        # A batch: the gradients summed as the fused layer sums them, the mean stepped on.
+        for k in range(K):
+            L.w_sum[k] = L.w_sum[k] + t * xr[offsets[k]]
+        if b != NULL:
+            L.b_sum[0] = L.b_sum[0] + t
+        count[0] += 1
+        if count[0] < batch and i != epoch_rows - 1:
+            continue
         for k in range(K):
             w_before[k] = w[k]
-            w[k] = w[k] - lr[k] * (t * xr[offsets[k]])
+            w[k] = w[k] - lr[k] * (L.w_sum[k] / count[0])
+            L.w_sum[k] = -0.0
         if b != NULL:
             L.b_before[0] = b[0]
-            b[0] = b[0] - L.b_lr[0] * t
+            b[0] = b[0] - L.b_lr[0] * (L.b_sum[0] / count[0])
+            L.b_sum[0] = -0.0
+        count[0] = 0
+        if not _params_finite(L):
+            _undo(L)
+            at[0] = i
+            status = RUN_BAD_PARAM
+            break
     else:
         # The chunk's last update, which no row has checked yet (none if it had no rows).
-        if stop > start and not _params_finite(L):
+        if batch == 1 and stop > start and not _params_finite(L):
             _undo(L)
             at[0] = stop - 1
             status = RUN_BAD_PARAM
