@@ -79,6 +79,33 @@ def test_ourdl_fit(benchmark, record, pubg_train, fitted):
     assert bits(node.value for node in w) == bits(fitted)
 
 
+@pytest.mark.parametrize("name, settings", [
+    ("ourdl fit shuffled", dict(shuffle=True, seed=0)),
+    ("ourdl fit batch 64", dict(batch_size=64)),
+])
+@pytest.mark.benchmark(group="epoch")
+def test_ourdl_fit_in_another_order_or_in_batches(benchmark, record, pubg_train, name, settings):
+    """The same epoch's arithmetic, the rows visited in a new order, or stepped on every 64."""
+    x, w, y, _, result = tutorial_network(ourdl)
+    tape = ourdl.compile(result)
+
+    def from_zero():
+        for node in w:
+            node.value = 0.0
+
+    benchmark.pedantic(tape.fit, args=(pubg_train, x + [y]), kwargs=settings, setup=from_zero,
+                       rounds=20, warmup_rounds=2)
+    record(name)
+
+
+@pytest.mark.benchmark(group="epoch")
+def test_numpy_permutation(benchmark, record, pubg_train):
+    """What a shuffled epoch asks of numpy before it starts: a new order of the rows."""
+    rng = np.random.default_rng(0)
+    benchmark.pedantic(rng.permutation, args=(len(pubg_train),), rounds=20, warmup_rounds=2)
+    record("numpy permutation")
+
+
 @pytest.mark.benchmark(group="epoch")
 def test_tutorial_loop_on_reference_nodes(benchmark, record, pubg_train):
     n_rows = int(os.environ.get("OURDL_BENCH_REFERENCE_ROWS", len(pubg_train)))
