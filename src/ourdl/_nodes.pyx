@@ -19,21 +19,37 @@ _tape_forward = None
 _tape_backward = None
 
 
-cdef double _real(str kind, str arg, object x) except? -1.0:
+cdef inline double _real(Node node, str arg, object x) except? -1.0:
+    if type(x) is float:  # the common cases first: a node is built in a fraction of a microsecond
+        return <double>x
+    if type(x) is int:
+        return <double>x
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{kind}: {arg} must be a real number, not {type(x).__name__}")
+        raise TypeError(f"{type(node).__name__}: {arg} must be a real number, not {type(x).__name__}")
     return <double>x
 
 
-cdef int _flag(str kind, object x) except -1:
+cdef inline int _flag(Node node, object x) except -1:
+    if type(x) is int and (x == 0 or x == 1):
+        return x == 1
     # Compare a plain number, never x itself: an object may claim to equal anything.
     if not isinstance(x, numbers.Real) or float(x) not in (0.0, 1.0):
-        raise ValueError(f"{kind}: Flag must be 0 (fixed) or 1 (trainable), not {x!r}")
+        raise ValueError(f"{type(node).__name__}: Flag must be 0 (fixed) or 1 (trainable), not {x!r}")
     return 1 if float(x) == 1.0 else 0
+
+
+cdef dict _codes = {}  # the op code of each class of the registry, once it is built
 
 
 cdef int _op_code(type cls) except -1:
     """The class's op code as a plain int, checked against the range of the Op enum."""
+    code = _codes.get(cls)
+    if code is not None:
+        return code
+    return _checked_op_code(cls)
+
+
+cdef int _checked_op_code(type cls) except -1:
     if issubclass(cls, CustomNode):
         arity = cls.arity
         if isinstance(arity, bool) or arity not in (1, 2) or type(arity) is not int:
@@ -50,6 +66,27 @@ cdef int _op_code(type cls) except -1:
         raise TypeError(f"{cls.__name__}.op_code must be one of ourdl's op codes "
                         f"(0 to {N_OPS - 1}), not {op!r}")
     return code
+
+
+cdef inline int _check_parent(Node node, str arg, object parent) except -1:
+    if not isinstance(parent, Node):
+        raise TypeError(f"{type(node).__name__}: {arg} must be a Node or None, not "
+                        f"{type(parent).__name__}")
+    if not (<Node>parent)._built:
+        # Only built nodes can be parents, so every parent is older than its child and no
+        # graph can hold a cycle.
+        raise TypeError(f"{type(node).__name__}: {arg} was never built (its __init__ failed or "
+                        f"never ran); make it with {type(parent).__name__}(...)")
+    return 0
+
+
+cdef int _wrong_parents(Node node, int arity, int given) except -1:
+    cdef str kind = type(node).__name__
+    if arity == 2:
+        raise ValueError(f"{kind} needs both Papa and Mama")
+    if arity == 1:
+        raise ValueError(f"{kind} needs Papa and takes no Mama")
+    raise ValueError(f"{kind} is a leaf and takes no parents; use an op node such as AddNode")
 
 
 cdef Node _as_node(object x):
@@ -80,31 +117,24 @@ cdef class Node:
     op_name = "leaf"
 
     def __init__(self, Papa=None, Mama=None, Value=0, Flag=0, lr=0.01, name=None):
-        cdef str kind = type(self).__name__
         if self._built:
-            raise TypeError(f"{kind}: a node is built once (its parents are fixed); make a new node")
+            raise TypeError(f"{type(self).__name__}: a node is built once (its parents are "
+                            f"fixed); make a new node")
         cdef int op = _op_code(type(self))
-        for arg, parent in (("Papa", Papa), ("Mama", Mama)):
-            if parent is not None and not isinstance(parent, Node):
-                raise TypeError(f"{kind}: {arg} must be a Node or None, not {type(parent).__name__}")
-            if parent is not None and not (<Node>parent)._built:
-                # Only built nodes can be parents, so every parent is older than its child
-                # and no graph can hold a cycle.
-                raise TypeError(f"{kind}: {arg} was never built (its __init__ failed or never "
-                                f"ran); make it with {type(parent).__name__}(...)")
+        if Papa is not None:
+            _check_parent(self, "Papa", Papa)
+        if Mama is not None:
+            _check_parent(self, "Mama", Mama)
         cdef int given = (Papa is not None) + (Mama is not None)
         cdef int arity = arity_of(op)
-        if arity == 2 and given < 2:
-            raise ValueError(f"{kind} needs both Papa and Mama")
-        if arity == 1 and (Papa is None or Mama is not None):
-            raise ValueError(f"{kind} needs Papa and takes no Mama")
-        if arity == 0 and given:
-            raise ValueError(f"{kind} is a leaf and takes no parents; use an op node such as AddNode")
+        if arity != given or (arity == 1 and Papa is None):
+            _wrong_parents(self, arity, given)
         # Everything is checked before anything is set: a failed __init__ leaves no half-node.
-        cdef double value = _real(kind, "Value", Value), rate = _real(kind, "lr", lr)
-        cdef int flag = _flag(kind, Flag)
+        cdef double value = _real(self, "Value", Value), rate = _real(self, "lr", lr)
+        cdef int flag = _flag(self, Flag)
         if self._built:  # built meanwhile, by code that the checks above ran (a __float__)
-            raise TypeError(f"{kind}: a node is built once (its parents are fixed); make a new node")
+            raise TypeError(f"{type(self).__name__}: a node is built once (its parents are "
+                            f"fixed); make a new node")
         self.opcode = op
         self.Papa = Papa
         self.Mama = Mama
@@ -166,7 +196,7 @@ cdef class Node:
 
     @Flag.setter
     def Flag(self, Flag):
-        cdef int flag = _flag(type(self).__name__, Flag)
+        cdef int flag = _flag(self, Flag)
         if self.home != NULL:
             self.home.flags[self.home_slot] = flag
         else:
@@ -434,7 +464,7 @@ cdef class HuberNode(Node):
     op_name = "huber"
 
     def __init__(self, Papa=None, Mama=None, Value=0, Flag=0, lr=0.01, name=None, *, delta=1.0):
-        cdef double d = _real("HuberNode", "delta", delta)
+        cdef double d = _real(self, "delta", delta)
         if not 0.0 < d < float("inf"):
             raise ValueError(f"HuberNode: delta must be a positive number, not {delta!r}")
         Node.__init__(self, Papa, Mama, Value, Flag, lr, name)
@@ -554,6 +584,7 @@ def _registry():
 
 
 OP_CLASSES = _registry()
+_codes.update({cls: code for code, cls in enumerate(OP_CLASSES) if cls is not CustomNode})
 OP_NAMES = tuple({OP_CUSTOM1: "custom unary", OP_CUSTOM2: "custom binary"}.get(code, cls.op_name)
                  for code, cls in enumerate(OP_CLASSES))
 if len(set(OP_NAMES)) != N_OPS:
