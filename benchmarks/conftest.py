@@ -137,7 +137,8 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.section("ourdl fit/predict: medians and ratios (same run)")
     for line in SOURCE:
         write(f"data: {line}")
-    write(f"numpy's BLAS (X @ w) threads: {blas_threads()}; ourdl predict and fit use one")
+    write(f"numpy's BLAS (X @ w) threads: {blas_threads()}; ourdl fit uses one, predict one "
+          f"per core over 65,536 rows or more")
     for name, seconds in RESULTS.items():
         note = f"  ({NOTES[name]})" if name in NOTES else ""
         shown = f"{seconds * 1e3:12.3f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:12.3f} us"

@@ -1038,7 +1038,8 @@ def test_two_fits_in_two_threads_run_in_parallel():
 
 
 def test_two_predicts_in_two_threads_run_in_parallel():
-    data = data_for(tanh_mlp, 200_000, seed=18)
+    """predict releases the GIL (on fewer rows than it would share between threads itself)."""
+    data = data_for(tanh_mlp, 60_000, seed=18)
     probe, tape = compiled(tanh_mlp)
     start = time.perf_counter()
     expected = tape.predict(data, probe.inputs)
@@ -1093,3 +1094,22 @@ def test_the_tutorials_model_diverges_in_batches_as_the_general_passes_do(batch_
                          [bits(node.grad) for node in tape.nodes]))
     assert f"{what} became nan or inf" in outcomes[0][0]
     assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("builder, output", [(tutorial_net, "sum"), (tanh_mlp, None),
+                                             (mirrored_linear, "root")])
+def test_predict_shares_many_rows_between_threads_with_the_same_bits(builder, output):
+    """Over many rows predict runs blocks of them in threads, one per core; every row is
+    computed alone, so the result is the one a single thread gives, row by row."""
+    data = data_for(builder, 150_001, seed=4)
+    net, tape = compiled(builder)
+    tape.fit(data[:100], net.inputs)
+    out = {"sum": net.root.Papa, "root": net.root, None: None}[output]
+    whole = tape.predict(data, net.inputs, output=out)
+    pieces = np.concatenate([tape.predict(data[k:k + 30_000], net.inputs, output=out)
+                             for k in range(0, len(data), 30_000)])  # too few rows to share
+    assert [bits(v) for v in whole] == [bits(v) for v in pieces]
+    bad = data.copy()
+    bad[140_000, 0] = np.nan  # in the last thread's share
+    with pytest.raises(ValueError, match="row 140000"):
+        tape.predict(bad, net.inputs, output=out)

@@ -6,16 +6,19 @@ The tape (ourdl._tape) flattens the graph and keeps its state; this module only 
 Between chunks, with the GIL held, Ctrl-C can stop a run and the progress bar moves.
 """
 
+cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport int64_t
 from ourdl._fused cimport Fused
 from ourdl._kernels cimport dot_rows
-from ourdl._ops cimport OP_HUBER, OP_LEAF, OP_MAE, OP_MSE, is_binary
+from ourdl._ops cimport OP_CUSTOM1, OP_CUSTOM2, OP_HUBER, OP_LEAF, OP_MAE, OP_MSE, is_binary
 from ourdl._optim cimport OPT_SGD, Optimizer
 from ourdl._passes cimport (CHUNK_ROWS, RUN_ABORTED, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_OK, Data,
                             Graph, RunStatus, backward_pass, forward_pass, forward_rows, load_row)
 from ourdl._tape cimport Tape
 
+import os
+import threading
 import time
 from collections import namedtuple
 
@@ -35,6 +38,8 @@ cdef enum:
     BY_DOT = 0             # the tutorial's model: one unit over every data column
     BY_STEPS = 1           # the fused layers and the nodes between them, a row at a time
     BY_BLOCKS = 2          # the general passes, a block of rows at a time
+    # predict shares its rows between threads only when each gets at least this many.
+    THREAD_ROWS = 1 << 15
 
 
 def fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer):
@@ -198,29 +203,61 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
     raise error
 
 
+@cython.final
+cdef class _Rows:
+    """One thread's share of predict, through its own copy of the values and its own scratch:
+    threads share nothing they write. Rows are independent of each other, so the result is
+    the same to the last bit however the rows are shared out."""
+    cdef bint ready                # built by _share, and only then run
+    cdef int how
+    cdef Graph G
+    cdef Data D
+    cdef Py_ssize_t out, n_rows, n_program, B
+    cdef double[::1] values, buf, weights, bias, result
+    cdef Py_ssize_t[::1] offsets, program
+    cdef const double* bias_p
+    cdef Fused step
+    cdef bint ok
+
+    cdef bint run(self, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+        """Rows [start, stop) into the result; False if one holds nan or inf."""
+        if self.how == BY_DOT:
+            return dot_rows(&self.D, &self.offsets[0], &self.weights[0], self.offsets.shape[0],
+                            self.bias_p, start, stop, &self.result[0])
+        if self.how == BY_STEPS:
+            return self.step.predict(&self.G, &self.D, start, stop, self.out, &self.result[0])
+        return forward_rows(&self.G, &self.D, &self.program[0], self.n_program, &self.buf[0],
+                            self.B, start, stop, self.out, &self.result[0])
+
+
+def _run_rows(_Rows rows not None, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t chunk,
+              list stopped not None):
+    """A worker thread's loop: rows [start, stop), a chunk at a time without the GIL, until
+    done, a bad row, or the main thread says stop."""
+    cdef bint ok = True
+    cdef Py_ssize_t end
+    if not rows.ready or not 0 <= start <= stop <= rows.n_rows or chunk < 1:
+        raise ValueError("not a share of predict's rows")
+    while start < stop and ok and not stopped:
+        end = min(start + chunk, stop)
+        with nogil:
+            ok = rows.run(start, end)
+        start = end
+    rows.ok = ok
+
+
 cdef object _predict(Tape tape, data, inputs, output):
     cdef Py_ssize_t chunk = _chunk_rows(tape)
     cdef Py_ssize_t[::1] slots = tape._input_slots(inputs)
     cdef Py_ssize_t out
     out, needed = _output(tape, output, slots)  # needed: what out depends on
     X, names = checks.as_data(data, slots.shape[0])
-    cdef Py_ssize_t n_rows = X.shape[0], n = tape.n, start, stop
+    cdef Py_ssize_t n_rows = X.shape[0], n = tape.n, start, stop, k
     result = np.empty(n_rows)
-    cdef double[::1] result_v = result
     cdef Data D = _data_view(X, slots)
-    # The rows pass through a copy of the values: predict changes nothing in the graph.
-    cdef double[::1] values = np.array(tape.values)
-    cdef Graph G = tape._graph()
-    G.values = &values[0]
-    cdef bint ok = True
-    cdef int how
-    # What each way reads: kept alive here, for the whole loop.
-    cdef Py_ssize_t[::1] offsets, program
-    cdef double[::1] weights, bias, buf
-    cdef const double* bias_p = NULL
-    cdef Py_ssize_t n_program = 0, B = 1
-    cdef Fused step = None
+    cdef _Rows rows
 
+    # Which way, and what it reads.
     layers, steps = tape._plan(slots)
     if any(out in layer.nodes and out not in layer.outputs for layer in layers):
         layers = []  # a node inside a layer: only the general passes compute it
@@ -231,39 +268,81 @@ cdef object _predict(Tape tape, data, inputs, output):
     if (unit is not None and unit.activation == OP_LEAF and unit.outputs.shape[0] == 1
             and sorted(column.get(i, -1) for i in unit.inputs.tolist()) == list(range(len(column)))):
         how = BY_DOT  # one unit reading every data column (the tutorial's model)
-        offsets = np.array([column[i] * D.s1 for i in unit.inputs.tolist()], dtype=np.intp)
-        weights = np.asarray(tape.values)[unit.weights[:, 0]]
-        bias = np.asarray(tape.values)[unit.biases] if unit.biases.shape[0] else np.zeros(1)
-        bias_p = &bias[0] if unit.biases.shape[0] else NULL
+        way = (np.array([column[i] * D.s1 for i in unit.inputs.tolist()], dtype=np.intp),
+               np.asarray(tape.values)[unit.weights[:, 0]],
+               np.asarray(tape.values)[unit.biases] if unit.biases.shape[0] else None)
     elif layers:  # each row through the fused layers and the nodes between them, as needed
         how = BY_STEPS
-        steps = [s for s in steps if (needed[s] if s >= 0 else
-                                      any(needed[o] for o in layers[-1 - s].outputs))]
-        step = Fused(tape.opcodes, tape.papa, tape.mama, tape.values, tape.lrs, tape.flags,
-                     layers, steps, 1, tape.grads[n - 1], slots, D.s1)
+        way = (layers, [s for s in steps if (needed[s] if s >= 0 else
+                                             any(needed[o] for o in layers[-1 - s].outputs))])
     else:  # only the nodes output depends on, in tape order, a block of rows at a time
         how = BY_BLOCKS
-        program = np.flatnonzero(needed & (np.asarray(tape.opcodes) != OP_LEAF)).astype(np.intp)
-        n_program = program.shape[0]
-        program = program if n_program else np.zeros(1, dtype=np.intp)
-        B = max(1, min(256, BLOCK_DOUBLES // n))
-        buf = np.repeat(np.asarray(tape.values), B)  # leaves keep their value
-    for start in range(0, n_rows, chunk):
-        stop = min(start + chunk, n_rows)
-        with nogil:
-            if how == BY_DOT:
-                ok = dot_rows(&D, &offsets[0], &weights[0], offsets.shape[0], bias_p, start,
-                              stop, &result_v[0])
-            elif how == BY_STEPS:
-                ok = step.predict(&G, &D, start, stop, out, &result_v[0])
-            else:
-                ok = forward_rows(&G, &D, &program[0], n_program, &buf[0], B, start, stop, out,
-                                  &result_v[0])
-        tape._raise_custom_error()
-        if not ok:
-            raise checks.data_error(X, names)
-        PyErr_CheckSignals()
+        way = np.flatnonzero(needed & (np.asarray(tape.opcodes) != OP_LEAF)).astype(np.intp)
+
+    # Blocks of rows in threads, one per core, when there are rows enough and no op written
+    # in Python (whose calls would only queue for the GIL).
+    n_threads = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                    else os.cpu_count() or 1, n_rows // THREAD_ROWS)
+    custom = np.isin(np.asarray(tape.opcodes)[needed], [OP_CUSTOM1, OP_CUSTOM2]).any()
+    n_threads = 1 if custom or n_threads < 2 else n_threads
+    shares = [_share(tape, how, way, X, slots, out, result) for _ in range(n_threads)]
+    bounds = [n_rows * k // n_threads for k in range(n_threads + 1)]
+    stopped = []
+    workers = [threading.Thread(target=_run_rows,
+                                args=(shares[k], bounds[k], bounds[k + 1], chunk, stopped))
+               for k in range(1, n_threads)]
+    for worker in workers:
+        worker.start()
+    rows = shares[0]
+    ok = True
+    try:
+        for start in range(0, bounds[1], chunk):  # the main thread's share
+            stop = min(start + chunk, bounds[1])
+            with nogil:
+                ok = rows.run(start, stop)
+            tape._raise_custom_error()
+            if not ok:
+                stopped.append(True)  # the workers' rows are not wanted any more
+                break
+            PyErr_CheckSignals()
+    except BaseException:
+        stopped.append(True)
+        raise
+    finally:
+        for worker in workers:
+            worker.join()
+    for k in range(1, n_threads):
+        ok = ok and (<_Rows>shares[k]).ok
+    if not ok:
+        raise checks.data_error(X, names)
     return result
+
+
+cdef _Rows _share(Tape tape, int how, way, X, Py_ssize_t[::1] slots, Py_ssize_t out, result):
+    """A share of predict's rows (see _Rows), with everything it writes its own."""
+    cdef _Rows rows = _Rows()
+    rows.how, rows.out, rows.n_rows, rows.result, rows.ok = how, out, X.shape[0], result, True
+    rows.D = _data_view(X, slots)
+    # The rows pass through a copy of the values: predict changes nothing in the graph.
+    rows.values = np.array(tape.values)
+    rows.G = tape._graph()
+    rows.G.values = &rows.values[0]
+    if how == BY_DOT:
+        offsets, weights, bias = way
+        rows.offsets, rows.weights = offsets, weights
+        rows.bias = bias if bias is not None else np.zeros(1)
+        rows.bias_p = &rows.bias[0] if bias is not None else NULL
+    elif how == BY_STEPS:
+        layers, steps = way
+        rows.step = Fused(tape.opcodes, tape.papa, tape.mama, tape.values, tape.lrs, tape.flags,
+                          layers, steps, 1, tape.grads[tape.n - 1], slots, rows.D.s1)
+    else:
+        rows.n_program = way.shape[0]
+        rows.program = way if rows.n_program else np.zeros(1, dtype=np.intp)
+        rows.B = max(1, min(256, BLOCK_DOUBLES // tape.n))
+        rows.buf = np.repeat(np.asarray(tape.values), rows.B)  # leaves keep their value
+    rows.ready = True
+    return rows
 
 
 cdef tuple _output(Tape tape, output, Py_ssize_t[::1] slots):
