@@ -718,9 +718,7 @@ def test_an_op_of_your_own_that_drops_the_optimizer_state_mid_fit_cannot_free_it
             arity = 1
             def compute(self, a, b):
                 for tape in tapes:
-                    state = tape.__reduce__()[2]
-                    if isinstance(state, list):  # the tape's own (as it once was): drop it
-                        state[1:5] = [np.zeros(1)] * 4
+                    print(raises(tape.__reduce__))  # (it once handed out the tape's own)
                     print(raises(tape.reset_optimizer), raises(tape.__setstate__, None))
                     tapes.clear()
                     gc.collect()
@@ -737,8 +735,9 @@ def test_an_op_of_your_own_that_drops_the_optimizer_state_mid_fit_cannot_free_it
             gc.collect()
             print(sum(len(np.ones(1000 * k)) for k in range(1, 100)) > 0)
     """)
-    assert out[0].startswith("RuntimeError: this Tape is in use by another call")
-    assert out[1:] == ["1", "True", "True", "True"]
+    assert out[0].startswith("RuntimeError: this Tape is in use by a call")
+    assert out[1].startswith("RuntimeError: this Tape is in use by another call")
+    assert out[2:] == ["1", "True", "True", "True"]
 
 
 def test_fused_fit_calls_ops_of_your_own_as_often_as_the_general_passes():
@@ -887,3 +886,205 @@ def test_freezing_and_unfreezing_between_fits_keeps_memory_flat():
     """, timeout=300)
     n_weights, grown_mb = out[0].split()
     assert int(n_weights) == 193 and float(grown_mb) < 1.0, out  # kept forever: 10 MB
+
+
+# ----------------------------------------------------------------------------- a fourth hostile try
+
+def test_the_fused_step_built_by_hand_refuses_arrays_of_other_lengths():
+    out = run("""
+        from ourdl._fused import Fused
+        from ourdl._fusion import plan
+        from ourdl import nn
+        x, y = [Node() for _ in range(3)], Node()
+        tape = ourdl.compile(MSENode(nn.MLP([3, 4, 1], seed=0)(x)[0], y))
+        n = len(tape)
+        ops = np.array([ourdl._nodes.OP_NAMES.index(o) for o in tape.ops], dtype=np.intc)
+        papa, mama = [np.ascontiguousarray(tape.parents[:, k]) for k in (0, 1)]
+        flags = np.array([node.Flag for node in tape.nodes], dtype=np.uint8)
+        slots = np.array([tape.nodes.index(node) for node in x + [y]], dtype=np.intp)
+        layers, steps = plan(ops, papa, mama, flags, set(slots.tolist()))
+        for short in ("flags", "values", "papa"):
+            args = dict(flags=flags, values=np.zeros(n), papa=papa)
+            args[short] = args[short][:1]
+            print(raises(Fused, ops, args["papa"], mama, args["values"], np.zeros(n),
+                         args["flags"], layers, steps, 1, 1.0, slots, 1))
+        for bad in ([[s, s] for s in steps], [float(s) for s in steps], [str(s) for s in steps],
+                    [True] * len(steps)):
+            print(raises(Fused, ops, papa, mama, np.zeros(n), np.zeros(n), flags, layers, bad,
+                         1, 1.0, slots, 1))
+        layers[0].weights = [[float(w) for w in row] for row in layers[0].weights]
+        print(raises(Fused, ops, papa, mama, np.zeros(n), np.zeros(n), flags, layers, steps,
+                     1, 1.0, slots, 1))
+    """)
+    assert all(line.startswith("ValueError: the tape's arrays must have") for line in out[:3])
+    assert all(line.startswith("ValueError: steps must name op nodes") for line in out[3:7])
+    assert out[7].startswith("ValueError: not a dense layer of this tape")
+
+
+def test_a_failing_derivative_leaves_the_parameters_as_they_were():
+    out = run("""
+        class Bad(ourdl.CustomNode):
+            arity = 1
+            def compute(self, a, b): return a
+            def derivatives(self, a, b): raise ZeroDivisionError("no slope")
+        x, w, y = Node(Value=2.0), Node(Value=0.5, Flag=1), Node(Value=3.0)
+        loss = MSENode(Bad(MulNode(x, w)), y)
+        loss.forward()
+        print(raises(loss.backward), w.value)
+        tape = ourdl.compile(loss)
+        tape.forward()
+        print(raises(tape.backward), w.value)
+    """)
+    assert out == ["ZeroDivisionError: no slope 0.5"] * 2
+
+
+def test_threads_keep_taking_turns_when_a_nodes_tape_is_dropped_meanwhile():
+    out = run("""
+        import time
+        class Sleepy(ourdl.CustomNode):
+            arity = 1
+            def compute(self, a, b): return a
+            def derivatives(self, a, b):
+                time.sleep(0.001)
+                return 1.0
+        def build():
+            x, w, y = Node(Value=0.7), Node(Value=0.3, Flag=1, lr=0.05), Node(Value=2.0)
+            return w, MSENode(Sleepy(MulNode(x, w)), y)
+        w, loss = build()
+        loss.forward()
+        others = [Node(Value=float(i)) * 2.0 for i in range(20)]
+        stop = []
+        def churn():  # other nodes' tapes push this one out of the kept tapes
+            while not stop:
+                for other in others:
+                    other.forward()
+        def work():
+            for _ in range(30):
+                loss.backward()
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        churner = threading.Thread(target=churn)
+        churner.start()
+        for t in threads: t.start()
+        for t in threads: t.join()
+        stop.append(True)
+        churner.join()
+        w2, loss2 = build()
+        loss2.forward()
+        for _ in range(120):
+            loss2.backward()
+        print(w.value == w2.value, w.value, w2.value)
+    """, timeout=300)
+    assert out[0].startswith("True"), out
+
+
+def test_a_trainable_node_read_by_a_fused_layer_settles_as_the_general_passes_leave_it():
+    out = run("""
+        def build():
+            rng = np.random.default_rng(1)
+            W = lambda: Node(Value=float(rng.normal(0, 0.3)), Flag=1)
+            xs, y = [Node() for _ in range(2)], Node()
+            h = [TanhNode(AddNode(MulNode(xs[0], W()), MulNode(xs[1], W()))) for _ in range(2)]
+            h[1].Flag = 1                     # a trainable activation, read by the next layer
+            v = [Node(Value=float(rng.normal(0, 0.3)), Flag=1) for _ in range(2)]
+            out = AddNode(MulNode(h[0], v[0]), MulNode(h[1], v[1]))
+            return xs + [y], MSENode(out, y)
+        data = np.random.default_rng(2).normal(size=(5, 3))
+        states = []
+        for fuse in (True, False):
+            inputs, root = build()
+            tape = ourdl.compile(root, fuse=fuse)
+            tape.fit(data, inputs)
+            states.append([(n.value, n.grad, n.Papa_grad, n.Mama_grad) for n in tape.nodes])
+            print(len(tape.kernels))
+        print(states[0] == states[1])
+    """)
+    assert out == ["2", "1", "True"]
+
+
+def test_a_tape_is_not_pickled_while_a_call_runs_it():
+    out = run("""
+        from ourdl import nn, optim
+        tapes, seen = [], []
+        class Spy(ourdl.CustomNode):
+            arity = 1
+            def compute(self, a, b):
+                if tapes and not seen:
+                    seen.append(raises(pickle.dumps, tapes[0]))
+                return a
+            def derivatives(self, a, b): return 1.0
+        x, y = [Node() for _ in range(3)], Node()
+        tape = ourdl.compile(MSENode(Spy(nn.MLP([3, 4, 1], seed=0)(x)[0]), y))
+        tapes.append(tape)
+        tape.fit(np.ones((10, 4)), x + [y], optimizer=optim.Adam(lr=0.01))
+        print(seen[0])
+        print(len(pickle.loads(pickle.dumps(tape))))
+    """)
+    assert out[0].startswith("RuntimeError: this Tape is in use by a call")
+    assert out[1] == "63"  # the graph, pickled once the fit is over
+
+
+def test_optimizer_state_that_lies_or_counts_too_far_is_refused():
+    out = run("""
+        from ourdl import optim
+        x, w, y, loss = tutorial_net()
+        tape = ourdl.compile(loss)
+        tape.fit(np.ones((20, 4)), x + [y], optimizer=optim.Momentum(lr=0.01))
+        kind, m, v, mb, vb, t, sig = tape.__reduce__()[2]
+        class Liar(np.ndarray):
+            @property
+            def shape(self): return (len(tape),)
+        class Raises:
+            def __ne__(self, other): raise ZeroDivisionError("ne")
+            __eq__ = __ne__
+        class StrLiar(str):
+            def __ne__(self, other): return False
+        nan = m.copy(); nan[0] = np.nan
+        for state in ((kind, m, v, mb, vb, 2**63 - 1, sig), (kind, m, v, mb, vb, 2**64, sig),
+                      (kind, np.zeros(3).view(Liar), v, mb, vb, t, sig),
+                      (Raises(), m, v, mb, vb, t, sig), (kind, m, v, mb, vb, t, Raises()),
+                      (kind, m, v, mb, vb, t, StrLiar("x")), (kind, nan, v, mb, vb, t, sig)):
+            print(raises(tape.__setstate__, state))
+        print(len(tape.fit(np.ones((20, 4)), x + [y], optimizer=optim.Momentum(lr=0.01))))
+    """)
+    for line in out[:-1]:
+        assert line.startswith("ValueError: a pickled Tape's optimizer state does not fit"), line
+    assert out[-1] == "1"
+
+
+def test_planning_a_chain_of_small_layers_read_early_is_linear():
+    # Each round of sorting out which steps wait for which layers walks the whole tape; such
+    # graphs needed a round per few layers. Rounds are capped, then no step waits at all.
+    out = run("""
+        import random, time
+        from ourdl import nn, SinNode
+        def motif(seed, prev):
+            r = random.Random(seed)
+            pool = list(prev)
+            for _ in range(r.randint(1, 3)):
+                ins = [SinNode(s) for s in r.sample(pool, k=min(len(pool), r.randint(1, 2)))]
+                pool += nn.Linear(len(ins), r.randint(1, 3), bias=r.random() < 0.5, seed=seed)(ins)
+                for _ in range(r.randint(0, 3)):
+                    a, b = r.sample(pool, 2)
+                    pool.append(AddNode(a, b) if r.random() < 0.5 else AddNode(b, a))
+            return pool[len(prev):] or pool[-1:]
+        def build(k, seed=6):
+            prev, every = [Node(Value=0.3), Node(Value=0.5)], []
+            for _ in range(k):
+                prev = motif(seed, prev[-2:] if len(prev) >= 2 else prev * 2)
+                every += prev
+            root, r = every[-1], random.Random(seed + 1)
+            for p in every[:-1]:
+                if r.random() < 0.3:
+                    root = AddNode(root, p) if r.random() < 0.5 else AddNode(p, root)
+            return root
+        for k in (128, 1024):
+            root = build(k)
+            fused, plain = ourdl.compile(root), ourdl.compile(root, fuse=False)
+            start = time.perf_counter()
+            fused.kernels
+            print(k, len(fused), (time.perf_counter() - start) / len(fused))
+            print(fused.forward() == plain.forward())
+    """, timeout=300)
+    small, large = float(out[0].split()[2]), float(out[2].split()[2])
+    assert out[1] == out[3] == "True"
+    assert large < 4 * small + 2e-5, out  # 33,000 nodes used to take 48 s: 0.02 s now

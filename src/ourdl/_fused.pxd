@@ -11,7 +11,7 @@ cdef class Fused:
     cdef Py_ssize_t[::1] steps      # >= 0: a general node's tape index; < 0: layer -1 - s
     cdef Py_ssize_t[::1] zeroed     # nodes whose gradient restarts at -0.0 each row
     cdef Py_ssize_t[::1] flagged    # trainable nodes outside the layers
-    cdef double[::1] summed, before
+    cdef double[::1] summed, before, after
     cdef Py_ssize_t n_flagged, batch_size, count
     cdef double root_grad          # the root's gradient, where backward starts
     # What settle_last_update computes, and whose gradients it restarts.

@@ -145,18 +145,25 @@ cdef inline void dense_undo(Dense* L, Optimizer* O) noexcept nogil:
 CheckedLayer = namedtuple("CheckedLayer", "inputs outputs weights biases fold activation nodes")
 
 
+def _index_array(values, ndim=1):
+    """values as an array of tape indices: whole numbers (never floats, bools or strings that
+    would round or parse), of the given number of dimensions."""
+    a = np.asarray(values)
+    if a.ndim != ndim or (a.size and a.dtype.kind not in "iu"):
+        raise TypeError("not an array of whole numbers")
+    return a.astype(np.intp)
+
+
 def checked_layer(layer, Py_ssize_t n):
     """A Layer's indices as arrays (a CheckedLayer), every index checked against a tape of n
     nodes and every shape against the others. Each user of a plan takes this snapshot before
     its loops index by it, and reads nothing else of the layer: a Layer is a plain Python
     object, and could have been changed since ourdl._fusion made it."""
     try:
-        inputs = np.array(layer.inputs, dtype=np.intp).ravel()
-        outputs = np.array(layer.outputs, dtype=np.intp).ravel()
-        w_slots = np.array(layer.weights, dtype=np.intp)
-        biases = np.array(layer.biases, dtype=np.intp).ravel()
-        fold = np.array(layer.fold, dtype=np.intp).ravel()
-        nodes = np.array(sorted(int(i) for i in layer.nodes), dtype=np.intp)
+        inputs, outputs = _index_array(layer.inputs), _index_array(layer.outputs)
+        w_slots = _index_array(layer.weights, ndim=2)
+        biases, fold = _index_array(layer.biases), _index_array(layer.fold)
+        nodes = np.sort(_index_array(list(layer.nodes)))
         activation = layer.activation
     except (AttributeError, TypeError, ValueError, OverflowError):
         raise ValueError(f"not a dense layer of this tape of {n} nodes: {reprlib.repr(layer)}") from None
@@ -197,6 +204,9 @@ cdef class Fused:
         cdef Py_ssize_t n = opcodes.shape[0], k, i
         if self.layers != NULL:
             raise TypeError("a Fused kernel is built once")
+        if not (papa.shape[0] == mama.shape[0] == values.shape[0] == lrs.shape[0]
+                == flags.shape[0] == n >= 1):
+            raise ValueError("the tape's arrays must have one entry per node, all of them")
         checked = [checked_layer(layer, n) for layer in layers]
         op = np.asarray(opcodes)
         inside = np.zeros(n, dtype=np.bool_)
@@ -217,11 +227,11 @@ cdef class Fused:
         # once (prediction runs only those its output needs).
         general = ~inside & (op != OP_LEAF)
         try:
-            steps_a = np.array(steps, dtype=np.intp).ravel()
+            steps_a = _index_array(steps)
         except (TypeError, ValueError, OverflowError):
             steps_a = np.array([n], dtype=np.intp)  # refused below
         nodes = steps_a[steps_a >= 0]
-        if (len(np.unique(steps_a)) != len(steps) or (steps_a < -len(checked)).any()
+        if (len(np.unique(steps_a)) != len(steps_a) or (steps_a < -len(checked)).any()
                 or (nodes >= n).any() or not general[nodes[nodes < n]].all()):
             raise ValueError("steps must name op nodes outside the layers and layers, each once")
         self.steps = steps_a
@@ -236,6 +246,7 @@ cdef class Fused:
         self.flagged = _array(flagged, np.intp)
         self.summed = np.full(self.n_flagged + 1, -0.0)
         self.before = np.empty(self.n_flagged + 1)
+        self.after = np.empty(self.n_flagged + 1)
         self.batch_size = batch_size
         self.count = 0
         self.root_grad = root_grad
@@ -489,10 +500,17 @@ cdef class Fused:
             forward_pass(G)
             backward_pass(G, self.root_grad)
         else:
+            # The other trainable nodes too as they were before the update: a layer may read
+            # one (a trainable activation, a trainable input).
+            for q in range(self.n_flagged):
+                self.after[q] = G.values[self.flagged[q]]
+                G.values[self.flagged[q]] = self.before[q]
             for q in range(self.n_inner):
                 node_forward(G, self.inner[q])
             for q in range(self.n_reset):
                 G.grads[self.reset[q]] = -0.0
             for q in range(self.n_inner - 1, -1, -1):
                 node_backward(G, self.inner[q])
+            for q in range(self.n_flagged):
+                G.values[self.flagged[q]] = self.after[q]
         self.scatter(G)

@@ -34,6 +34,8 @@ from ourdl._nodes import ARITY, OP_NAMES
 LEAF, ADD, MUL = OP_NAMES.index("leaf"), OP_NAMES.index("add"), OP_NAMES.index("mul")
 ACTIVATIONS = {OP_NAMES.index(name) for name in ("tanh", "relu", "sigmoid")}
 BINARY = {op for op, arity in enumerate(ARITY) if arity == 2}
+# Rounds of sorting out which steps wait for which layers before planning gives up waiting.
+WAITING_ROUNDS = 8
 
 
 @dataclass
@@ -198,7 +200,12 @@ def _plan(opcodes, papa, mama, flags, fed):
     if not layers:
         return [], []
     layers.sort(key=lambda layer: layer.last)
-    return _in_tape_order(layers, op_a, papa_a, mama_a, binary) or _runnable(layers, ops, papa, mama)
+    found = (_in_tape_order(layers, op_a, papa_a, mama_a, binary)
+             or _runnable(layers, ops, papa, mama, WAITING_ROUNDS))
+    if found is None:  # waiting that takes many rounds to sort out: no waiting at all instead
+        found = _in_tape_order(_never_waited_for(layers, op_a, papa_a, mama_a, binary),
+                               op_a, papa_a, mama_a, binary)
+    return found
 
 
 class _Walk:
@@ -284,7 +291,33 @@ def _in_tape_order(layers, op_a, papa_a, mama_a, binary):
     return layers, steps[np.argsort(where)].tolist()
 
 
-def _runnable(layers, ops, papa, mama):
+def _never_waited_for(layers, op_a, papa_a, mama_a, binary):
+    """The layers without those a step would wait for (see _runnable): with none left, every
+    step runs at its place in the tape."""
+    n = op_a.shape[0]
+    while layers:
+        ready, owner = np.arange(n), np.full(n, -1)
+        ready[op_a == LEAF] = -1
+        for k, layer in enumerate(layers):
+            inside = np.fromiter(layer.nodes, np.intp, len(layer.nodes))
+            ready[inside], owner[inside] = layer.last, k
+        general = np.flatnonzero((op_a != LEAF) & (owner < 0))
+        read = [(papa_a[general], general), (mama_a[general[binary[general]]],
+                                             general[binary[general]])]
+        read += [(np.asarray(layer.inputs), np.full(len(layer.inputs), layer.last))
+                 for layer in layers]
+        waited = set()
+        for parents, reader in read:
+            late = ready[parents] > reader
+            waited.update(owner[parents[late]].tolist())
+        waited.discard(-1)
+        if not waited:
+            break
+        layers = [layer for k, layer in enumerate(layers) if k not in waited]
+    return layers
+
+
+def _runnable(layers, ops, papa, mama, rounds):
     """The layers that can run as steps, and the steps: (layers, [tape index of a general
     node, or -1 - k for layer k]).
 
@@ -293,8 +326,9 @@ def _runnable(layers, ops, papa, mama):
     waits for it (and what reads that node waits too). Waiting must not change the order in
     which any node's gradient is summed: a node's readers outside the layers must run in
     tape order. Where waiting would change it, the layer waited for is not fused; repeat
-    until the steps keep every order."""
-    while True:
+    until the steps keep every order, for at most ``rounds`` rounds (None after that: each
+    round walks the whole tape)."""
+    for _ in range(rounds):
         steps, blame = _steps(layers, ops, papa, mama)
         readers = {}
         for c in steps:
@@ -306,6 +340,7 @@ def _runnable(layers, ops, papa, mama):
             return layers, steps
         bad = {blame[c] for found in unordered for c in found if c in blame}
         layers = [layer for k, layer in enumerate(layers) if k not in bad] if bad else []
+    return None
 
 
 def _parents(i, ops, papa, mama):

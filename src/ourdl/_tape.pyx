@@ -36,6 +36,9 @@ cdef enum:
     # Fusion plans a tape keeps, one per pattern of fed leaves and flags.
     KEPT_PLANS = 4
 
+# The most updates an optimizer's state may count: far from where its C counter overflows.
+LARGEST_STEPS = 1 << 62
+
 
 cdef Py_ssize_t _slot_before(Node parent, Py_ssize_t i, list order) except -1:
     """The tape index of a parent of node i, which the sort placed before i. Read from the
@@ -103,6 +106,9 @@ cdef enum:
 # Module-level C variables, out of Python's reach: _own_tape casts what it finds here.
 cdef list _kept = []          # (weak reference to a node, its tape's length), oldest first
 cdef object _kept_lock = threading.Lock()
+# Threads take turns on nodes' own tapes, one at a time: a tape dropped from _kept while one
+# thread runs it must not let another thread run a new tape of the same nodes meanwhile.
+cdef object _turns = threading.RLock()
 
 
 cdef Tape _own_tape(Node node):
@@ -110,7 +116,6 @@ cdef Tape _own_tape(Node node):
     if tape is not None:
         return tape
     tape = Tape(node)
-    tape._turn = threading.RLock()
     with _kept_lock:
         if node._tape is not None:  # another thread compiled it meanwhile: use that one
             return node._tape
@@ -129,15 +134,13 @@ cdef Tape _own_tape(Node node):
 # Threads take turns on a node's tape rather than fail, whatever its size: an op written in
 # Python may release the GIL in the middle of a pass (I/O, a sleep).
 def _node_forward(Node node):
-    cdef Tape tape = _own_tape(node)
-    with tape._turn:
-        return tape.forward()
+    with _turns:
+        return _own_tape(node).forward()
 
 
 def _node_backward(Node node, update):
-    cdef Tape tape = _own_tape(node)
-    with tape._turn:
-        tape.backward(update)
+    with _turns:
+        _own_tape(node).backward(update)
 
 
 _nodes._tape_forward = _node_forward
@@ -279,6 +282,9 @@ cdef class Tape:
     def __reduce__(self):
         if self.nodes is None:
             raise TypeError("a Tape that was never built cannot be pickled")
+        if self._busy:  # its state is being written: a copy now would mix two moments
+            raise RuntimeError("this Tape is in use by a call (fit, predict, forward...): "
+                               "pickle it when the call has returned")
         state = self._opt_state
         if state is not None:  # a copy: the compiled loops write into the tape's own arrays
             state = (state[0], *(np.array(a) for a in state[1:5]), state[5], self._signature())
@@ -306,20 +312,24 @@ cdef class Tape:
         compiled loops index its arrays by tape index."""
         if state is not None:
             problem = "it is not (kind, m, v, m before, v before, steps, graph)"
-            if isinstance(state, tuple) and len(state) == 7:
+            if type(state) is tuple and len(state) == 7:
                 kind, *arrays, t, signature = state
-                size = self.n if kind != OPT_SGD else 1
+                # Plain copies first, then checked: what is checked is what is kept.
+                arrays = [np.array(a, copy=True, subok=False) if isinstance(a, np.ndarray)
+                          else None for a in arrays]
                 problem = (
                     "kind is no optimizer's" if type(kind) is not int or not 0 <= kind < N_OPTIMIZERS else
-                    "steps is not a count" if type(t) is not int or t < 0 else
-                    "it was made on another graph" if signature != self._signature() else
-                    "its arrays are not float64 arrays of one value per node" if any(
-                        not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.shape != (size,)
-                        for a in arrays) else None)
+                    "steps is not a count" if type(t) is not int or not 0 <= t < LARGEST_STEPS else
+                    "it was made on another graph"
+                    if type(signature) is not str or signature != self._signature() else
+                    "its arrays are not finite float64 arrays of one value per node" if any(
+                        a is None or a.dtype != np.float64
+                        or a.shape != (self.n if kind != OPT_SGD else 1,)
+                        or not np.isfinite(a).all() for a in arrays) else None)
             if problem is not None:
                 raise ValueError(f"a pickled Tape's optimizer state does not fit its graph: "
                                  f"{problem}")
-            state = [kind] + [np.array(a) for a in arrays] + [t]  # its own copies
+            state = [kind] + arrays + [t]
         self._opt_state = state
         return 0
 
@@ -370,7 +380,7 @@ cdef class Tape:
     cdef void _backward(self, bint update) noexcept nogil:
         cdef Graph G = self._graph()
         backward_pass(&G, self.grads[self.n - 1])  # the root's own grad: 1 unless set
-        if update:
+        if update and not self._aborted:  # an op written in Python failed: no step on nan
             update_pass(&G)
 
     # Small graphs (the tutorial's) are run holding the GIL: releasing it costs more than they do.
