@@ -10,6 +10,7 @@ import textwrap
 
 import pandas as pd
 import pytest
+from conftest import stopped_while_writing
 
 
 def ourdl(folder, *argv, **kwargs):
@@ -104,17 +105,10 @@ print("not stopped", flush=True)
 def test_a_stop_signal_while_writing_leaves_no_temporary_file(tmp_path, stop):
     assert ourdl(tmp_path, "--quiet").returncode == 0  # the data, cached
     (tmp_path / "submission.csv").write_text("old\n")
-    process = subprocess.Popen([sys.executable, "-c", STOPPED_RUN], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OURDL_CACHE_DIR": str(tmp_path / "cache")})
-    try:
-        assert process.stdout.readline() == "writing\n", process.stderr.read()
-        assert len([name for name in os.listdir(tmp_path) if name.endswith(".tmp")]) == 2
-        process.send_signal(getattr(signal, stop))
-        out, err = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == -getattr(signal, stop), err
+    temporaries, returncode, out, err = stopped_while_writing(
+        STOPPED_RUN, tmp_path, stop, env={**os.environ, "OURDL_CACHE_DIR": str(tmp_path / "cache")})
+    assert len(temporaries) == 2
+    assert returncode == -getattr(signal, stop), err
     assert "not stopped" not in out
     assert sorted(os.listdir(tmp_path)) == ["cache", "submission.csv"]
     assert (tmp_path / "submission.csv").read_text() == "old\n"

@@ -16,6 +16,7 @@ import zipfile
 import pytest
 
 from ourdl import _files
+from conftest import stopped_while_writing
 
 
 def write(path, data=b"new\n"):
@@ -231,17 +232,10 @@ print("not stopped", flush=True)
 def test_a_stop_signal_mid_write_removes_the_temporaries_and_ends_the_process(tmp_path, stop):
     (tmp_path / "outer.csv").write_bytes(b"old outer")
     (tmp_path / "inner.csv").write_bytes(b"old inner")
-    process = subprocess.Popen([sys.executable, "-c", STOPPED_WRITE, "outer.csv", "inner.csv"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    try:
-        assert process.stdout.readline() == "writing\n", process.stderr.read()
-        assert len([name for name in os.listdir(tmp_path) if name.endswith(".tmp")]) == 2
-        process.send_signal(getattr(signal, stop))
-        out, err = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == -getattr(signal, stop), err  # ended by the signal itself
+    temporaries, returncode, out, err = stopped_while_writing(
+        STOPPED_WRITE, tmp_path, stop, args=("outer.csv", "inner.csv"))
+    assert len(temporaries) == 2
+    assert returncode == -getattr(signal, stop), err  # ended by the signal itself
     assert "not stopped" not in out
     assert sorted(os.listdir(tmp_path)) == ["inner.csv", "outer.csv"]
     assert (tmp_path / "outer.csv").read_bytes() == b"old outer"

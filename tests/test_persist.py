@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 import ourdl
 from ourdl import nn, persist
 from test_inspect import chain, tutorial_graph
+from conftest import stopped_while_writing
 
 OPS = sorted(persist.CLASSES)
 FIXTURE = HealthCheck.function_scoped_fixture
@@ -390,16 +391,9 @@ print("not stopped", flush=True)
 def test_a_stop_signal_during_save_leaves_no_temporary_file(tmp_path, stop):
     ourdl.save(tmp_path / "graph.ourdl", tutorial_graph())
     before = (tmp_path / "graph.ourdl").read_bytes()
-    process = subprocess.Popen([sys.executable, "-c", STOPPED_SAVE], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout.readline() == "writing\n", process.stderr.read()
-        assert any(name.endswith(".tmp") for name in os.listdir(tmp_path))
-        process.send_signal(getattr(signal, stop))
-        out, err = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == -getattr(signal, stop), err
+    temporaries, returncode, out, err = stopped_while_writing(STOPPED_SAVE, tmp_path, stop)
+    assert temporaries
+    assert returncode == -getattr(signal, stop), err
     assert "not stopped" not in out
     assert os.listdir(tmp_path) == ["graph.ourdl"]
     assert (tmp_path / "graph.ourdl").read_bytes() == before
