@@ -105,6 +105,7 @@ cdef enum:
 
 # Module-level C variables, out of Python's reach: _own_tape casts what it finds here.
 cdef list _kept = []          # (weak reference to a node, its tape's length), oldest first
+cdef Py_ssize_t _kept_nodes = 0  # their lengths, added up
 cdef object _kept_lock = threading.Lock()
 # Threads take turns on nodes' own tapes, one at a time: a tape dropped from _kept while one
 # thread runs it must not let another thread run a new tape of the same nodes meanwhile.
@@ -116,15 +117,16 @@ cdef Tape _own_tape(Node node):
     if tape is not None:
         return tape
     tape = Tape(node)
+    global _kept_nodes
     with _kept_lock:
         if node._tape is not None:  # another thread compiled it meanwhile: use that one
             return node._tape
         node._tape = tape
         _kept.append((weakref.ref(node), tape.n))
-        total = sum(n for _, n in _kept)
-        while len(_kept) > 1 and (len(_kept) > KEPT_TAPES or total - tape.n > KEPT_NODES):
+        _kept_nodes += tape.n
+        while len(_kept) > 1 and (len(_kept) > KEPT_TAPES or _kept_nodes - tape.n > KEPT_NODES):
             ref, n = _kept.pop(0)
-            total -= n
+            _kept_nodes -= n
             old = ref()
             if old is not None:
                 (<Node>old)._tape = None
@@ -169,13 +171,16 @@ cdef class Tape:
         cdef list order = topological_order(root)
         cdef Py_ssize_t n = len(order), i
         cdef Node node
+        # Few allocations, sliced: a small graph built anew for every sample is flattened
+        # in a few microseconds.
         cdef int[::1] opcodes = np.empty(n, dtype=np.intc)
-        cdef Py_ssize_t[::1] papa = np.full(n, -1, dtype=np.intp)
-        cdef Py_ssize_t[::1] mama = np.full(n, -1, dtype=np.intp)
-        cdef double[::1] values = np.zeros(n), grads = np.zeros(n)
-        cdef double[::1] papa_grads = np.zeros(n), mama_grads = np.zeros(n), lrs = np.zeros(n)
+        cdef Py_ssize_t[::1] parents = np.full(2 * n, -1, dtype=np.intp)
+        cdef Py_ssize_t[::1] papa = parents[:n], mama = parents[n:]
+        cdef double[::1] state = np.zeros(6 * n)
+        cdef double[::1] values = state[:n], grads = state[n:2 * n]
+        cdef double[::1] papa_grads = state[2 * n:3 * n], mama_grads = state[3 * n:4 * n]
+        cdef double[::1] lrs = state[4 * n:5 * n], consts = state[5 * n:]
         cdef unsigned char[::1] flags = np.zeros(n, dtype=np.uint8)
-        cdef double[::1] consts = np.zeros(n)
         for i in range(n):
             node = order[i]
             node._slot = i
