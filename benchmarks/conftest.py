@@ -119,7 +119,13 @@ RATIOS = [
 ] + [(f"general tape, {size} nodes: ourdl / bare C loop", f"tape {size} ourdl",
       f"tape {size} bare C", "<= 1.3") for size in ("1k", "10k", "100k", "1M")] + [
     (f"general tape, {size} nodes: PyTorch eager / ourdl", f"tape {size} torch eager",
-     f"tape {size} ourdl", "reported") for size in ("1k", "10k")]
+     f"tape {size} ourdl", "reported") for size in ("1k", "10k")] + [
+    ("tiny graph built and run: micrograd / ourdl", "tiny micrograd", "tiny ourdl", ">= 10"),
+    ("tiny graph built and run: PyTorch eager / ourdl", "tiny torch eager", "tiny ourdl",
+     ">= 50"),
+    ("MLP built per sample: micrograd / ourdl", "mlp per sample micrograd",
+     "mlp per sample ourdl", ">= 30"),
+]
 
 
 def median_of(names):

@@ -1,0 +1,104 @@
+"""Graphs built anew for every sample, as micrograd's and PyTorch's users write them: build
+the graph from fresh nodes, then forward and backward, every iteration.
+
+- the 11-node graph of a public scalar-autograd benchmark (BurTorch's tiny example):
+  ``a = -41, b = 2, c = a + b, d = a*b + b**3, e = c - d, f = e**2, g = f / 2``;
+- a 2-16-16-1 tanh MLP called on new input nodes for every sample, its squared error,
+  backward and an SGD step.
+
+micrograd (``pip install micrograd``) and PyTorch eager (``pip install torch``) are the peers,
+each skipped when it is not installed.
+"""
+import pytest
+
+import ourdl
+from ourdl import nn
+
+SAMPLES = 300  # per round of the MLP loop
+
+
+def tiny(M):
+    a, b = M(-41.0), M(2.0)
+    c = a + b
+    d = a * b + b ** 3
+    e = c - d
+    f = e ** 2
+    return f / 2.0
+
+
+def ourdl_tiny():
+    g = tiny(lambda v: ourdl.Node(Value=v))
+    g.forward()
+    g.backward(update=False)
+    return g.value
+
+
+@pytest.mark.benchmark(group="tiny graph, built and run")
+def test_ourdl_tiny(benchmark, record):
+    assert benchmark(ourdl_tiny) == 612.5  # c - d = -39 - (-82 + 8) = 35; 35**2 / 2
+    record("tiny ourdl")
+
+
+@pytest.mark.benchmark(group="tiny graph, built and run")
+def test_micrograd_tiny(benchmark, record):
+    engine = pytest.importorskip("micrograd.engine", reason="pip install micrograd")
+
+    def step():
+        g = tiny(engine.Value)
+        g.backward()
+        return g.data
+
+    assert benchmark(step) == ourdl_tiny()
+    record("tiny micrograd")
+
+
+@pytest.mark.benchmark(group="tiny graph, built and run")
+def test_torch_tiny(benchmark, record):
+    torch = pytest.importorskip("torch", reason="pip install torch")
+    torch.set_num_threads(1)
+
+    def step():
+        g = tiny(lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True))
+        g.backward()
+        return g.item()
+
+    assert benchmark(step) == ourdl_tiny()
+    record("tiny torch eager", note="1 thread")
+
+
+def xor_rows(n):
+    return [((k % 7) / 7.0 - 0.5, (k % 5) / 5.0 - 0.5, 1.0 if k % 3 else -1.0) for k in range(n)]
+
+
+@pytest.mark.benchmark(group="2-16-16-1 MLP, built per sample")
+def test_ourdl_mlp_per_sample(benchmark, record):
+    net = nn.MLP([2, 16, 16, 1], activation="tanh", seed=0)
+    rows = xor_rows(SAMPLES)
+
+    def epoch():
+        for a, b, target in rows:
+            x = [ourdl.Node(Value=a), ourdl.Node(Value=b)]
+            loss = ourdl.MSENode(net(x)[0], ourdl.Node(Value=target))
+            loss.forward()
+            loss.backward()
+
+    benchmark.pedantic(epoch, rounds=5, warmup_rounds=1)
+    record("mlp per sample ourdl", scale=1 / SAMPLES, note="per sample")
+
+
+@pytest.mark.benchmark(group="2-16-16-1 MLP, built per sample")
+def test_micrograd_mlp_per_sample(benchmark, record):
+    mg = pytest.importorskip("micrograd.nn", reason="pip install micrograd")
+    net = mg.MLP(2, [16, 16, 1])
+    rows = xor_rows(SAMPLES)
+
+    def epoch():
+        for a, b, target in rows:
+            loss = (net([a, b]) - target) ** 2
+            net.zero_grad()
+            loss.backward()
+            for p in net.parameters():
+                p.data -= 0.01 * p.grad
+
+    benchmark.pedantic(epoch, rounds=3, warmup_rounds=1)
+    record("mlp per sample micrograd", scale=1 / SAMPLES, note="per sample")
