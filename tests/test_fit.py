@@ -432,7 +432,7 @@ def test_fit_reads_values_lr_and_flag_set_between_calls():
 
 @pytest.fixture
 def trained():
-    """A compiled seed network with non-trivial values and gradients in every node."""
+    """A compiled tutorial network with non-trivial values and gradients in every node."""
     net, tape = compiled(tutorial_net)
     tape.fit(data_for(tutorial_net, 300), net.inputs)
     return net, tape
@@ -787,7 +787,7 @@ def test_a_large_but_finite_absolute_error_is_not_divergence():
 
 def test_a_graph_trains_again_after_divergence():
     """A stop inside the fused kernel once wrote the tape's stale gradients (0.0 on a new
-    tape) into every node, the root's seed included: later fits then trained nothing."""
+    tape) into every node, the root's gradient included: later fits then trained nothing."""
     data = data_for(tutorial_net, 500)
     net, tape = compiled(tutorial_net)
     for p in net.params:
@@ -854,7 +854,7 @@ def test_ctrl_c_stops_promptly_after_a_whole_chunk(builder, after):
 
 
 def test_ctrl_c_leaves_the_root_gradient_alone():
-    """The same as after divergence: Ctrl-C in the fused kernel must not zero the seed."""
+    """The same as after divergence: Ctrl-C in the fused kernel must not zero the root's gradient."""
     data = data_for(tutorial_net, 600_000, seed=12)
     net, _ = interrupted_fit(tutorial_net, data, 400, 0.05)
     assert net.root.grad == 1.0

@@ -215,15 +215,15 @@ def test_pow_mama_gradient_at_zero_base():
 
 # ----------------------------------------------------------------------------- the tutorial's function
 
-SEED_VALUES = {"x": 1.3, "k": 0.7, "g": 0.4, "h": 0.9}
+TUTORIAL_VALUES = {"x": 1.3, "k": 0.7, "g": 0.4, "h": 0.9}
 
 
-def seed_function(x, k, g, h, sin, cos, tan, ln):
+def tutorial_function(x, k, g, h, sin, cos, tan, ln):
     return tan(g * sin(k * x * cos(h * ln(x) * x ** 2)))
 
 
-def test_seed_function_is_one_expression():
-    x, k, g, h = (ourdl.Node(Value=SEED_VALUES[n], Flag=1, name=n) for n in "xkgh")
+def test_tutorial_function_is_one_expression():
+    x, k, g, h = (ourdl.Node(Value=TUTORIAL_VALUES[n], Flag=1, name=n) for n in "xkgh")
     y = ourdl.tan(g * ourdl.sin(k * x * ourdl.cos(h * ourdl.ln(x) * x ** 2)))
     tape = ourdl.compile(y)
     assert tape.ops.count("leaf") == 5  # x, k, g, h and the constant 2
@@ -234,22 +234,22 @@ def test_seed_function_is_one_expression():
     assert y.forward() == pytest.approx(expected, rel=1e-15)
 
 
-def seed_function_grads():
-    x, k, g, h = (ourdl.Node(Value=SEED_VALUES[n], Flag=1, name=n) for n in "xkgh")
+def tutorial_function_grads():
+    x, k, g, h = (ourdl.Node(Value=TUTORIAL_VALUES[n], Flag=1, name=n) for n in "xkgh")
     y = ourdl.tan(g * ourdl.sin(k * x * ourdl.cos(h * ourdl.ln(x) * x ** 2)))
     y.forward()
     y.backward(update=False)
     return np.array([x.grad, k.grad, g.grad, h.grad])
 
 
-def test_seed_function_gradients_match_central_differences():
-    grads = seed_function_grads()
+def test_tutorial_function_gradients_match_central_differences():
+    grads = tutorial_function_grads()
 
     def f(vals):
         leaves = [ourdl.Node(Value=v) for v in vals]
-        return seed_function(*leaves, ourdl.sin, ourdl.cos, ourdl.tan, ourdl.ln).forward()
+        return tutorial_function(*leaves, ourdl.sin, ourdl.cos, ourdl.tan, ourdl.ln).forward()
 
-    base = [SEED_VALUES[n] for n in "xkgh"]
+    base = [TUTORIAL_VALUES[n] for n in "xkgh"]
     for i in range(4):
         h = 1e-6
         up, down = list(base), list(base)
@@ -260,39 +260,39 @@ def test_seed_function_gradients_match_central_differences():
     assert np.all(np.abs(grads) > 1e-3)  # every parameter matters here: not a vacuous check
 
 
-def test_seed_function_gradients_match_autograd():
-    f = lambda v: seed_function(v[0], v[1], v[2], v[3], anp.sin, anp.cos, anp.tan, anp.log)
-    expected = autograd.grad(f)(np.array([SEED_VALUES[n] for n in "xkgh"]))
-    assert_close(seed_function_grads(), expected, 1e-13, "seed function")
+def test_tutorial_function_gradients_match_autograd():
+    f = lambda v: tutorial_function(v[0], v[1], v[2], v[3], anp.sin, anp.cos, anp.tan, anp.log)
+    expected = autograd.grad(f)(np.array([TUTORIAL_VALUES[n] for n in "xkgh"]))
+    assert_close(tutorial_function_grads(), expected, 1e-13, "the tutorial's function")
 
 
 @needs_torch
-def test_seed_function_gradients_match_torch():
-    leaves = [torch.tensor(SEED_VALUES[n], dtype=torch.float64, requires_grad=True)
+def test_tutorial_function_gradients_match_torch():
+    leaves = [torch.tensor(TUTORIAL_VALUES[n], dtype=torch.float64, requires_grad=True)
               for n in "xkgh"]
-    y = seed_function(*leaves, torch.sin, torch.cos, torch.tan, torch.log)
+    y = tutorial_function(*leaves, torch.sin, torch.cos, torch.tan, torch.log)
     expected = [float(g) for g in torch.autograd.grad(y, leaves)]
-    assert_close(seed_function_grads(), expected, 1e-13, "seed function")
+    assert_close(tutorial_function_grads(), expected, 1e-13, "the tutorial's function")
 
 
-def test_seed_function_trains():
+def test_tutorial_function_trains():
     """Fitting k, g, h to a target with the tutorial's loop lowers the loss."""
-    x, k, g, h = (ourdl.Node(Value=SEED_VALUES[n], Flag=n != "x", lr=0.1) for n in "xkgh")
+    x, k, g, h = (ourdl.Node(Value=TUTORIAL_VALUES[n], Flag=n != "x", lr=0.1) for n in "xkgh")
     y = ourdl.tan(g * ourdl.sin(k * x * ourdl.cos(h * ourdl.ln(x) * x ** 2)))
     loss = ourdl.MSENode(y, ourdl.Node(Value=0.5))
     first = loss.forward()
     for _ in range(50):
         loss.forward()
         loss.backward()
-    assert loss.forward() < 0.1 * first and x.value == SEED_VALUES["x"]
+    assert loss.forward() < 0.1 * first and x.value == TUTORIAL_VALUES["x"]
 
 
 # ----------------------------------------------------------------------------- accumulation
 
-def load_seed_classes():
+def load_tutorial_classes():
     """The tutorial's own recursive classes, as copied in test_tutorial_programs.py."""
     path = pathlib.Path(__file__).with_name("test_tutorial_programs.py")
-    spec = importlib.util.spec_from_file_location("_seed_oracle_for_gradients", path)
+    spec = importlib.util.spec_from_file_location("_tutorial_oracle_for_gradients", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -311,13 +311,14 @@ def test_shared_node_receives_the_sum():
     # autograd agrees ...
     assert autograd.grad(lambda v: v * 3.0 + v * 5.0)(2.0) == 8.0
     # ... and the tutorial's recursive code does not: each path overwrites the last.
-    seed = load_seed_classes()
-    sx, sa, sb = seed.Node(Value=2.0), seed.Node(Value=3.0), seed.Node(Value=5.0)
-    sf = seed.AddNode(Papa=seed.MulNode(Papa=sx, Mama=sa), Mama=seed.MulNode(Papa=sx, Mama=sb))
+    tutorial = load_tutorial_classes()
+    sx, sa, sb = tutorial.Node(Value=2.0), tutorial.Node(Value=3.0), tutorial.Node(Value=5.0)
+    sf = tutorial.AddNode(Papa=tutorial.MulNode(Papa=sx, Mama=sa),
+                          Mama=tutorial.MulNode(Papa=sx, Mama=sb))
     sf.forward()
     sf.backward()
     assert sf.value == 16.0 and sx.grad == 5.0  # only the last path's share
-    ssq = seed.MulNode(Papa=sx, Mama=sx)
+    ssq = tutorial.MulNode(Papa=sx, Mama=sx)
     ssq.forward()
     ssq.backward()
     assert sx.grad == 2.0  # x, not 2x

@@ -151,14 +151,14 @@ def needs_graphviz():
                                            (".pdf", b"%PDF")])
 def test_draw_renders_the_picture(tmp_path, suffix, magic):
     needs_graphviz()
-    path = ourdl.draw(tutorial_graph(), tmp_path / f"seed{suffix}")
+    path = ourdl.draw(tutorial_graph(), tmp_path / f"tutorial{suffix}")
     assert path.read_bytes().startswith(magic)
     if suffix == ".svg":
         assert path.read_text().count("<g id=\"node") == 13
 
 
 def test_draw_says_which_part_of_graphviz_is_missing(tmp_path, monkeypatch):
-    path = tmp_path / "seed.png"
+    path = tmp_path / "tutorial.png"
     monkeypatch.setitem(sys.modules, "graphviz", None)  # import graphviz now fails
     with pytest.raises(ImportError, match="pip install graphviz"):
         ourdl.draw(tutorial_graph(), path)
@@ -167,7 +167,7 @@ def test_draw_says_which_part_of_graphviz_is_missing(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="Graphviz's dot program, which is not on PATH"):
         ourdl.draw(tutorial_graph(), path)
     with pytest.raises(ValueError, match=r"should end in \.png, \.svg or \.pdf"):
-        ourdl.draw(tutorial_graph(), tmp_path / "seed.jpg")
+        ourdl.draw(tutorial_graph(), tmp_path / "tutorial.jpg")
     assert list(tmp_path.iterdir()) == []
 
 

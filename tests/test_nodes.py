@@ -161,7 +161,7 @@ def test_backward_update_false_computes_gradients_only(lib):
 
 
 @LIBS
-def test_backward_seeds_with_the_nodes_grad(lib):
+def test_backward_starts_from_the_nodes_grad(lib):
     x = lib.Node(Value=3.0, Flag=1, lr=0.1)
     y = lib.MulNode(x, lib.Node(Value=5.0))
     y.forward()
@@ -205,7 +205,7 @@ def test_assignments_between_calls_are_seen(lib):
     assert f.forward() == -3.0
     f.Papa.value = 1000.0  # an op node's value is recomputed, not read
     assert f.forward() == -3.0
-    # lr, Flag and the seed gradient, between backward calls.
+    # lr, Flag and the root gradient, between backward calls.
     f.backward()
     assert w.value == -1.0 - 0.5 * 4.0
     w.lr = 0.25

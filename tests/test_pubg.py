@@ -52,10 +52,10 @@ def test_schema_and_dtypes(train, test_frame):
     assert "player_name" in pubg.FEATURES and pubg.TARGET == "team_placement"
 
 
-def test_default_sizes_give_the_seeds_array():
+def test_default_sizes_give_the_tutorials_array():
     frame = pubg.synthesize("train")
     assert frame.shape == (1_500_000, 16)
-    # The seed prints (635716, 14) after dropna and iloc[:, 2:].
+    # The tutorial prints (635716, 14) after dropna and iloc[:, 2:].
     assert pubg.to_array(pubg.complete_rows(frame)).shape == (635_716, 14)
     assert frame["player_kills"].mean() == pytest.approx(0.89, abs=0.05)
 
@@ -152,7 +152,7 @@ def test_distributions_and_correlations_are_realistic():
     assert correlation.loc["kill_distance_x_min", "kill_distance_y_min"] > 0.3
 
 
-def test_features_carry_signal_for_the_seeds_linear_model():
+def test_features_carry_signal_for_the_tutorials_linear_model():
     frame = pubg.synthesize("train", 100_000, seed=2)
     training, held_out = pubg.split_matches(frame, 0.2, seed=0)
     data, maxima = pubg.normalize_train(pubg.to_array(pubg.complete_rows(training)))

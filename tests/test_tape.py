@@ -191,7 +191,7 @@ def test_assignments_between_calls_are_seen():
         assert w.value == 1.0
         w.Flag = 1
         # Without a forward in between, backward uses the values as they stand (h = 2.0),
-        # and the seed of backward, root.grad, is read afresh too.
+        # and where backward starts, root.grad, is read afresh too.
         root.grad = 0.5
         runner.backward(update=False)
         assert w.grad == 0.5 * (2.0 * 2.0) * 1.0
