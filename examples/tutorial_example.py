@@ -1,8 +1,9 @@
 """The tutorial's first program: three inputs, three weights, four training steps.
 
-Unchanged from the tutorial but for the import; it prints the tutorial's numbers.
+Unchanged from the tutorial, its import line included (the OurDL module is ourdl under the
+tutorial's name); it prints the tutorial's numbers.
 """
-from ourdl import *
+from OurDL import *
 x1 = Node(Value = 1.1) # 给一点小小的扰动
 x2 = Node(Value = 2)
 x3 = Node(Value = 3)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from ourdl import *
+from OurDL import *  # the tutorial's own line: ourdl under the name the tutorial gives it
 from ourdl.datasets import pubg
 
 rows = int(sys.argv[1]) if len(sys.argv) > 1 else None

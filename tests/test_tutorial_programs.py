@@ -258,7 +258,7 @@ def pubg_runs():
     return runs
 
 
-def test_pubg_network_has_the_seeds_shape(pubg_runs):
+def test_pubg_network_has_the_tutorials_shape(pubg_runs):
     ns = pubg_runs["ourdl"]
     assert (len(ns["x"]), len(ns["w"]), len(ns["m"]), len(ns["a"])) == (13, 13, 13, 12)
     assert all(type(node) is ourdl.MulNode for node in ns["m"])
@@ -271,7 +271,7 @@ def test_pubg_network_has_the_seeds_shape(pubg_runs):
 
 
 @pytest.mark.parametrize("name", ["ourdl", "reference"])
-def test_pubg_weights_bit_for_bit_the_seeds(pubg_runs, name):
+def test_pubg_weights_bit_for_bit_the_tutorials(pubg_runs, name):
     tutorial_w = [node.value for node in pubg_runs["tutorial"]["w"]]
     ours_w = [node.value for node in pubg_runs[name]["w"]]
     # ourdl stores floats; the plain-Python reference keeps what the loop assigned
@@ -405,3 +405,29 @@ def test_deleting_a_million_node_chain_does_not_crash():
                           timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == "freed\n"
+
+
+def test_the_tutorials_import_line_finds_ourdl_under_the_tutorials_name():
+    """``from OurDL import *`` as the tutorial writes it, with the package installed (run in
+    a new interpreter: the tests above point OurDL at the tutorial's own classes)."""
+    check = ("\nimport OurDL, ourdl\n"
+             "print(OurDL.MulNode is ourdl.MulNode, OurDL.__all__ == ourdl.__all__)\n")
+    done = subprocess.run([sys.executable, "-c", FORWARD_PROGRAM + check], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["计算前 result.value =  20.0", "计算后 result.value =  0.0",
+                                        "True True"]
+
+
+@pytest.mark.parametrize("lib", [ourdl, ourdl.reference])
+def test_an_op_written_the_tutorials_way_is_shown_the_way_ourdl_writes_one(lib):
+    class SquareNode(lib.Node):  # the tutorial's way: a Node with forward/backward of its own
+        def forward(self):
+            self.value = self.Papa.value ** 2
+
+    with pytest.raises(ValueError) as raised:
+        SquareNode(Papa=lib.Node(Value=3.0))
+    message = str(raised.value)
+    assert message.startswith("SquareNode is a leaf and takes no parents")
+    assert "class SquareNode(ourdl.CustomNode):" in message
+    assert "def compute(self, a, b)" in message and "def derivatives(self, a, b)" in message

@@ -93,6 +93,17 @@ def optimizer_settings(optimizer):
     return (kind, lr, beta1, beta2, eps)
 
 
+def leaf_with_parents(kind):
+    """The message for parents given to a leaf: most likely an op written the tutorial's way
+    (a Node subclass with forward and backward of its own), so say how ourdl writes one."""
+    name = kind if kind != "Node" else "MyOp"
+    return (f"{kind} is a leaf and takes no parents; use an op node such as AddNode. An op of "
+            f"your own subclasses ourdl.CustomNode and gives its value and its derivatives:\n"
+            f"    class {name}(ourdl.CustomNode):\n"
+            f"        def compute(self, a, b): return a * a         # a: Papa's value, b: Mama's\n"
+            f"        def derivatives(self, a, b): return 2.0 * a   # d value / d a (, d / d b)")
+
+
 def _real(x):
     """A plain real number (bools, strings, Decimals and the like are refused)."""
     return not isinstance(x, bool) and isinstance(x, numbers.Real)

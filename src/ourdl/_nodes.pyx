@@ -14,6 +14,8 @@ import numbers
 import threading
 import weakref
 
+from ourdl._checks import leaf_with_parents
+
 # How forward() and backward() reach a tape: set by ourdl._tape, the layer above this one.
 _tape_forward = None
 _tape_backward = None
@@ -86,7 +88,7 @@ cdef int _wrong_parents(Node node, int arity, int given) except -1:
         raise ValueError(f"{kind} needs both Papa and Mama")
     if arity == 1:
         raise ValueError(f"{kind} needs Papa and takes no Mama")
-    raise ValueError(f"{kind} is a leaf and takes no parents; use an op node such as AddNode")
+    raise ValueError(leaf_with_parents(kind))
 
 
 cdef Node _as_node(object x):

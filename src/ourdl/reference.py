@@ -33,7 +33,7 @@ import numbers
 
 import numpy as np
 
-from ourdl._checks import slopes
+from ourdl._checks import leaf_with_parents, slopes
 
 __all__ = [
     "Node", "AddNode", "SubNode", "MulNode", "DivNode", "PowNode", "MSENode", "MAENode",
@@ -124,7 +124,7 @@ class Node:
         if self.arity == 1 and (Papa is None or Mama is not None):
             raise ValueError(f"{kind} needs Papa and takes no Mama")
         if self.arity == 0 and given:
-            raise ValueError(f"{kind} is a leaf and takes no parents; use an op node such as AddNode")
+            raise ValueError(leaf_with_parents(kind))
         value, flag, lr = _number("Value", Value, kind), _flag(Flag, kind), _number("lr", lr, kind)
         if hasattr(self, "_Papa"):  # built meanwhile, by code that the checks above ran
             raise TypeError(f"{kind}: a node is built once (its parents are fixed); make a new node")
