@@ -136,3 +136,30 @@ def test_bad_custom_ops_and_deltas_are_refused():
     with pytest.raises(ValueError, match="delta must be a positive number"):
         ourdl.HuberNode(ourdl.Node(), ourdl.Node(), delta=0)
     assert ourdl.HuberNode(ourdl.Node(), ourdl.Node(), delta=2.5).delta == 2.5
+
+
+@pytest.mark.parametrize("lib", [ourdl, ref])
+def test_max_sends_its_gradient_to_the_larger_parent_ties_to_papa(lib):
+    for a, b, papa_gets in ((2.0, 1.0, 1.0), (1.0, 2.0, 0.0), (1.5, 1.5, 1.0)):
+        x, y = lib.Node(Value=a, Flag=1), lib.Node(Value=b, Flag=1)
+        root = lib.MaxNode(x, y)
+        assert root.forward() == max(a, b)
+        root.backward(update=False)
+        assert (x.grad, y.grad) == (papa_gets, 1.0 - papa_gets)
+
+
+@pytest.mark.parametrize("lib", [ourdl, ref])
+@pytest.mark.parametrize("z", [1000.0, -1000.0, 40.0, -40.0, 0.0, 1e-300])
+@pytest.mark.parametrize("t", [0.0, 1.0, 0.3])
+def test_logloss_is_finite_and_right_for_any_logit(lib, z, t):
+    """max(z, 0) - z*t + log1p(exp(-|z|)): no overflow at +-1000, no ln(0); the slope is
+    sigmoid(z) - t."""
+    logit, target = lib.Node(Value=z, Flag=1), lib.Node(Value=t)
+    root = lib.LogLossNode(logit, target)
+    value = root.forward()
+    root.backward(update=False)
+    exact = max(z, 0.0) - z * t + math.log1p(math.exp(-abs(z)))
+    assert math.isfinite(value) and value == exact
+    sigmoid = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+    assert math.isfinite(logit.grad) and abs(logit.grad - (sigmoid - t)) <= 1e-15
+    assert target.grad == -z

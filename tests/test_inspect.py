@@ -182,7 +182,8 @@ UNARY = {  # op function, a point inside its domain away from kinks
 BINARY = {
     "add": ourdl.AddNode, "sub": ourdl.SubNode, "mul": ourdl.MulNode, "div": ourdl.DivNode,
     "pow": ourdl.PowNode, "mse": ourdl.MSENode, "mae": ourdl.MAENode,
-    "huber": lambda a, b: ourdl.HuberNode(a, b, delta=0.3),
+    "huber": lambda a, b: ourdl.HuberNode(a, b, delta=0.3), "max": ourdl.MaxNode,
+    "logloss": ourdl.LogLossNode,
 }
 
 

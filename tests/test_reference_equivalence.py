@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import ourdl
 from ourdl import _core, reference
 
-BINARY = ["Add", "Sub", "Mul", "Div", "Pow", "MSE", "MAE", "Huber"]
+BINARY = ["Add", "Sub", "Mul", "Div", "Pow", "MSE", "MAE", "Huber", "Max", "LogLoss"]
 UNARY = ["Neg", "Exp", "Ln", "Sin", "Cos", "Tan", "Tanh", "Sigmoid", "Relu", "Abs", "Sqrt"]
 ALL_OPS = BINARY + UNARY
 

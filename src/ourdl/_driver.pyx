@@ -11,7 +11,8 @@ from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport int64_t
 from ourdl._fused cimport Fused
 from ourdl._kernels cimport dot_rows
-from ourdl._ops cimport OP_CUSTOM1, OP_CUSTOM2, OP_HUBER, OP_LEAF, OP_MAE, OP_MSE, is_binary
+from ourdl._ops cimport (OP_CUSTOM1, OP_CUSTOM2, OP_HUBER, OP_LEAF, OP_LOGLOSS, OP_MAE, OP_MSE,
+                         is_binary)
 from ourdl._optim cimport OPT_SGD, Optimizer
 from ourdl._passes cimport (CHUNK_ROWS, RUN_ABORTED, RUN_BAD_DATA, RUN_BAD_LOSS, RUN_OK, Data,
                             Graph, RunStatus, backward_pass, forward_pass, forward_rows, load_row)
@@ -352,7 +353,7 @@ cdef tuple _output(Tape tape, output, Py_ssize_t[::1] slots):
     cdef Py_ssize_t out = tape.n - 1, target, other
     if output is not None:
         out = tape._slot_of(output, "output")
-    elif tape.opcodes[out] in (OP_MSE, OP_MAE, OP_HUBER):
+    elif tape.opcodes[out] in (OP_MSE, OP_MAE, OP_HUBER, OP_LOGLOSS):
         for target, other in ((tape.mama[out], tape.papa[out]), (tape.papa[out], tape.mama[out])):
             if target in tape._fed and target not in given:
                 out = other  # the loss of a target not given: the prediction is meant

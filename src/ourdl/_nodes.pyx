@@ -476,6 +476,20 @@ cdef class HuberNode(Node):
     def delta(self):
         return self.s.param
 
+cdef class MaxNode(Node):
+    """The larger of Papa and Mama; sends grad to Papa where Papa >= Mama (ties go to Papa),
+    else to Mama. Pooling and a softmax shifted by its largest logit are made of it."""
+    op_code = OP_MAX
+    op_name = "max"
+
+cdef class LogLossNode(Node):
+    """Binary cross-entropy of a logit z (Papa) against a target t in [0, 1] (Mama):
+    ``max(z, 0) - z*t + log1p(exp(-|z|))``, which never overflows nor takes ln(0); sends
+    grad * (sigmoid(z) - t) to Papa and grad * -z to Mama. Like MSENode, the prediction is
+    Papa and the target Mama."""
+    op_code = OP_LOGLOSS
+    op_name = "logloss"
+
 cdef class NegNode(Node):
     """-Papa; sends -grad."""
     op_code = OP_NEG

@@ -2,7 +2,7 @@
 # owes each parent in backward. Inline, so every module that cimports this compiles the same
 # operations in the same order (reference.py spells out the same rules in Python).
 
-from libc.math cimport cos, exp, fabs, log, pow, sin, sqrt, tan, tanh
+from libc.math cimport cos, exp, fabs, log, log1p, pow, sin, sqrt, tan, tanh
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy
 
@@ -17,6 +17,8 @@ cdef enum Op:
     OP_MSE
     OP_MAE
     OP_HUBER
+    OP_MAX          # the larger of Papa and Mama (ties: Papa)
+    OP_LOGLOSS      # binary cross-entropy of a logit (Papa) against a target (Mama)
     OP_CUSTOM2      # a binary op written in Python (ourdl.CustomNode): the tape calls it back
     OP_NEG
     OP_EXP
@@ -97,6 +99,10 @@ cdef inline double op_value(int op, double a, double b, double c) noexcept nogil
     elif op == OP_HUBER:
         d = a - b
         return 0.5 * d * d if fabs(d) <= c else c * (fabs(d) - 0.5 * c)
+    elif op == OP_MAX:
+        return a if a >= b else b
+    elif op == OP_LOGLOSS:  # never exp of a positive number, never log(0)
+        return ((a if a > 0.0 else 0.0) - a * b) + log1p(exp(-fabs(a)))
     elif op == OP_NEG:
         return -a
     elif op == OP_EXP:
@@ -155,6 +161,13 @@ cdef inline void op_grads(int op, double a, double b, double v, double g, double
         t = g * (d if fabs(d) <= c else c * sign(d))
         to_papa[0] = t
         to_mama[0] = -t
+    elif op == OP_MAX:
+        to_papa[0] = g if a >= b else 0.0
+        to_mama[0] = 0.0 if a >= b else g
+    elif op == OP_LOGLOSS:  # sigmoid(a) - b, the sigmoid without overflow either way
+        t = exp(-fabs(a))
+        to_papa[0] = g * ((1.0 / (1.0 + t) if a >= 0.0 else t / (1.0 + t)) - b)
+        to_mama[0] = g * -a
     elif op == OP_NEG:
         to_papa[0] = -g
     elif op == OP_EXP:

@@ -37,7 +37,8 @@ from ourdl._checks import leaf_with_parents, slopes
 
 __all__ = [
     "Node", "AddNode", "SubNode", "MulNode", "DivNode", "PowNode", "MSENode", "MAENode",
-    "HuberNode", "CustomNode", "NegNode", "ExpNode", "LnNode", "SinNode", "CosNode", "TanNode", "TanhNode",
+    "HuberNode", "MaxNode", "LogLossNode", "CustomNode", "NegNode", "ExpNode", "LnNode",
+    "SinNode", "CosNode", "TanNode", "TanhNode",
     "SigmoidNode", "ReluNode", "AbsNode", "SqrtNode",
     "sin", "cos", "tan", "ln", "exp", "tanh", "sigmoid", "relu", "sqrt", "topological_order",
     "SGD", "Momentum", "Adam", "fit",
@@ -413,6 +414,30 @@ class HuberNode(Node):
         d = a - b
         t = self.grad * (d if math.fabs(d) <= self.delta else self.delta * _sign(d))
         return t, -t
+
+
+class MaxNode(Node):
+    """The larger of Papa and Mama; the gradient goes to Papa where Papa >= Mama."""
+    arity = 2
+
+    def _compute(self, a, b):
+        return a if a >= b else b
+
+    def _parent_grads(self, a, b):
+        return (self.grad, 0.0) if a >= b else (0.0, self.grad)
+
+
+class LogLossNode(Node):
+    """Binary cross-entropy of a logit a against a target b, without overflow or ln(0)."""
+    arity = 2
+
+    def _compute(self, a, b):
+        return ((a if a > 0.0 else 0.0) - a * b) + math.log1p(math.exp(-math.fabs(a)))
+
+    def _parent_grads(self, a, b):
+        t = math.exp(-math.fabs(a))
+        sigmoid = 1.0 / (1.0 + t) if a >= 0.0 else t / (1.0 + t)
+        return self.grad * (sigmoid - b), self.grad * -a
 
 
 class CustomNode(Node):
