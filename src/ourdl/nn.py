@@ -1,4 +1,5 @@
-"""Layers made of nodes: ``Linear`` and ``MLP``.
+"""Layers made of nodes: ``Linear`` and ``MLP``; ``softmax``, ``log_softmax`` and
+``cross_entropy`` for classifiers.
 
 A layer is only a convenient way to wire the tutorial's nodes. Calling it on a list of nodes
 builds, for each output unit, exactly the graph a learner would wire by hand::
@@ -25,11 +26,12 @@ import math
 
 import numpy as np
 
-from ourdl._core import AddNode, MulNode, Node, ReluNode, SigmoidNode, TanhNode
+from ourdl._core import (AddNode, DivNode, ExpNode, LnNode, MaxNode, MulNode, NegNode, Node,
+                         ReluNode, SigmoidNode, SubNode, TanhNode)
 
 ACTIVATIONS = {None: None, "tanh": TanhNode, "relu": ReluNode, "sigmoid": SigmoidNode}
 
-__all__ = ["Linear", "MLP"]
+__all__ = ["Linear", "MLP", "softmax", "log_softmax", "cross_entropy"]
 
 
 def _activation(activation):
@@ -156,3 +158,94 @@ def _node_list(items, name="inputs"):
     if isinstance(items, (str, bytes, set, frozenset, dict)) or not hasattr(items, "__iter__"):
         raise TypeError(f"{name} must be a list, not {type(items).__name__}")
     return list(items)
+
+
+# ----------------------------------------------------------------------------- classifiers
+# Graphs of ordinary nodes. Each shifts the logits by their largest (a chain of MaxNodes) so
+# that exp never overflows: logits of 1000 or -1000 give finite losses and gradients.
+
+def _logits(logits):
+    logits = _node_list(logits, "logits")
+    if not logits or not all(isinstance(z, Node) for z in logits):
+        raise TypeError("logits must be a non-empty list of Nodes (one per class)")
+    return logits
+
+
+def _shifted(logits):
+    """(z_i - max z for each i, the sum of their exps): the softmax's parts, never overflowing."""
+    largest = logits[0]
+    for z in logits[1:]:
+        largest = MaxNode(largest, z)
+    shifted = [SubNode(z, largest) for z in logits]
+    total = ExpNode(shifted[0])
+    for d in shifted[1:]:
+        total = AddNode(total, ExpNode(d))
+    return shifted, total
+
+
+def softmax(logits):
+    """The probability of each class, ``exp(z_i) / sum_j exp(z_j)``, as nodes.
+
+    Parameters
+    ----------
+    logits : list of Node
+        One node per class.
+
+    Returns
+    -------
+    list of Node
+        ``exp(z_i - max z) / sum_j exp(z_j - max z)`` for each class: the same numbers,
+        computed without overflow.
+    """
+    shifted, total = _shifted(_logits(logits))
+    return [DivNode(ExpNode(d), total) for d in shifted]
+
+
+def log_softmax(logits):
+    """The log-probability of each class, ``z_i - log(sum_j exp(z_j))``, as nodes
+    (``z_i - max z - ln(sum_j exp(z_j - max z))``: finite for any finite logits).
+
+    Parameters
+    ----------
+    logits : list of Node
+        One node per class.
+
+    Returns
+    -------
+    list of Node
+    """
+    shifted, total = _shifted(_logits(logits))
+    log_total = LnNode(total)
+    return [SubNode(d, log_total) for d in shifted]
+
+
+def cross_entropy(logits, targets):
+    """The cross-entropy loss ``-sum_i t_i * log_softmax(z)_i`` as a node.
+
+    Parameters
+    ----------
+    logits : list of Node
+        One node per class.
+    targets : list of Node
+        One node per class, holding a one-hot or a soft label (probabilities summing to 1);
+        leaves that ``Tape.fit`` can feed from data.
+
+    Returns
+    -------
+    Node
+        The loss: a root for ``Tape.fit``, or a term of a larger loss.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If logits or targets are not lists of nodes, or their lengths differ.
+    """
+    log_p = log_softmax(logits)
+    targets = _node_list(targets, "targets")
+    if len(targets) != len(log_p) or not all(isinstance(t, Node) for t in targets):
+        raise ValueError(f"targets must be a list of {len(log_p)} Nodes, one per logit, not "
+                         f"{len(targets)} items")
+    total = MulNode(targets[0], log_p[0])
+    for t, lp in zip(targets[1:], log_p[1:]):
+        total = AddNode(total, MulNode(t, lp))
+    return NegNode(total)
