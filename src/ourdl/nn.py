@@ -1,5 +1,5 @@
-"""Layers made of nodes: ``Linear`` and ``MLP``; ``softmax``, ``log_softmax`` and
-``cross_entropy`` for classifiers.
+"""Layers made of nodes: ``Linear`` and ``MLP``; ``Conv2d``, ``MaxPool2d`` and ``flatten`` for
+images; ``softmax``, ``log_softmax`` and ``cross_entropy`` for classifiers.
 
 A layer is only a convenient way to wire the tutorial's nodes. Calling it on a list of nodes
 builds, for each output unit, exactly the graph a learner would wire by hand::
@@ -31,7 +31,8 @@ from ourdl._core import (AddNode, DivNode, ExpNode, LnNode, MaxNode, MulNode, Ne
 
 ACTIVATIONS = {None: None, "tanh": TanhNode, "relu": ReluNode, "sigmoid": SigmoidNode}
 
-__all__ = ["Linear", "MLP", "softmax", "log_softmax", "cross_entropy"]
+__all__ = ["Linear", "MLP", "Conv2d", "MaxPool2d", "flatten", "softmax", "log_softmax",
+           "cross_entropy"]
 
 
 def _activation(activation):
@@ -152,6 +153,153 @@ class MLP:
 
     def __repr__(self):
         return f"MLP({self.sizes}, activation={self.activation!r}, bias={bool(self.layers[0].b)})"
+
+
+# ----------------------------------------------------------------------------- images
+# An image is nested lists of nodes, [channel][row][column].
+
+def _image(image, name="image"):
+    """image as [channel][row][column] lists of Nodes, every channel the same size."""
+    channels = [[_node_list(row, name) for row in _node_list(channel, name)]
+                for channel in _node_list(image, name)]
+    shape = (len(channels), len(channels[0]) if channels else 0,
+             len(channels[0][0]) if channels and channels[0] else 0)
+    if 0 in shape or any(len(ch) != shape[1] or any(len(row) != shape[2] for row in ch)
+                         for ch in channels):
+        raise ValueError(f"{name} must be [channel][row][column] lists of nodes, every channel "
+                         f"with the same rows and every row with the same columns")
+    if not all(isinstance(x, Node) for ch in channels for row in ch for x in row):
+        raise TypeError(f"{name} must hold Nodes")
+    return channels, shape
+
+
+class Conv2d:
+    """A 2-D convolution (cross-correlation, as PyTorch's) wired from nodes.
+
+    ``Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+    activation=None, seed=None, lr=0.01, name="")``. Called on an image
+    ``[channel][row][column]`` of nodes, it returns the same layout. Each output is the
+    chain a learner would wire: ``MulNode(input, weight)`` terms summed left to right over
+    (input channel, kernel row, kernel column), then ``+ bias``, then the activation. One
+    weight node per (out, in, kernel row, kernel column), shared by every position.
+    ``padding`` adds that many rows and columns of zeros around the image; their products
+    would be zero, so they are left out of the sums (the gradients are the same).
+    Initialization as ``Linear``'s, with ``in_channels * kernel_size**2`` inputs a unit.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 activation=None, seed=None, lr=0.01, name=""):
+        self.in_channels = _size("in_channels", in_channels)
+        self.out_channels = _size("out_channels", out_channels)
+        self.kernel_size, self.stride = _size("kernel_size", kernel_size), _size("stride", stride)
+        if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
+            raise ValueError(f"padding must be a whole number of at least 0, not {padding!r}")
+        self.padding = int(padding)
+        self.activation, self._act = activation, _activation(activation)
+        k, prefix = self.kernel_size, f"{name}." if name else ""
+        fan_in = self.in_channels * k * k
+        start = _initial_weights(np.random.default_rng(seed), fan_in, self.out_channels,
+                                 activation).T.reshape(self.out_channels, self.in_channels, k, k)
+        self.W = [[[[Node(Value=float(start[o, c, r, s]), Flag=1, lr=lr,
+                          name=f"{prefix}W[{o}][{c}][{r}][{s}]") for s in range(k)]
+                    for r in range(k)] for c in range(self.in_channels)]
+                  for o in range(self.out_channels)]
+        self.b = [Node(Value=0.0, Flag=1, lr=lr, name=f"{prefix}b[{o}]")
+                  for o in range(self.out_channels)] if bias else []
+
+    def __call__(self, image):
+        """The output image, [out_channels][rows][columns] of nodes."""
+        channels, (n_channels, height, width) = _image(image)
+        if n_channels != self.in_channels:
+            raise ValueError(f"this layer takes {self.in_channels} channels, not {n_channels}")
+        k, stride, pad = self.kernel_size, self.stride, self.padding
+        rows, columns = (height + 2 * pad - k) // stride + 1, (width + 2 * pad - k) // stride + 1
+        if rows < 1 or columns < 1:
+            raise ValueError(f"a {height}x{width} image with padding {pad} is smaller than the "
+                             f"{k}x{k} kernel")
+        out = []
+        for o in range(self.out_channels):
+            plane = []
+            for i in range(rows):
+                line = []
+                for j in range(columns):
+                    total = None
+                    for c in range(n_channels):
+                        for r in range(k):
+                            for s in range(k):
+                                y, x = i * stride + r - pad, j * stride + s - pad
+                                if 0 <= y < height and 0 <= x < width:
+                                    term = MulNode(channels[c][y][x], self.W[o][c][r][s])
+                                    total = term if total is None else AddNode(total, term)
+                    if total is None:  # a window over padding alone: a constant zero
+                        total = Node(Value=0.0)
+                    if self.b:
+                        total = AddNode(total, self.b[o])
+                    line.append(self._act(total) if self._act is not None else total)
+                plane.append(line)
+            out.append(plane)
+        return out
+
+    def parameters(self):
+        """The trainable nodes: every weight (out, in, row, column order), then the biases."""
+        return [w for o in self.W for c in o for r in c for w in r] + list(self.b)
+
+    @property
+    def weights(self):
+        """The weights' values, an array of shape (out, in, kernel, kernel) (PyTorch's)."""
+        return np.array([[[[w.value for w in r] for r in c] for c in o] for o in self.W])
+
+    @property
+    def biases(self):
+        """The biases' values, an array of shape (out,) (empty without a bias)."""
+        return np.array([b.value for b in self.b])
+
+    def __repr__(self):
+        return (f"Conv2d({self.in_channels}, {self.out_channels}, {self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, bias={bool(self.b)}, "
+                f"activation={self.activation!r})")
+
+
+class MaxPool2d:
+    """``MaxPool2d(kernel_size, stride=None)``: each window's largest node, a chain of
+    ``MaxNode``s over the window in row-major order (stride: kernel_size by default).
+    Called on an image [channel][row][column], it returns the same layout."""
+
+    def __init__(self, kernel_size, stride=None):
+        self.kernel_size = _size("kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else _size("stride", stride)
+
+    def __call__(self, image):
+        channels, (_, height, width) = _image(image)
+        k, stride = self.kernel_size, self.stride
+        rows, columns = (height - k) // stride + 1, (width - k) // stride + 1
+        if rows < 1 or columns < 1:
+            raise ValueError(f"a {height}x{width} image is smaller than the {k}x{k} window")
+        out = []
+        for channel in channels:
+            plane = []
+            for i in range(rows):
+                line = []
+                for j in range(columns):
+                    window = [channel[i * stride + r][j * stride + s]
+                              for r in range(k) for s in range(k)]
+                    largest = window[0]
+                    for x in window[1:]:
+                        largest = MaxNode(largest, x)
+                    line.append(largest)
+                plane.append(line)
+            out.append(plane)
+        return out
+
+    def __repr__(self):
+        return f"MaxPool2d({self.kernel_size}, stride={self.stride})"
+
+
+def flatten(image):
+    """An image [channel][row][column] as the flat list a ``Linear`` takes, channel by
+    channel, row by row (PyTorch's flatten of a (C, H, W) tensor)."""
+    channels, _ = _image(image)
+    return [x for channel in channels for row in channel for x in row]
 
 
 def _node_list(items, name="inputs"):
