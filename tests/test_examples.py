@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_tutorial_programs import TUTORIAL_TRACE, expected_lines
@@ -127,3 +128,19 @@ def test_mlp_pubg_example_beats_the_tutorials_linear_model(tmp_path):
     assert linear < mean
     assert mae["nn.MLP 13-16-16-1, Tape.fit, Adam"] < linear
     assert mae["ourdl.Regressor(hidden=(16, 16))"] < linear
+
+
+def test_digits_example_trains_an_mlp_and_a_cnn_and_draws_the_mistakes(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    printed = run("digits.py", "--epochs", "3", "--limit", "400", "--plot", "mistakes.png",
+                  cwd=tmp_path)
+    lines = printed.splitlines()
+    assert lines[0] == "400 training images, 450 held out"
+    for line, name in zip(lines[1:3], ("MLP 64-32-10", "CNN conv 1->8 3x3")):
+        assert line.startswith(name)
+        assert float(line.rsplit("held-out accuracy ", 1)[1]) > 0.8
+    assert lines[3].startswith("true\\predicted")
+    matrix = np.array([[int(n) for n in line.split()[1:]] for line in lines[4:14]])
+    assert matrix.sum() == 450 and np.trace(matrix) > 0.8 * 450
+    assert (tmp_path / "mistakes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
