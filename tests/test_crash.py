@@ -1091,3 +1091,111 @@ def test_planning_a_chain_of_small_layers_read_early_is_linear():
     small, large = float(out[0].split()[2]), float(out[2].split()[2])
     assert out[1] == out[3] == "True"
     assert large < 4 * small + 2e-5, out  # 33,000 nodes used to take 48 s: 0.02 s now
+
+
+# ----------------------------------------------------------------------------- a fifth hostile try
+
+def test_a_finaliser_that_runs_a_node_while_its_tape_is_kept_does_not_deadlock():
+    out = run("""
+        import weakref
+        gc.disable()
+        def chain(n):
+            x = Node(Value=0.0)
+            for _ in range(n):
+                x = ourdl.NegNode(x)
+            return x
+        a = Node(Value=1.0)
+        a.forward()
+        weakref.finalize(a, lambda: print("finaliser", Node(Value=2.0).forward()))
+        del a                            # alive only in its cycle with its own tape
+        b = chain(600_000); b.forward()
+        c = chain(600_000); c.forward()
+        d = Node(Value=3.0)
+        print(d.forward())               # drops the oldest kept tapes: a's finaliser runs
+    """, timeout=120)
+    assert out == ["finaliser 2.0", "3.0"]
+
+
+def test_an_op_of_your_own_may_wait_for_a_thread_that_runs_another_graph():
+    out = run("""
+        other = Node(Value=2.0) * 3.0
+        class ViaThread(ourdl.CustomNode):
+            arity = 1
+            def compute(self, a, b):
+                box = []
+                worker = threading.Thread(target=lambda: box.append(other.forward()))
+                worker.start()
+                worker.join()
+                return a + box[0]
+            def derivatives(self, a, b): return 1.0
+        print(ViaThread(Node(Value=1.0)).forward())
+    """, timeout=60)
+    assert out == ["7.0"]
+
+
+def test_nodes_of_a_running_call_are_not_taken_by_another_tape():
+    out = run("""
+        import time
+        def model():
+            x, y = Node(), Node()
+            w, b = Node(Value=0.1, Flag=1, lr=1e-6), Node(Value=0.0, Flag=1, lr=1e-6)
+            return x, y, w, b, MSENode(AddNode(MulNode(x, w), b), y)
+        X = np.random.default_rng(0).uniform(-1, 1, size=(400_000, 1))
+        data = np.hstack([X, 3 * X + 0.5])
+        x, y, w, b, loss = model()
+        ourdl.compile(loss).fit(data, [x, y], epochs=3)
+        alone = (w.value, b.value)
+        x, y, w, b, loss = model()
+        seen = []
+        def meanwhile():
+            time.sleep(0.01)
+            seen.append(raises(loss.forward))
+            seen.append(raises(ourdl.compile(loss).evaluate, data[:10], [x, y]))
+        other = threading.Thread(target=meanwhile)
+        other.start()
+        ourdl.compile(loss).fit(data, [x, y], epochs=3)
+        other.join()
+        print((w.value, b.value) == alone)
+        for line in seen:
+            print(line)
+    """, timeout=300)
+    assert out[0] == "True"
+    for line in out[1:]:  # either it ran after the fit, or it was refused while the fit ran
+        assert line == "no error" or line.startswith("RuntimeError: ") and "in use by" in line
+
+
+def test_ctrl_c_while_predict_waits_for_its_threads_leaves_nothing_running_on_freed_memory():
+    out = run("""
+        import os, signal, time
+        x = Node(Value=0.0)
+        h = ourdl.SinNode(x)
+        for k in range(30):
+            h = h + ourdl.SinNode(MulNode(x, Node(Value=1 + k * 1e-3)))
+        tape = ourdl.compile(h, fuse=False)
+        data = np.ones((1 << 21, 1))
+        data[1 << 20:] = 1e300            # the second thread's half takes longer
+        for delay in (0.3, 0.6, 0.9):
+            timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+            timer.start()
+            try:
+                tape.predict(data.astype(">f8"), [x])   # a converted copy, predict's own
+            except KeyboardInterrupt:
+                pass
+            timer.join()
+            junk = [np.full(1 << 18, 7.0) for _ in range(20)]  # reuse what was freed
+            print(sum(t.is_alive() for t in threading.enumerate()), tape.forward())
+    """, timeout=300)
+    assert out == ["1 0.0"] * 3
+
+
+def test_predict_says_so_when_one_of_its_threads_stopped_early():
+    out = run("""
+        x = Node(Value=0.0)
+        tape = ourdl.compile(AddNode(MulNode(x, Node(Value=2.0, Flag=1)), Node(Value=1.0)),
+                             fuse=False)
+        def tracer(frame, event, arg):
+            raise RuntimeError("no new thread may run")
+        threading.settrace(tracer)
+        print(raises(tape.predict, np.arange(200_000.0).reshape(-1, 1), [x]))
+    """, timeout=120)
+    assert out[-1] == "RuntimeError: a thread of predict stopped before its rows were done"

@@ -218,7 +218,11 @@ cdef class _Rows:
     cdef Py_ssize_t[::1] offsets, program
     cdef const double* bias_p
     cdef Fused step
-    cdef bint ok
+    cdef bint ok                   # no row held nan or inf
+    cdef bint done                 # every row of the share was computed
+    # What G and D point into (the tape, the data, the slots, the result): alive as long as
+    # the share is, even should its thread outlive the predict that started it.
+    cdef object kept
 
     cdef bint run(self, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
         """Rows [start, stop) into the result; False if one holds nan or inf."""
@@ -244,7 +248,7 @@ def _run_rows(_Rows rows not None, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t
         with nogil:
             ok = rows.run(start, end)
         start = end
-    rows.ok = ok
+    rows.ok, rows.done = ok, start == stop
 
 
 cdef object _predict(Tape tape, data, inputs, output):
@@ -288,15 +292,15 @@ cdef object _predict(Tape tape, data, inputs, output):
     n_threads = 1 if custom or n_threads < 2 else n_threads
     shares = [_share(tape, how, way, X, slots, out, result) for _ in range(n_threads)]
     bounds = [n_rows * k // n_threads for k in range(n_threads + 1)]
-    stopped = []
-    workers = [threading.Thread(target=_run_rows,
-                                args=(shares[k], bounds[k], bounds[k + 1], chunk, stopped))
-               for k in range(1, n_threads)]
-    for worker in workers:
-        worker.start()
+    stopped, workers, error = [], [], None
     rows = shares[0]
     ok = True
     try:
+        for k in range(1, n_threads):
+            worker = threading.Thread(
+                target=_run_rows, args=(shares[k], bounds[k], bounds[k + 1], chunk, stopped))
+            workers.append(worker)
+            worker.start()
         for start in range(0, bounds[1], chunk):  # the main thread's share
             stop = min(start + chunk, bounds[1])
             with nogil:
@@ -306,14 +310,29 @@ cdef object _predict(Tape tape, data, inputs, output):
                 stopped.append(True)  # the workers' rows are not wanted any more
                 break
             PyErr_CheckSignals()
-    except BaseException:
+    except BaseException as raised:
         stopped.append(True)
-        raise
-    finally:
-        for worker in workers:
-            worker.join()
+        error = raised
+    # Every worker ends before predict does. Ctrl-C while waiting stops them sooner, and is
+    # raised once they are done (each share keeps alive what it reads, whatever happens).
+    for worker in workers:
+        while True:
+            try:
+                worker.join()
+                break
+            except RuntimeError:  # never started: interrupted before it could be
+                break
+            except BaseException as raised:
+                stopped.append(True)
+                if error is None:
+                    error = raised
+    if error is not None:
+        raise error
     for k in range(1, n_threads):
-        ok = ok and (<_Rows>shares[k]).ok
+        if not (<_Rows>shares[k]).ok:
+            ok = False
+        elif not (<_Rows>shares[k]).done:
+            raise RuntimeError("a thread of predict stopped before its rows were done")
     if not ok:
         raise checks.data_error(X, names)
     return result
@@ -324,6 +343,7 @@ cdef _Rows _share(Tape tape, int how, way, X, Py_ssize_t[::1] slots, Py_ssize_t 
     cdef _Rows rows = _Rows()
     rows.how, rows.out, rows.n_rows, rows.result, rows.ok = how, out, X.shape[0], result, True
     rows.D = _data_view(X, slots)
+    rows.kept = (tape, X, slots, result)
     # The rows pass through a copy of the values: predict changes nothing in the graph.
     rows.values = np.array(tape.values)
     rows.G = tape._graph()

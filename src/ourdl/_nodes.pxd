@@ -21,6 +21,7 @@ cdef struct Home:
     double* lrs
     unsigned char* flags
     Py_ssize_t lost     # how many of its nodes another tape has taken since it last held them
+    const bint* busy    # the tape is running a call: its nodes may not be taken meanwhile
 
 
 cdef class Node:
@@ -33,6 +34,7 @@ cdef class Node:
     cdef int opcode              # the Op of this node's class
     cdef bint _built             # __init__ has run: parents are fixed from then on
     cdef object _tape            # the tape of forward()/backward(), kept by ourdl._tape
+    cdef object _turn            # the lock threads take turns on for them (ourdl._tape)
     cdef unsigned long _seen     # scratch for the topological sort: the stamp of the last sort
     cdef Py_ssize_t _slot        # scratch: this node's index in the tape being compiled
     cdef object __weakref__      # so ourdl._tape can forget tapes of nodes that are gone

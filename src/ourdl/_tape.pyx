@@ -106,42 +106,54 @@ cdef enum:
 # Module-level C variables, out of Python's reach: _own_tape casts what it finds here.
 cdef list _kept = []          # (weak reference to a node, its tape's length), oldest first
 cdef Py_ssize_t _kept_nodes = 0  # their lengths, added up
-cdef object _kept_lock = threading.Lock()
-# Threads take turns on nodes' own tapes, one at a time: a tape dropped from _kept while one
-# thread runs it must not let another thread run a new tape of the same nodes meanwhile.
-cdef object _turns = threading.RLock()
+# Makes each node's turn lock (Node._turn) once; re-entrant, as a finaliser run by the
+# garbage collector meanwhile may call forward() too.
+cdef object _turn_maker = threading.RLock()
 
 
 cdef Tape _own_tape(Node node):
+    """The node's own tape, made on first use. Called holding the node's turn lock, so one
+    thread at a time; the kept list is consistent before anything is let go (letting go of
+    a tape may run finalisers, which may come back here)."""
+    global _kept_nodes
     cdef Tape tape = node._tape
     if tape is not None:
         return tape
     tape = Tape(node)
-    global _kept_nodes
-    with _kept_lock:
-        if node._tape is not None:  # another thread compiled it meanwhile: use that one
-            return node._tape
-        node._tape = tape
-        _kept.append((weakref.ref(node), tape.n))
-        _kept_nodes += tape.n
-        while len(_kept) > 1 and (len(_kept) > KEPT_TAPES or _kept_nodes - tape.n > KEPT_NODES):
-            ref, n = _kept.pop(0)
-            _kept_nodes -= n
-            old = ref()
-            if old is not None:
-                (<Node>old)._tape = None
+    node._tape = tape
+    _kept.append((weakref.ref(node), tape.n))
+    _kept_nodes += tape.n
+    evicted = []
+    while len(_kept) > 1 and (len(_kept) > KEPT_TAPES or _kept_nodes - tape.n > KEPT_NODES):
+        ref, n = _kept.pop(0)
+        _kept_nodes -= n
+        evicted.append(ref)
+    for ref in evicted:
+        old = ref()
+        if old is not None and old is not node:
+            (<Node>old)._tape = None
     return tape
+
+
+cdef object _turn(Node node):
+    """The lock threads take turns on for node.forward() and node.backward(): the node's
+    own, so it outlives a tape dropped from the kept ones while a thread still runs it."""
+    if node._turn is None:
+        with _turn_maker:
+            if node._turn is None:
+                node._turn = threading.RLock()
+    return node._turn
 
 
 # Threads take turns on a node's tape rather than fail, whatever its size: an op written in
 # Python may release the GIL in the middle of a pass (I/O, a sleep).
 def _node_forward(Node node):
-    with _turns:
+    with _turn(node):
         return _own_tape(node).forward()
 
 
 def _node_backward(Node node, update):
-    with _turns:
+    with _turn(node):
         _own_tape(node).backward(update)
 
 
@@ -204,6 +216,7 @@ cdef class Tape:
         self.home.papa_grads, self.home.mama_grads = &papa_grads[0], &mama_grads[0]
         self.home.flags = &flags[0]
         self.home.lost = 1  # holds no node yet
+        self.home.busy = &self._busy
         self.fuse = bool(fuse)
         self.root = root
         self._fed = frozenset()
@@ -233,6 +246,13 @@ cdef class Tape:
         cdef Py_ssize_t i, k
         if self.home.lost == 0:
             return 0
+        for i in range(self.n):  # all or nothing: a running call's nodes stay where it writes
+            other = (<Node>self.nodes[i]).home
+            if other != NULL and other != &self.home and other.busy[0]:
+                raise RuntimeError(
+                    f"{self.nodes[i]!r} is in use by a call running on another tape (another "
+                    f"thread, a signal handler, or an op of your own calling back into its "
+                    f"graph): wait until that call returns")
         for i in range(self.n):
             node = <Node>self.nodes[i]
             other = node.home
@@ -267,7 +287,11 @@ cdef class Tape:
                                "each thread its own tape, e.g. ourdl.compile(root) in each")
         self._busy = True
         self._error, self._aborted = None, 0  # nothing from an earlier call carries over
-        self._hold()
+        try:
+            self._hold()
+        except BaseException:
+            self._busy = False
+            raise
         return 0
 
     def __len__(self):
