@@ -144,3 +144,13 @@ def test_digits_example_trains_an_mlp_and_a_cnn_and_draws_the_mistakes(tmp_path)
     matrix = np.array([[int(n) for n in line.split()[1:]] for line in lines[4:14]])
     assert matrix.sum() == 450 and np.trace(matrix) > 0.8 * 450
     assert (tmp_path / "mistakes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_moons_example_learns_a_curved_boundary_and_draws_it(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    printed = run("moons.py", "--epochs", "20", "--plot", "moons.png", cwd=tmp_path)
+    first = printed.splitlines()[0]
+    assert first.startswith("750 training points, 20 epochs")
+    assert float(first.rsplit("held-out accuracy ", 1)[1]) > 0.9  # a straight line gets ~0.86
+    assert (tmp_path / "moons.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
