@@ -78,6 +78,13 @@ cdef Py_ssize_t _chunk_rows(Tape tape):
     return max(1, min(CHUNK_ROWS, CHUNK_WORK // tape.n))
 
 
+cdef Fused _fused(Tape tape, list layers, steps, Py_ssize_t[::1] slots, Py_ssize_t batch,
+                  Py_ssize_t column_step, bint plain_sgd):
+    """The tape's step over layers and steps (see ourdl._fused), data feeding slots."""
+    return Fused(tape.opcodes, tape.papa, tape.mama, tape.values, tape.lrs, tape.flags, layers,
+                 steps, batch, tape.grads[tape.n - 1], slots, column_step, plain_sgd)
+
+
 cdef Fused _step(Tape tape, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t column_step,
                  bint plain_sgd):
     """The training step of fit: the plan's layers fused; without layers, the general
@@ -85,8 +92,7 @@ cdef Fused _step(Tape tape, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t 
     layers, steps = tape._plan(slots)
     if not layers:
         steps = np.flatnonzero(np.asarray(tape.opcodes) != OP_LEAF)
-    return Fused(tape.opcodes, tape.papa, tape.mama, tape.values, tape.lrs, tape.flags, layers,
-                 steps, batch, tape.grads[tape.n - 1], slots, column_step, plain_sgd)
+    return _fused(tape, layers, steps, slots, batch, column_step, plain_sgd)
 
 
 cdef void _settle(Tape tape, const Data* D, Py_ssize_t row, double root_grad):
@@ -355,8 +361,7 @@ cdef _Rows _share(Tape tape, int how, way, X, Py_ssize_t[::1] slots, Py_ssize_t 
         rows.bias_p = &rows.bias[0] if bias is not None else NULL
     elif how == BY_STEPS:
         layers, steps = way
-        rows.step = Fused(tape.opcodes, tape.papa, tape.mama, tape.values, tape.lrs, tape.flags,
-                          layers, steps, 1, tape.grads[tape.n - 1], slots, rows.D.s1)
+        rows.step = _fused(tape, layers, steps, slots, 1, rows.D.s1, True)
     else:
         rows.n_program = way.shape[0]
         rows.program = way if rows.n_program else np.zeros(1, dtype=np.intp)
