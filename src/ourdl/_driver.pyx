@@ -335,12 +335,12 @@ cdef object _predict(Tape tape, data, inputs, output):
     if error is not None:
         raise error
     for k in range(1, n_threads):
-        if not (<_Rows>shares[k]).ok:
-            ok = False
-        elif not (<_Rows>shares[k]).done:
-            raise RuntimeError("a thread of predict stopped before its rows were done")
-    if not ok:
+        ok = ok and (<_Rows>shares[k]).ok
+    if not ok:  # a bad row (the other threads were then told to stop)
         raise checks.data_error(X, names)
+    for k in range(1, n_threads):
+        if not (<_Rows>shares[k]).done:
+            raise RuntimeError("a thread of predict stopped before its rows were done")
     return result
 
 
