@@ -1,8 +1,9 @@
 """ourdl in plain Python: the tutorial's nodes, written to be read top to bottom.
 
 This module is the specification of ourdl and the oracle its tests compare the compiled core
-against, bit for bit. Everything here has a compiled twin in ``_core.pyx``; if the two ever
-disagree, this file says what ourdl means.
+against, bit for bit. Everything here has a compiled twin in the core (the nodes in
+``_nodes.pyx``, the passes over a tape in ``_passes.pyx``; ``_core.pyx`` maps the rest); if the
+two ever disagree, this file says what ourdl means.
 
 A graph is made of nodes. Each node has at most two parents, ``Papa`` and ``Mama``, a
 ``value``, a ``grad``, a trainable flag ``Flag`` and its own learning rate ``lr``:
