@@ -415,6 +415,79 @@ def test_two_fits_in_a_row_are_one_fit_of_two_epochs():
     assert_same_nodes(twice.root, once.root)
 
 
+# ----------------------------------------------------------------------------- watching training
+
+@pytest.mark.parametrize("builder, batch_size", [(tutorial_net, 1), (tanh_mlp, 3), (op_zoo, 1)])
+def test_the_held_out_loss_of_each_epoch_is_what_predict_gives_after_it(builder, batch_size):
+    data, held_out = data_for(builder, 600, seed=3), data_for(builder, 250, seed=4)
+    net, tape = compiled(builder)
+    history = tape.fit(data, net.inputs, epochs=3, batch_size=batch_size,
+                       validation=(held_out, net.inputs))
+
+    by_hand, manual = compiled(builder)
+    expected = []
+    for _ in range(3):  # an epoch at a time, then predict the loss over the held-out rows
+        manual.fit(data, by_hand.inputs, batch_size=batch_size)
+        expected.append(float(np.mean(manual.predict(held_out, by_hand.inputs,
+                                                     output=by_hand.root))))
+    assert [bits(h.validation_loss) for h in history] == [bits(e) for e in expected]
+    assert param_values(net) == param_values(by_hand)  # watching changes nothing
+    assert_same_nodes(net.root, by_hand.root)
+
+
+def test_validation_data_alone_feeds_the_training_inputs_and_is_off_by_default():
+    data, held_out = data_for(tutorial_net, 500), data_for(tutorial_net, 100, seed=1)
+    net, tape = compiled(tutorial_net)
+    assert tape.fit(data, net.inputs)[0].validation_loss is None
+    alone = tape.fit(data, net.inputs, validation=held_out)[0].validation_loss
+    assert alone == float(np.mean(tape.predict(held_out, net.inputs, output=net.root)))
+
+
+def test_a_callback_sees_every_epoch_and_stops_training_where_it_asks():
+    data = data_for(tanh_mlp, 500)
+    net, tape = compiled(tanh_mlp)
+    seen = []
+    history = tape.fit(data, net.inputs, epochs=10, callback=lambda s: seen.append(s) or s.epoch == 3)
+    assert [h.epoch for h in history] == [1, 2, 3] and seen == history
+    three, tape3 = compiled(tanh_mlp)
+    tape3.fit(data, three.inputs, epochs=3)
+    assert_same_nodes(net.root, three.root)  # as if 3 epochs had been asked for
+
+
+def test_an_error_in_the_callback_stops_training_and_reaches_the_caller():
+    data = data_for(tutorial_net, 500)
+    net, tape = compiled(tutorial_net)
+
+    def stop(stats):
+        raise KeyError("from the callback")
+    with pytest.raises(KeyError, match="from the callback"):
+        tape.fit(data, net.inputs, epochs=5, callback=stop)
+    once, tape1 = compiled(tutorial_net)
+    tape1.fit(data, once.inputs)
+    assert param_values(net) == param_values(once)  # the first epoch's updates stay
+    tape.fit(data, net.inputs)  # and the tape trains again
+
+
+@pytest.mark.parametrize("validation, exc, match", [
+    (lambda d, net: (d[:, :3], net.inputs[:3]), ValueError, "fed from data"),
+    (lambda d, net: d[:, :5], ValueError, "column"),
+    (lambda d, net: np.where(np.arange(d.size).reshape(d.shape) == 40, np.nan, d), ValueError,
+     "nan"),
+    (lambda d, net: d[:0], ValueError, "no rows"),
+])
+def test_bad_validation_data_is_refused_before_anything_changes(validation, exc, match):
+    data = data_for(tutorial_net, 300)
+    net, tape = compiled(tutorial_net)
+    before = param_values(net)
+    with pytest.raises(exc, match=match):
+        tape.fit(data, net.inputs, validation=validation(data, net))
+    assert param_values(net) == before
+    with pytest.raises(TypeError, match="callback must be a function"):
+        tape.fit(data, net.inputs, callback="stop")
+    assert param_values(net) == before
+    assert tape.predict(data[:, :13], net.inputs[:13]).shape == (300,)  # predict as before
+
+
 def test_fit_reads_values_lr_and_flag_set_between_calls():
     data = data_for(tutorial_net, 500)
     net, tape = compiled(tutorial_net)

@@ -27,9 +27,13 @@ import numpy as np
 
 from ourdl import _checks as checks
 from ourdl._fused import checked_layer
+from ourdl._nodes import Node
 
-EpochStats = namedtuple("EpochStats", "epoch loss seconds samples_per_second", module="ourdl")
-EpochStats.__doc__ = "One epoch of Tape.fit: mean root value (the training loss), wall time, speed."
+EpochStats = namedtuple("EpochStats", "epoch loss seconds samples_per_second validation_loss",
+                        defaults=(None,), module="ourdl")
+EpochStats.__doc__ = """One epoch of Tape.fit: the mean root value over its rows (the training
+loss), wall time, speed, and the mean root value over the held-out rows after the epoch (None
+without ``validation``)."""
 
 cdef enum:
     CHUNK_WORK = 1 << 22   # node evaluations per trip, for graphs too large for CHUNK_ROWS
@@ -43,11 +47,13 @@ cdef enum:
     THREAD_ROWS = 1 << 15
 
 
-def fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer):
+def fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer,
+        validation, callback):
     """Tape.fit (see there), holding the tape for the whole run."""
     tape._claim()
     try:
-        return _fit(tape, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer)
+        return _fit(tape, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer,
+                    validation, callback)
     finally:
         tape._busy = False
 
@@ -113,9 +119,12 @@ cdef void _restore(Tape tape, list before):
         now[:] = then
 
 
-cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer):
+cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer,
+                 validation, callback):
     # Everything is checked before anything changes.
     cdef Py_ssize_t[::1] slots = tape._input_slots(inputs)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a function of an EpochStats, not {callback!r}")
     cdef Py_ssize_t n_epochs = checks.count("epochs", epochs)
     cdef Py_ssize_t batch = checks.count("batch_size", batch_size)
     shuffle, progress = checks.switch("shuffle", shuffle), checks.switch("progress", progress)
@@ -125,7 +134,12 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
     state_before = tape._opt_state
     cdef Optimizer O = tape._optimizer(settings)
     state = tape._opt_state  # what O points into stays alive for the whole run
-    tape._fed = tape._fed | set(slots)  # from now on, predict wants these given
+    fed_before, tape._fed = tape._fed, tape._fed | set(slots)  # predict wants these given now
+    try:
+        held_out = _held_out(tape, validation, inputs)
+    except BaseException:
+        tape._fed = fed_before
+        raise
     cdef Py_ssize_t chunk = _chunk_rows(tape)
     # The nodes' state as it was, for a fit refused part-way (the run writes it in place).
     nodes_before = [np.array(a) for a in tape._computed()]
@@ -164,9 +178,22 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
             if status != RUN_OK:
                 break
             seconds = time.perf_counter() - t0
-            history.append(EpochStats(epoch + 1, loss_sum / n_rows, seconds, n_rows / seconds))
+            # The held-out loss from the parameters as the epoch left them (the step wrote
+            # them back into the tape's values at the end of its last chunk).
+            validation_loss = None
+            if held_out is not None:
+                validation_loss = float(np.mean(_predict(tape, held_out[0], held_out[1],
+                                                         held_out[2])))
+            stats = EpochStats(epoch + 1, loss_sum / n_rows, seconds, n_rows / seconds,
+                               validation_loss)
+            history.append(stats)
             if bar is not None:
+                if validation_loss is not None:
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / n_rows:.4g}",
+                                    held_out=f"{validation_loss:.4g}", refresh=False)
                 bar.refresh()  # every epoch shows its loss, however fast it ran
+            if callback is not None and callback(stats):
+                break  # asked to stop: the run ends as after its last epoch
     except BaseException:
         if last_row >= 0:
             _settle(tape, &D, last_row, root_grad)
@@ -255,6 +282,29 @@ def _run_rows(_Rows rows not None, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t
             ok = rows.run(start, end)
         start = end
     rows.ok, rows.done = ok, start == stop
+
+
+cdef object _held_out(Tape tape, validation, inputs):
+    """(data, inputs, root) for the held-out loss of every epoch, checked; None without.
+    ``validation`` is ``(data, inputs)`` or data whose columns feed fit's own inputs."""
+    if validation is None:
+        return None
+    if (isinstance(validation, tuple) and len(validation) == 2
+            and isinstance(validation[1], (list, tuple)) and len(validation[1])
+            and all(isinstance(x, Node) for x in validation[1])):
+        data, inputs = validation
+    else:
+        data = validation
+    cdef Py_ssize_t[::1] slots = tape._input_slots(inputs)
+    root = tape.nodes[tape.n - 1]
+    _output(tape, root, slots)  # every leaf the loss reads that fit feeds must have a column
+    X, names = checks.as_data(data, slots.shape[0])
+    if X.shape[0] == 0:
+        raise ValueError("validation data has no rows")
+    bad = checks.nonfinite_error(X, names)
+    if bad is not None:
+        raise bad
+    return X, inputs, root
 
 
 cdef object _predict(Tape tape, data, inputs, output):

@@ -458,7 +458,7 @@ cdef class Tape:
         return slots
 
     def fit(self, data, inputs, epochs=1, shuffle=False, seed=None, batch_size=1, progress=False,
-            optimizer=None):
+            optimizer=None, validation=None, callback=None):
         """Train on every row of ``data``: the tutorial's per-sample loop, run in compiled code.
 
         For each row, column j is written into ``inputs[j].value``; then forward, backward
@@ -468,13 +468,19 @@ cdef class Tape:
         are visited in a new order each epoch, drawn from ``numpy.random.default_rng(seed)``.
         Returns one ``EpochStats`` per epoch.
 
+        ``validation``: held-out data, ``(data, inputs)`` or data laid out as ``data``; after
+        every epoch the mean root value over its rows (the held-out loss, computed as
+        ``predict`` would) goes into that epoch's ``EpochStats.validation_loss``.
+        ``callback(stats)`` is called after every epoch with its ``EpochStats``; returning
+        True stops training there, as if that epoch were the last.
+
         Bad input raises before anything changes. Divergence raises ``FloatingPointError``
         with the parameters (and the optimizer's state) as they were before the bad update.
         Ctrl-C stops within milliseconds, with both at the last completed update.
         """
         from ourdl import _driver
         return _driver.fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress,
-                           optimizer)
+                           optimizer, validation, callback)
 
     def reset_optimizer(self):
         """Forget the optimizer's state (momentum, moments, step count): the next fit starts
