@@ -37,6 +37,7 @@ globals().update(_FUNCTIONS)
 from ourdl.estimator import Regressor  # noqa: E402 - after the core it is built on
 from ourdl.inspect import draw, dump, gradcheck, named, to_dot  # noqa: E402 (needs the core)
 from ourdl.persist import load, load_info, save  # noqa: E402
+from ourdl.watch import LiveCurve, plot_history  # noqa: E402
 
 __version__ = "0.1.0"
 
