@@ -1,5 +1,5 @@
-# A dense layer and the tutorial's loss as the fused row loops see them (ourdl._fused,
-# ourdl._kernels).
+# A dense layer, a layer of shared weights and the tutorial's loss as the fused row loops see
+# them (ourdl._fused, ourdl._kernels).
 
 # One dense layer as the row loop sees it: contiguous weights [input][unit] and scratch.
 cdef struct Dense:
@@ -36,3 +36,23 @@ cdef struct LinearLoss:
     bint sum_is_papa              # the unit is the loss's Papa, else its Mama
     double root_grad              # the root's gradient
     double* residuals             # each row's Papa - Mama in a chunk, for the loss afterwards
+
+
+# Units sharing weights (a convolution) as the row loop sees them: each term an (input,
+# weight) pair of tape indices; the weights and biases stay in the tape's arrays.
+cdef struct Shared:
+    Py_ssize_t n_units, n_terms, n_reset
+    const Py_ssize_t* ends        # per unit: where its terms end
+    const Py_ssize_t* x           # per term: tape index of its input
+    const Py_ssize_t* w           # per term: tape index of its weight
+    const Py_ssize_t* unit        # per term: its unit
+    const Py_ssize_t* back        # the terms in the order the general backward visits them
+    const Py_ssize_t* bias_back   # the units in the order their biases receive gradients
+    const Py_ssize_t* b_slots     # per unit: tape index of its bias; NULL without biases
+    const Py_ssize_t* outputs     # per unit: tape index of its output
+    const Py_ssize_t* reset       # inputs, weights, biases: their gradients come from here alone
+    int act                       # OP_TANH, OP_RELU, OP_SIGMOID, or OP_LEAF for none
+    bint in_grads                 # the inputs' gradients are needed
+    double* pre                   # this row's sums (before the activation)
+    double* out                   # this row's outputs
+    double* delta                 # this row's gradients at the sums

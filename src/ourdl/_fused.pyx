@@ -61,25 +61,29 @@ cdef inline void dense_forward(Dense* L, double* v) noexcept nogil:
         v[L.outputs[j]] = L.out[j]
 
 
+cdef inline double activation_delta(int act, double grad, double pre, double out) noexcept nogil:
+    """The gradient at a unit's sum from the gradient at its output, as the activation node's
+    backward computes it."""
+    if act == OP_TANH:
+        return grad * (1.0 - out * out)
+    elif act == OP_SIGMOID:
+        return grad * (out * (1.0 - out))
+    elif act == OP_RELU:
+        return grad if pre > 0.0 else 0.0
+    return grad
+
+
 cdef inline bint dense_backward(Dense* L, double* g, bint step) noexcept nogil:
     """Gradients from the outputs' gradients in g; with step (one row per batch) also the
     update, else the gradients are summed for the batch. False if a parameter became nan or
     inf."""
     cdef Py_ssize_t i, j, n_in = L.n_in, n_out = L.n_out
-    cdef double xi, grad
+    cdef double xi
     cdef double* d = L.delta
     cdef double* wsum
     cdef int bad = 0
     for j in range(n_out):
-        grad = g[L.outputs[j]]
-        if L.act == OP_TANH:
-            d[j] = grad * (1.0 - L.out[j] * L.out[j])
-        elif L.act == OP_SIGMOID:
-            d[j] = grad * (L.out[j] * (1.0 - L.out[j]))
-        elif L.act == OP_RELU:
-            d[j] = grad if L.pre[j] > 0.0 else 0.0
-        else:
-            d[j] = grad
+        d[j] = activation_delta(L.act, g[L.outputs[j]], L.pre[j], L.out[j])
     if L.in_grads:  # from the weights before this row's update
         # Each input's sum runs over the units in fold's order; the inputs go side by side.
         ourdl_dense_input_grads(d, L.w, L.fold, L.gin, n_in, n_out)
@@ -142,7 +146,51 @@ cdef inline void dense_undo(Dense* L, Optimizer* O) noexcept nogil:
                 opt_undo(O, L.b_slots[k])
 
 
+cdef inline void shared_forward(Shared* S, double* v) noexcept nogil:
+    """Each unit's chain, in its order: the first product, then + each further product, then
+    + the bias, then the activation (products and sums commute bit for bit, so which parent
+    was Papa does not matter)."""
+    cdef Py_ssize_t u, t = 0, end
+    cdef double total
+    for u in range(S.n_units):
+        end = S.ends[u]
+        total = v[S.x[t]] * v[S.w[t]]
+        t += 1
+        while t < end:
+            total = total + v[S.x[t]] * v[S.w[t]]
+            t += 1
+        if S.b_slots != NULL:
+            total = total + v[S.b_slots[u]]
+        S.pre[u] = total
+        S.out[u] = op_value(S.act, total, 0.0, 0.0) if S.act != OP_LEAF else total
+        v[S.outputs[u]] = S.out[u]
+
+
+cdef inline void shared_backward(Shared* S, const double* v, double* g) noexcept nogil:
+    """Every product and sum of a unit passes the gradient at its sum on unchanged; each
+    input, weight and bias sums what its products (bias additions) send it, in the order the
+    general backward pass visits them."""
+    cdef Py_ssize_t u, q, t
+    cdef double d
+    for u in range(S.n_units):
+        S.delta[u] = activation_delta(S.act, g[S.outputs[u]], S.pre[u], S.out[u])
+    for q in range(S.n_reset):
+        g[S.reset[q]] = -0.0
+    if S.b_slots != NULL:
+        for q in range(S.n_units):
+            u = S.bias_back[q]
+            g[S.b_slots[u]] += S.delta[u]
+    for q in range(S.n_terms):
+        t = S.back[q]
+        d = S.delta[S.unit[t]]
+        if S.in_grads:
+            g[S.x[t]] += d * v[S.w[t]]
+        g[S.w[t]] += d * v[S.x[t]]
+
+
 CheckedLayer = namedtuple("CheckedLayer", "inputs outputs weights biases fold activation nodes")
+CheckedShared = namedtuple("CheckedShared",
+                           "inputs outputs x w ends biases back bias_back activation nodes")
 
 
 def _index_array(values, ndim=1):
@@ -180,6 +228,46 @@ def checked_layer(layer, Py_ssize_t n):
     return CheckedLayer(inputs, outputs, w_slots, biases, fold, activation, nodes)
 
 
+def checked_shared(layer, Py_ssize_t n):
+    """A SharedLayer's indices as arrays (a CheckedShared), checked as checked_layer checks
+    a dense layer's: every index against a tape of n nodes, every shape and order against the
+    others."""
+    try:
+        inputs, outputs = _index_array(layer.inputs), _index_array(layer.outputs)
+        terms = _index_array(layer.terms, ndim=2)
+        ends, biases = _index_array(layer.ends), _index_array(layer.biases)
+        back, bias_back = _index_array(layer.back), _index_array(layer.bias_back)
+        nodes = np.sort(_index_array(list(layer.nodes)))
+        activation = layer.activation
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        raise ValueError(f"not a layer of shared weights of this tape of {n} nodes: "
+                         f"{reprlib.repr(layer)}") from None
+    n_units = outputs.shape[0]
+    n_terms = terms.shape[0] if terms.ndim == 2 else 0
+    if (n_units < 1 or terms.shape != (n_terms, 2) or n_terms < n_units
+            or ends.shape[0] != n_units or (np.diff(ends, prepend=0) < 1).any()
+            or ends[n_units - 1] != n_terms
+            or sorted(back.tolist()) != list(range(n_terms))
+            or biases.shape[0] not in (0, n_units)
+            or sorted(bias_back.tolist()) != (list(range(n_units)) if biases.shape[0] else [])
+            or type(activation) is not int
+            or activation not in (OP_LEAF, OP_TANH, OP_RELU, OP_SIGMOID)
+            or any(a.size and (a.min() < 0 or a.max() >= n)
+                   for a in (inputs, outputs, terms, biases, nodes))
+            or not set(outputs.tolist()) <= set(nodes.tolist())
+            or set(terms[:, 0].tolist()) != set(inputs.tolist())):
+        raise ValueError(f"not a layer of shared weights of this tape of {n} nodes: "
+                         f"{reprlib.repr(layer)}")
+    return CheckedShared(inputs, outputs, np.ascontiguousarray(terms[:, 0]),
+                         np.ascontiguousarray(terms[:, 1]), ends, biases, back, bias_back,
+                         activation, nodes)
+
+
+def checked_any(layer, Py_ssize_t n):
+    """checked_shared for a layer of shared weights, else checked_layer."""
+    return checked_shared(layer, n) if hasattr(layer, "terms") else checked_layer(layer, n)
+
+
 def _array(values, dtype=np.float64):
     """A contiguous array that is never empty, so that &a[0] is always valid."""
     a = np.ascontiguousarray(values, dtype=dtype).ravel()
@@ -207,21 +295,31 @@ cdef class Fused:
         if not (papa.shape[0] == mama.shape[0] == values.shape[0] == lrs.shape[0]
                 == flags.shape[0] == n >= 1):
             raise ValueError("the tape's arrays must have one entry per node, all of them")
-        checked = [checked_layer(layer, n) for layer in layers]
+        every = [checked_any(layer, n) for layer in layers]
+        checked = [c for c in every if isinstance(c, CheckedLayer)]
+        shared = [c for c in every if isinstance(c, CheckedShared)]
         op = np.asarray(opcodes)
         inside = np.zeros(n, dtype=np.bool_)
-        for c in checked:
+        for c in every:
             inside[c.nodes] = True
         self.layers = <Dense*>PyMem_Malloc(max(1, len(checked)) * sizeof(Dense))
-        if self.layers == NULL:
+        self.shared = <Shared*>PyMem_Malloc(max(1, len(shared)) * sizeof(Shared))
+        if self.layers == NULL or self.shared == NULL:
             raise MemoryError("cannot allocate the fused layers")
         memset(self.layers, 0, max(1, len(checked)) * sizeof(Dense))
-        self.n_layers = len(checked)
+        memset(self.shared, 0, max(1, len(shared)) * sizeof(Shared))
         self._arrays = []
         values_a, lrs_a = np.asarray(values), np.asarray(lrs)
         for k, c in enumerate(checked):
             self._build_layer(&self.layers[k], c, values_a, lrs_a, opcodes, flags)
-        self._plan_settling(checked, op, inside)
+        self.n_layers = len(checked)
+        for k, c in enumerate(shared):
+            self._build_shared(&self.shared[k], c, opcodes, flags)
+        self.n_shared = len(shared)
+        dense_k, shared_k = iter(range(len(checked))), iter(range(len(shared)))
+        self.which = _array([next(dense_k) if isinstance(c, CheckedLayer) else -1 - next(shared_k)
+                             for c in every], np.intp)
+        self._plan_settling(checked, shared, op, inside)
 
         # The steps, in forward order: op nodes outside the layers, and layers (-1 - k), each
         # once (prediction runs only those its output needs).
@@ -231,7 +329,7 @@ cdef class Fused:
         except (TypeError, ValueError, OverflowError):
             steps_a = np.array([n], dtype=np.intp)  # refused below
         nodes = steps_a[steps_a >= 0]
-        if (len(np.unique(steps_a)) != len(steps_a) or (steps_a < -len(checked)).any()
+        if (len(np.unique(steps_a)) != len(steps_a) or (steps_a < -len(every)).any()
                 or (nodes >= n).any() or not general[nodes[nodes < n]].all()):
             raise ValueError("steps must name op nodes outside the layers and layers, each once")
         self.steps = steps_a
@@ -239,7 +337,7 @@ cdef class Fused:
         # outputs (which may have no reader at all, and then stay -0.0).
         binary = general & (op >= OP_ADD) & (op <= OP_CUSTOM2)
         zeroed = np.unique(np.concatenate(
-            [np.asarray(papa)[general], np.asarray(mama)[binary]] + [c.outputs for c in checked]))
+            [np.asarray(papa)[general], np.asarray(mama)[binary]] + [c.outputs for c in every]))
         self.zeroed = zeroed[zeroed != n - 1]  # the root starts at root_grad
         flagged = np.flatnonzero((np.asarray(flags) != 0) & ~inside)
         self.n_flagged = len(flagged)
@@ -250,19 +348,23 @@ cdef class Fused:
         self.batch_size = batch_size
         self.count = 0
         self.root_grad = root_grad
-        if plain_sgd:  # the tutorial's rule, each node's own lr: maybe the tutorial's model
+        if plain_sgd and not shared:  # the tutorial's rule, each node's own lr: maybe the
+            # tutorial's model
             self._find_linear(opcodes, papa, mama, checked, slots, column_step)
 
-    cdef int _plan_settling(self, list checked, op, inside) except -1:
+    cdef int _plan_settling(self, list checked, list shared, op, inside) except -1:
         """What settle_last_update computes: the op nodes inside the layers, in tape order,
         and the gradients it starts again from -0.0 for that: every node of a layer but its
         outputs (whose gradients come from outside), and its inputs (whose gradients come
         from the layer alone)."""
         reset = inside.copy()
-        for c in checked:
+        for c in checked + shared:
             reset[c.outputs] = False
-        for c in checked:
+        for c in checked + shared:
             reset[c.inputs] = True
+        for c in shared:  # their weights and biases are read by the layer alone
+            reset[c.w] = True
+            reset[c.biases] = True
         inner = np.flatnonzero(inside & (op != OP_LEAF))
         self.n_inner, self.n_reset = len(inner), np.count_nonzero(reset)
         self.inner = _array(inner, np.intp)
@@ -346,8 +448,32 @@ cdef class Fused:
         L.check = self._doubles(np.zeros(n_out))
         return 0
 
+    cdef int _build_shared(self, Shared* S, layer, const int[::1] opcodes,
+                           const unsigned char[::1] flags) except -1:
+        """S from a CheckedShared."""
+        n_units, n_terms = layer.outputs.shape[0], layer.x.shape[0]
+        S.n_units, S.n_terms = n_units, n_terms
+        S.ends = self._indices(layer.ends)
+        S.x = self._indices(layer.x)
+        S.w = self._indices(layer.w)
+        S.unit = self._indices(np.repeat(np.arange(n_units), np.diff(layer.ends, prepend=0)))
+        S.back = self._indices(layer.back)
+        S.outputs = self._indices(layer.outputs)
+        if layer.biases.shape[0]:
+            S.b_slots = self._indices(layer.biases)
+            S.bias_back = self._indices(layer.bias_back)
+        reset = np.unique(np.concatenate([layer.inputs, layer.w, layer.biases]))
+        S.reset, S.n_reset = self._indices(reset), reset.shape[0]
+        S.act = layer.activation
+        S.in_grads = any(opcodes[i] != OP_LEAF or flags[i] for i in layer.inputs)
+        S.pre = self._doubles(np.zeros(n_units))
+        S.out = self._doubles(np.zeros(n_units))
+        S.delta = self._doubles(np.zeros(n_units))
+        return 0
+
     def __dealloc__(self):
         PyMem_Free(self.layers)
+        PyMem_Free(self.shared)
 
     cdef void gather(self, const Graph* G) noexcept nogil:
         """The parameters from the tape's values into the layers."""
@@ -375,13 +501,17 @@ cdef class Fused:
                     G.values[L.b_slots[i]] = L.b_before[i] if before else L.b[i]
 
     cdef void forward_row(self, const Graph* G) noexcept nogil:
-        cdef Py_ssize_t q, s
+        cdef Py_ssize_t q, s, k
         for q in range(self.steps.shape[0]):
             s = self.steps[q]
             if s >= 0:
                 node_forward(G, s)
             else:
-                dense_forward(&self.layers[-1 - s], G.values)
+                k = self.which[-1 - s]
+                if k >= 0:
+                    dense_forward(&self.layers[k], G.values)
+                else:
+                    shared_forward(&self.shared[-1 - k], G.values)
 
     cdef RunStatus train(self, const Graph* G, const Data* D, Optimizer* O, Py_ssize_t start,
                          Py_ssize_t stop, Py_ssize_t epoch_rows, double* loss_sum,
@@ -435,7 +565,11 @@ cdef class Fused:
                 if s >= 0:
                     node_backward(G, s)
                 else:
-                    ok = dense_backward(&self.layers[-1 - s], g, one_row) and ok
+                    k = self.which[-1 - s]
+                    if k >= 0:
+                        ok = dense_backward(&self.layers[k], g, one_row) and ok
+                    else:
+                        shared_backward(&self.shared[-1 - k], v, g)
             if G.aborted[0]:  # (a layer that stepped in its backward is taken back)
                 for k in range(self.n_layers):
                     if one_row:

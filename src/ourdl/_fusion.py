@@ -61,6 +61,39 @@ class Layer:
                 f"({len(self.nodes)} nodes from {min(self.nodes)} to {self.last})")
 
 
+@dataclass
+class SharedLayer:
+    """Units whose weights are shared between them, as a convolution's are between its
+    positions (``ourdl.nn.Conv2d``, or the same chains wired by hand), as tape indices. Unit u
+    sums ``x * w`` over its terms ``terms[ends[u - 1]:ends[u]]`` (an (input, weight) pair
+    each, in its chain's order), adds ``biases[u]`` if there are biases, then the activation.
+    The weights and biases stay in the tape, where the general update steps them; the
+    gradients they and the inputs receive are summed in the order the general backward pass
+    visits the products (``back``, term indices) and the bias additions (``bias_back``, unit
+    indices)."""
+    inputs: list          # the nodes it reads, each once
+    outputs: list         # per unit: what it hands on
+    terms: list           # [(input, weight)], unit after unit
+    ends: list            # per unit: where its terms end
+    biases: list          # per unit, or empty
+    activation: int       # op code of the activation, LEAF for none
+    back: list            # the terms in the order the general backward pass visits them
+    bias_back: list       # the units in the order their biases receive gradients
+    nodes: set = field(repr=False)  # its op nodes: products, sums, activations
+
+    @property
+    def last(self):
+        return max(self.nodes)
+
+    def describe(self):
+        act = OP_NAMES[self.activation] if self.activation != LEAF else "linear"
+        bias = " + bias" if self.biases else ""
+        weights = len({w for _, w in self.terms})
+        return (f"shared weights: {len(self.outputs)} units of {len(self.terms) // len(self.outputs)}"
+                f" terms over {len(self.inputs)} inputs and {weights} weights{bias}, {act} "
+                f"({len(self.nodes)} nodes from {min(self.nodes)} to {self.last})")
+
+
 def plan(opcodes, papa, mama, flags, fed=()):
     """(layers, steps): the dense layers of a tape (given its op codes, parent indices and
     flags) that run fused, and the order to run them in with the other op nodes (a tape
@@ -197,6 +230,9 @@ def _plan(opcodes, papa, mama, flags, fed):
     for u in reversed(units):
         groups.setdefault((u["inputs"], u["bias"] is not None, u["activation"]), []).append(u)
     layers = [layer for group in groups.values() if (layer := _layer(group, n_children, flags))]
+    used = set().union(*(layer.nodes for layer in layers))
+    layers += _shared_layers(candidates[::-1].tolist(), used, ops, papa, mama, flags, fed,
+                             n_children, children)
     if not layers:
         return [], []
     layers.sort(key=lambda layer: layer.last)
@@ -400,3 +436,143 @@ def _steps(layers, ops, papa, mama):
     if any(lacking.values()):  # never expected: every step's inputs come before it
         raise RuntimeError("ourdl._fusion: steps left waiting")
     return steps, blame
+
+
+def _shared_layers(candidates, used, ops, papa, mama, flags, fed, n_children, children):
+    """The SharedLayers among the nodes no dense layer took: units whose products read a
+    weight that other units' products read too, grouped by the weights and inputs they share.
+    A group is
+    fused only if nothing outside it reads its weights, biases, inputs or inner nodes, so that
+    every gradient it sums is summed from its own products alone, in the tape's order."""
+    fed = set(fed)
+
+    def is_param(i):
+        return ops[i] == LEAF and i not in fed
+
+    def product(m):
+        """(input, weight) of a product of an input and a parameter leaf, or None."""
+        a, b = papa[m], mama[m]
+        if is_param(b) and (not is_param(a) or flags[b] or not flags[a]):
+            return a, b
+        return (b, a) if is_param(a) else None
+
+    failed = set()  # additions of chains already found not to be a unit's
+
+    def unit(out):
+        act, top = LEAF, out
+        if ops[out] in ACTIVATIONS:
+            act, top = ops[out], papa[out]
+            if n_children[top] != 1 or top in used:
+                return None
+        bias, bias_add = None, None
+        if ops[top] == ADD:
+            for b, rest in ((mama[top], papa[top]), (papa[top], mama[top])):
+                if is_param(b) and ops[rest] in (ADD, MUL) and n_children[rest] == 1:
+                    bias, bias_add, top = b, top, rest
+                    break
+        terms, products, adds, i = [], [], [], top
+        while True:
+            if i in used or i in failed or flags[i] or (i != top and n_children[i] != 1):
+                failed.update(adds)
+                return None
+            if ops[i] == MUL:
+                products.append(i)
+                break
+            if ops[i] != ADD:
+                failed.update(adds)
+                return None
+            adds.append(i)
+            left, right = papa[i], mama[i]
+            if ops[right] == MUL and ops[left] in (ADD, MUL):
+                products.append(right)
+                i = left
+            elif ops[left] == MUL and ops[right] == ADD:
+                products.append(left)
+                i = right
+            else:
+                failed.update(adds)
+                return None
+        products.reverse()  # bottom first: the chain's order
+        for m in products:
+            found = product(m)
+            if found is None or flags[m] or n_children[m] != 1 or m in used:
+                failed.update(adds)
+                return None
+            terms.append(found)
+        inner = set(products) | set(adds) | {out, top}
+        if bias_add is not None:
+            inner.add(bias_add)
+        if any(flags[i] for i in inner) or inner & used:
+            return None
+        return dict(out=out, terms=terms, products=products, bias=bias, bias_add=bias_add,
+                    activation=act, nodes=inner)
+
+    units = []
+    for out in candidates:  # latest first: a unit's output comes after its other nodes
+        if out in used or ops[out] == MUL:
+            continue
+        found = unit(out)
+        if found is not None:
+            units.append(found)
+            used |= found["nodes"]
+
+    # Units sharing a weight or an input belong together (union-find over what they read):
+    # a convolution's output channels share its inputs, its positions share its weights.
+    group_of = {}
+    owner = list(range(len(units)))
+
+    def root(k):
+        while owner[k] != k:
+            owner[k] = owner[owner[k]]
+            k = owner[k]
+        return k
+    for k, u in enumerate(units):
+        for read in u["terms"]:
+            for i in read:
+                if i in group_of:
+                    owner[root(k)] = root(group_of[i])
+                else:
+                    group_of[i] = k
+    groups = {}
+    for k in range(len(units)):
+        groups.setdefault(root(k), []).append(units[k])
+    return [layer for group in groups.values()
+            if len(group) > 1 and (layer := _shared_layer(group, n_children, ops))]
+
+
+def _shared_layer(units, n_children, ops):
+    """A SharedLayer from units that share weights, if nothing outside them reads their
+    weights, biases or inputs, and they agree on the activation and on having biases."""
+    units.sort(key=lambda u: u["out"])
+    if (len({u["activation"] for u in units}) != 1
+            or len({u["bias"] is None for u in units}) != 1):
+        return None
+    reads = {}
+    for u in units:
+        for x, w in u["terms"]:
+            reads[x] = reads.get(x, 0) + 1
+            reads[w] = reads.get(w, 0) + 1
+        if u["bias"] is not None:
+            reads[u["bias"]] = reads.get(u["bias"], 0) + 1
+    inputs = list(dict.fromkeys(x for u in units for x, _ in u["terms"]))
+    params = {w for u in units for _, w in u["terms"]} | {u["bias"] for u in units} - {None}
+    nodes = set().union(*(u["nodes"] for u in units))
+    if (any(n_children[i] != count for i, count in reads.items())
+            or params & set(inputs) or params & nodes or set(inputs) & nodes):
+        return None
+    terms = [t for u in units for t in u["terms"]]
+    products = [m for u in units for m in u["products"]]
+    ends = np.cumsum([len(u["terms"]) for u in units]).tolist()
+    has_bias = units[0]["bias"] is not None
+    return SharedLayer(
+        inputs=inputs,
+        outputs=[u["out"] for u in units],
+        terms=terms,
+        ends=ends,
+        biases=[u["bias"] for u in units] if has_bias else [],
+        activation=units[0]["activation"],
+        back=np.argsort(-np.asarray(products), kind="stable").tolist(),
+        bias_back=(np.argsort(-np.asarray([u["bias_add"] for u in units]), kind="stable").tolist()
+                   if has_bias else []),
+        nodes=nodes,
+    )
