@@ -924,6 +924,48 @@ def test_the_fused_step_built_by_hand_refuses_arrays_of_other_lengths():
     assert out[7].startswith("ValueError: not a dense layer of this tape")
 
 
+def test_a_layer_of_shared_weights_changed_by_a_planner_cannot_reach_the_fused_loops():
+    out = run("""
+        from ourdl import nn, _fusion
+        pixels = [[[Node() for _ in range(5)] for _ in range(5)]]
+        features = nn.flatten(nn.Conv2d(1, 2, 3, activation="relu", seed=0)(pixels))
+        y = Node()
+        loss = MSENode(nn.Linear(len(features), 1, seed=1)(features)[0], y)
+        inputs = nn.flatten(pixels) + [y]
+        made, real = [], _fusion.plan
+        def plan(*args):
+            made.append(real(*args))
+            return made[-1]
+        _fusion.plan = plan
+        tape = ourdl.compile(loss)
+        data = np.random.default_rng(0).random((4, 26))
+        print(len(tape.fit(data, inputs)))
+        conv = next(layer for layer in made[-1][0] if hasattr(layer, "terms"))
+        good = {name: getattr(conv, name) for name in ("terms", "ends", "back", "bias_back")}
+        lies = [("terms", good["terms"][:-1] + [(good["terms"][-1][0], 10**7)]),
+                ("terms", good["terms"][:-1] + [(-1, good["terms"][-1][1])]),
+                ("terms", [(float(a), b) for a, b in good["terms"]]),
+                ("ends", good["ends"][:-1] + [good["ends"][-1] + 5]),
+                ("ends", [0] + good["ends"][1:]),
+                ("ends", good["ends"][::-1]),
+                ("back", good["back"][:-1] + [good["back"][0]]),
+                ("back", good["back"] + [len(good["back"])]),
+                ("bias_back", good["bias_back"][:-1]),
+                ("activation", 99)]
+        for name, lie in lies:
+            setattr(conv, name, lie)
+            print(raises(tape.fit, data, inputs), "|", raises(tape.predict, data, inputs))
+            setattr(conv, name, good.get(name, 20))
+        conv.activation = ourdl._nodes.OP_NAMES.index("relu")
+        print(len(tape.fit(data, inputs)))
+    """)
+    assert out[0] == "1" and out[-1] == "1" and len(out) == 12
+    for line in out[1:-1]:
+        fit, predict = line.split(" | ")
+        assert fit.startswith("ValueError: not a layer of shared weights of this tape"), line
+        assert predict.startswith("ValueError: not a layer of shared weights"), line
+
+
 def test_a_failing_derivative_leaves_the_parameters_as_they_were():
     out = run("""
         class Bad(ourdl.CustomNode):
