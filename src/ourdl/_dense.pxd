@@ -38,21 +38,32 @@ cdef struct LinearLoss:
     double* residuals             # each row's Papa - Mama in a chunk, for the loss afterwards
 
 
-# Units sharing weights (a convolution) as the row loop sees them: each term an (input,
-# weight) pair of tape indices; the weights and biases stay in the tape's arrays.
+# Sums of gradients, each target's terms in a fixed order, the targets side by side: the
+# terms are laid out rank after rank (every target's first term, then every second term, ...),
+# targets with more terms first, so that each rank's loop runs over independent sums.
+cdef struct Ordered:
+    Py_ssize_t n_targets, n_ranks
+    const Py_ssize_t* targets     # tape index of each target, most terms first
+    const Py_ssize_t* count       # per rank: how many targets have a term of that rank
+    const Py_ssize_t* unit        # per term, rank after rank: whose delta it carries
+    const Py_ssize_t* factor      # per term: tape index of the value it multiplies; NULL: 1
+    double* acc
+
+
+# Units sharing weights (a convolution) as the row loop sees them. Units are sorted by their
+# number of terms, most first, and their terms laid out rank after rank (every unit's first
+# term, then every second term, ...): each rank's loop runs over independent sums, and each
+# unit's sum still runs in its chain's order. Weights and biases stay in the tape's arrays.
 cdef struct Shared:
-    Py_ssize_t n_units, n_terms, n_reset
-    const Py_ssize_t* ends        # per unit: where its terms end
-    const Py_ssize_t* x           # per term: tape index of its input
-    const Py_ssize_t* w           # per term: tape index of its weight
-    const Py_ssize_t* unit        # per term: its unit
-    const Py_ssize_t* back        # the terms in the order the general backward visits them
-    const Py_ssize_t* bias_back   # the units in the order their biases receive gradients
+    Py_ssize_t n_units, n_ranks
+    const Py_ssize_t* count       # per rank: how many units have a term of that rank
+    const Py_ssize_t* x           # per term, rank after rank: tape index of its input
+    const Py_ssize_t* w           # per term, rank after rank: tape index of its weight
     const Py_ssize_t* b_slots     # per unit: tape index of its bias; NULL without biases
     const Py_ssize_t* outputs     # per unit: tape index of its output
-    const Py_ssize_t* reset       # inputs, weights, biases: their gradients come from here alone
     int act                       # OP_TANH, OP_RELU, OP_SIGMOID, or OP_LEAF for none
     bint in_grads                 # the inputs' gradients are needed
     double* pre                   # this row's sums (before the activation)
     double* out                   # this row's outputs
     double* delta                 # this row's gradients at the sums
+    Ordered weight_grads, input_grads, bias_grads

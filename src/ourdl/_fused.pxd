@@ -1,6 +1,6 @@
 # The fused kernels: dense layers run as whole loops, general nodes between them one by one.
 
-from ourdl._dense cimport Dense, LinearLoss, Shared
+from ourdl._dense cimport Dense, LinearLoss, Ordered, Shared
 from ourdl._optim cimport Optimizer
 from ourdl._passes cimport Data, Graph, RunStatus
 
@@ -38,6 +38,7 @@ cdef class Fused:
                           const unsigned char[::1] flags) except -1
     cdef int _build_shared(self, Shared* S, layer, const int[::1] opcodes,
                            const unsigned char[::1] flags) except -1
+    cdef int _build_sums(self, Ordered* S, targets, units, factors) except -1
     cdef void gather(self, const Graph* G) noexcept nogil
     cdef void scatter(self, const Graph* G, bint before=*) noexcept nogil
     cdef void forward_row(self, const Graph* G) noexcept nogil

@@ -150,42 +150,55 @@ cdef inline void shared_forward(Shared* S, double* v) noexcept nogil:
     """Each unit's chain, in its order: the first product, then + each further product, then
     + the bias, then the activation (products and sums commute bit for bit, so which parent
     was Papa does not matter)."""
-    cdef Py_ssize_t u, t = 0, end
-    cdef double total
-    for u in range(S.n_units):
-        end = S.ends[u]
-        total = v[S.x[t]] * v[S.w[t]]
-        t += 1
-        while t < end:
-            total = total + v[S.x[t]] * v[S.w[t]]
-            t += 1
+    cdef Py_ssize_t r, p, n, o = S.n_units
+    cdef double* pre = S.pre
+    for p in range(S.n_units):
+        pre[p] = v[S.x[p]] * v[S.w[p]]
+    for r in range(1, S.n_ranks):
+        n = S.count[r]
+        for p in range(n):
+            pre[p] = pre[p] + v[S.x[o + p]] * v[S.w[o + p]]
+        o += n
+    for p in range(S.n_units):
         if S.b_slots != NULL:
-            total = total + v[S.b_slots[u]]
-        S.pre[u] = total
-        S.out[u] = op_value(S.act, total, 0.0, 0.0) if S.act != OP_LEAF else total
-        v[S.outputs[u]] = S.out[u]
+            pre[p] = pre[p] + v[S.b_slots[p]]
+        S.out[p] = op_value(S.act, pre[p], 0.0, 0.0) if S.act != OP_LEAF else pre[p]
+        v[S.outputs[p]] = S.out[p]
+
+
+cdef inline void ordered_sums(Ordered* S, const double* delta, const double* v,
+                              double* g) noexcept nogil:
+    """Each target's gradient: its terms (delta times factor) summed from -0.0 in order."""
+    cdef Py_ssize_t r, p, n, o = 0
+    cdef double* acc = S.acc
+    for p in range(S.n_targets):
+        acc[p] = -0.0
+    for r in range(S.n_ranks):
+        n = S.count[r]
+        if S.factor != NULL:
+            for p in range(n):
+                acc[p] = acc[p] + delta[S.unit[o + p]] * v[S.factor[o + p]]
+        else:
+            for p in range(n):
+                acc[p] = acc[p] + delta[S.unit[o + p]]
+        o += n
+    for p in range(S.n_targets):
+        g[S.targets[p]] = acc[p]
 
 
 cdef inline void shared_backward(Shared* S, const double* v, double* g) noexcept nogil:
     """Every product and sum of a unit passes the gradient at its sum on unchanged; each
-    input, weight and bias sums what its products (bias additions) send it, in the order the
-    general backward pass visits them."""
-    cdef Py_ssize_t u, q, t
-    cdef double d
-    for u in range(S.n_units):
-        S.delta[u] = activation_delta(S.act, g[S.outputs[u]], S.pre[u], S.out[u])
-    for q in range(S.n_reset):
-        g[S.reset[q]] = -0.0
+    weight, bias and input sums what its products (bias additions) send it, in the order the
+    general backward pass visits them. Nothing else sends them anything, so their sums start
+    from -0.0 here, as the general pass starts every gradient."""
+    cdef Py_ssize_t p
+    for p in range(S.n_units):
+        S.delta[p] = activation_delta(S.act, g[S.outputs[p]], S.pre[p], S.out[p])
+    ordered_sums(&S.weight_grads, S.delta, v, g)
     if S.b_slots != NULL:
-        for q in range(S.n_units):
-            u = S.bias_back[q]
-            g[S.b_slots[u]] += S.delta[u]
-    for q in range(S.n_terms):
-        t = S.back[q]
-        d = S.delta[S.unit[t]]
-        if S.in_grads:
-            g[S.x[t]] += d * v[S.w[t]]
-        g[S.w[t]] += d * v[S.x[t]]
+        ordered_sums(&S.bias_grads, S.delta, v, g)
+    if S.in_grads:
+        ordered_sums(&S.input_grads, S.delta, v, g)
 
 
 CheckedLayer = namedtuple("CheckedLayer", "inputs outputs weights biases fold activation nodes")
@@ -450,25 +463,52 @@ cdef class Fused:
 
     cdef int _build_shared(self, Shared* S, layer, const int[::1] opcodes,
                            const unsigned char[::1] flags) except -1:
-        """S from a CheckedShared."""
-        n_units, n_terms = layer.outputs.shape[0], layer.x.shape[0]
-        S.n_units, S.n_terms = n_units, n_terms
-        S.ends = self._indices(layer.ends)
-        S.x = self._indices(layer.x)
-        S.w = self._indices(layer.w)
-        S.unit = self._indices(np.repeat(np.arange(n_units), np.diff(layer.ends, prepend=0)))
-        S.back = self._indices(layer.back)
-        S.outputs = self._indices(layer.outputs)
-        if layer.biases.shape[0]:
-            S.b_slots = self._indices(layer.biases)
-            S.bias_back = self._indices(layer.bias_back)
-        reset = np.unique(np.concatenate([layer.inputs, layer.w, layer.biases]))
-        S.reset, S.n_reset = self._indices(reset), reset.shape[0]
+        """S from a CheckedShared: its terms and its gradient sums laid out rank after rank."""
+        terms = np.diff(layer.ends, prepend=0)
+        units = np.argsort(-terms, kind="stable")         # most terms first
+        place = np.empty_like(units)
+        place[units] = np.arange(units.shape[0])          # a unit's place in that order
+        starts = layer.ends - terms
+        S.n_units, S.n_ranks = units.shape[0], int(terms.max())
+        count = (terms[units][None, :] > np.arange(S.n_ranks)[:, None]).sum(axis=1)
+        order = np.concatenate([starts[units[:c]] + r for r, c in enumerate(count.tolist())])
+        S.count = self._indices(count)
+        S.x = self._indices(layer.x[order])
+        S.w = self._indices(layer.w[order])
+        S.outputs = self._indices(layer.outputs[units])
         S.act = layer.activation
         S.in_grads = any(opcodes[i] != OP_LEAF or flags[i] for i in layer.inputs)
-        S.pre = self._doubles(np.zeros(n_units))
-        S.out = self._doubles(np.zeros(n_units))
-        S.delta = self._doubles(np.zeros(n_units))
+        S.pre = self._doubles(np.zeros(S.n_units))
+        S.out = self._doubles(np.zeros(S.n_units))
+        S.delta = self._doubles(np.zeros(S.n_units))
+        unit_of = np.repeat(np.arange(S.n_units), terms)   # each term's unit
+        back = layer.back
+        self._build_sums(&S.weight_grads, layer.w[back], place[unit_of[back]], layer.x[back])
+        self._build_sums(&S.input_grads, layer.x[back], place[unit_of[back]], layer.w[back])
+        if layer.biases.shape[0]:
+            S.b_slots = self._indices(layer.biases[units])
+            self._build_sums(&S.bias_grads, layer.biases[layer.bias_back],
+                             place[layer.bias_back], None)
+        return 0
+
+    cdef int _build_sums(self, Ordered* S, targets, units, factors) except -1:
+        """S from the terms in the order they are summed: each one's target (a tape index),
+        the unit whose delta it carries, and the tape index of its factor (None: 1)."""
+        found, target_of, terms = np.unique(targets, return_inverse=True, return_counts=True)
+        ranked = np.argsort(-terms, kind="stable")        # targets with most terms first
+        place = np.empty_like(ranked)
+        place[ranked] = np.arange(ranked.shape[0])
+        # Each term's rank among its target's terms: its place after grouping them by target.
+        grouped = np.empty(targets.shape[0], dtype=np.intp)
+        grouped[np.argsort(target_of, kind="stable")] = np.arange(targets.shape[0])
+        rank = grouped - (np.cumsum(terms) - terms)[target_of]
+        order = np.lexsort((place[target_of], rank))      # rank after rank, targets in place order
+        S.n_targets, S.n_ranks = found.shape[0], int(terms.max())
+        S.targets = self._indices(found[ranked])
+        S.count = self._indices(np.bincount(rank, minlength=S.n_ranks))
+        S.unit = self._indices(units[order])
+        S.factor = self._indices(factors[order]) if factors is not None else NULL
+        S.acc = self._doubles(np.zeros(S.n_targets))
         return 0
 
     def __dealloc__(self):
