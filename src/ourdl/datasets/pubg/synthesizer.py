@@ -27,7 +27,7 @@ GENERATOR_VERSION = 1
 # Knock-downs, assists and damage follow from the kills; each kill has a distance around the
 # player's own engagement range and a direction, whose x and y sides give the kill distances.
 
-# Tuned against the statistics in the data doc; changing any of them needs a new
+# Tuned against the figures in docs/pubg-data.md; changing any of them needs a new
 # GENERATOR_VERSION, or caches would serve the old data.
 PARTY_SIZES = (1, 2, 4)
 PARTY_SHARES = (0.2, 0.3, 0.5)      # of matches: solo, duo, squad
