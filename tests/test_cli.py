@@ -1,4 +1,5 @@
 """The `ourdl` command end to end, in-process through cli.main(argv), on small synthetic data."""
+import os
 import re
 import subprocess
 import sys
@@ -152,6 +153,18 @@ def test_out_dash_writes_the_submission_alone_to_stdout(workdir, capsys):
     result = subprocess.run([sys.executable, "-m", "ourdl", "pubg", "--rows", "3000", "--out", "-"],
                             capture_output=True, cwd=workdir)
     assert result.returncode == 0 and result.stdout.decode().splitlines() == lines
+
+
+def test_out_dash_into_a_closed_pipe_says_so(workdir):
+    assert cli.main(["pubg", "--rows", "3000", "--quiet"]) == 0  # the data, cached
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that has gone before the first line
+    result = subprocess.run([sys.executable, "-m", "ourdl", "pubg", "--rows", "3000", "--out", "-",
+                             "--quiet"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                            cwd=workdir)
+    os.close(write_end)
+    assert result.returncode == 1 and result.stderr == (
+        "ourdl: error: the standard output was closed before the whole submission was written\n")
 
 
 def test_the_zip_holds_the_csv_the_help_names(workdir, capsys):

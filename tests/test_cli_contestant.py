@@ -15,7 +15,6 @@ import pytest
 
 import ourdl
 from ourdl import cli
-from ourdl.datasets import pubg
 from ourdl.datasets.pubg import app
 
 from helpers import build_network, outputs, run

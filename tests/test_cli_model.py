@@ -244,3 +244,13 @@ def test_save_model_needs_the_networks_inputs(workdir):
         with pytest.raises(ValueError, match="save_model needs the 13 input nodes"):
             pubg.save_model(workdir / "m.ourdl", network.loss, inputs, MAXIMA, MEANS)
     assert outputs(workdir) == []
+
+
+def test_model_in_uses_the_tutorials_test_file_in_the_folder(workdir, capsys):
+    assert run(capsys, "--rows", "3000", "--quiet", "--save-model", "model.ourdl")[0] == 0
+    pubg.synthesize("test", 200, seed=5).to_csv(workdir / "pubg_test.csv", index=False)
+    code, out, err = run(capsys, "--model-in", "model.ourdl")
+    assert code == 0, err
+    assert out.splitlines()[0] == ("using pubg_test.csv from this folder (--train and --test "
+                                   "name other files)")
+    assert len((workdir / "submission.csv").read_text().split()) == 201

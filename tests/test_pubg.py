@@ -43,6 +43,14 @@ def test_schema_and_dtypes(train, test_frame):
     assert "player_name" in pubg.FEATURES and pubg.TARGET == "team_placement"
 
 
+def test_the_package_hands_out_each_name_from_its_module():
+    from ourdl.datasets.pubg import loader, synthesizer
+    assert pubg.load is loader.load and pubg.synthesize is synthesizer.synthesize
+    assert pubg.app.run and "app" in dir(pubg) and set(pubg.__all__) <= set(dir(pubg))
+    with pytest.raises(AttributeError, match="has no attribute 'build_network'"):
+        pubg.build_network
+
+
 def test_default_sizes_give_the_tutorials_array():
     frame = pubg.synthesize("train")
     assert frame.shape == (1_500_000, 16)

@@ -47,6 +47,11 @@ def main(argv=None) -> int:
         except app.OptionsError as error:
             print(f"ourdl: error: {error}", file=sys.stderr)
             return 2
+        except BrokenPipeError:  # --out -, and the reader went away
+            _silence(sys.stdout)
+            print("ourdl: error: the standard output was closed before the whole submission "
+                  "was written", file=sys.stderr)
+            return 1
         except Exception as error:  # the command's contract: one readable line, not a traceback
             if args.debug:
                 traceback.print_exc()
@@ -93,11 +98,16 @@ class _Printer:
             print(line, file=self.stream, flush=True)
         except BrokenPipeError:
             self.quiet = True
-            # What is still buffered would fail again when Python flushes it at exit.
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, self.stream.fileno())
-                os.close(devnull)
+            _silence(self.stream)
+
+
+def _silence(stream):
+    """Send what is still buffered for a closed pipe to /dev/null: it would fail again when
+    Python flushes the stream at exit."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
 
 
 # --- arguments ---------------------------------------------------------------------------

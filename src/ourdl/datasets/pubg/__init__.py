@@ -36,7 +36,12 @@ _HOME = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = list(_HOME)
 
 
+_MODULES = (*_HOMES, "app")
+
+
 def __getattr__(name):
+    if name in _MODULES:  # pubg.app, pubg.loader, ...
+        return importlib.import_module(f".{name}", __name__)
     if name not in _HOME:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
@@ -45,4 +50,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_HOME))
+    return sorted(set(globals()) | set(_HOME) | set(_MODULES))

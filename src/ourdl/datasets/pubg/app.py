@@ -230,7 +230,7 @@ def _model(options):
 
 # --- the data -----------------------------------------------------------------------------
 
-def real_file_here(split):
+def _real_file_here(split):
     """The tutorial's file of split in the current folder (pubg_train.csv, plain or
     compressed, the plain one first), or None."""
     for suffix in REAL_SUFFIXES:
@@ -250,7 +250,7 @@ def _data_files(options, tell):
                            f"synthetic data (a real file never mixes with synthetic data)")
     if options.train is not None or options.test is not None:
         return options.train, options.test
-    here = {split: real_file_here(split) for split in needed}
+    here = {split: _real_file_here(split) for split in needed}
     found = [str(path) for path in here.values() if path is not None]
     if not found:
         return None, None
