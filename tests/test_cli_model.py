@@ -7,8 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from helpers import build_network, messages, outputs, run
-from test_inspect import tutorial_graph
+from helpers import build_network, messages, outputs, run, tutorial_graph
 
 import ourdl
 from ourdl.datasets import pubg

@@ -1,4 +1,4 @@
-"""pubg.load on hostile and unusual files: bounded in time and memory, every failure a short
+"""pubg.load on malformed and unusual files: bounded in time and memory, every failure a short
 PubgFormatError naming the file, and the formats and line endings contestants use.
 
 What could hang or eat memory runs in a subprocess with a timeout and an address-space limit.
@@ -176,7 +176,7 @@ def test_blank_lines_are_skipped_as_pandas_does(tmp_path):
     pd.testing.assert_frame_equal(pubg.load(path), pubg.load(plain_file(tmp_path)))
 
 
-# --- issue 10: the formats contestants use, messages that point to the fix -----------------
+# --- the formats contestants use, messages that point to the fix -----------------
 
 @pytest.mark.parametrize("opener, name", [
     (gzip.open, "pubg_test.csv.gz"), (bz2.open, "pubg_test.csv.bz2"),

@@ -42,7 +42,7 @@ def to_array(frame: pd.DataFrame) -> np.ndarray:
 
 
 def normalize_train(data: np.ndarray):
-    """(data / maxima, maxima): divide each column by its maximum, as the seed does.
+    """(data / maxima, maxima): divide each column by its maximum, as the tutorial does.
 
     A column that is all zeros (player_dbno in a solo-only sample, say) gets a maximum of 1
     instead of 0, so it stays 0 rather than turning into NaN; the real data has none.
@@ -60,7 +60,7 @@ def normalize_train(data: np.ndarray):
 def normalize_test(data: np.ndarray, maxima: np.ndarray, means: np.ndarray) -> np.ndarray:
     """data / maxima with NaN replaced by means (the normalized training means), per column.
 
-    The seed passes max_value[:-1] and data.mean(axis=0)[:-1]: the feature columns only.
+    The tutorial passes max_value[:-1] and data.mean(axis=0)[:-1]: the feature columns only.
     """
     data = np.asarray(data, dtype=np.float64)
     maxima = np.asarray(maxima, dtype=np.float64)
