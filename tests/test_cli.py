@@ -361,3 +361,18 @@ def test_an_unwritable_cache_only_warns(workdir, capsys, monkeypatch):
     warnings = [line for line in messages(err) if line.startswith("ourdl: warning: ")]
     assert len(warnings) == 2 and "could not cache the synthetic data" in warnings[0]
     assert (workdir / "submission.csv").exists()
+
+
+def test_the_application_runs_from_python_as_the_command_does(workdir, capsys):
+    said = []
+    report = app.run(app.Options(rows=3000, out=workdir / "mine.csv", epochs=2), said.append)
+    assert report.lines == said and said[4].startswith("epoch 2/2: training loss")
+    assert report.held_out_mae < report.baseline_mae
+    assert pd.read_csv(workdir / "mine.csv")["team_placement"].tolist() == \
+        report.placements.tolist()
+    code, out, _ = run(capsys, "--rows", "3000", "--epochs", "2", "--out", "mine.csv")
+    def untimed(lines):
+        return [re.sub(r"\(.* s, .*\)$", "", line) for line in lines[:-2]]
+    assert code == 0 and untimed(out.splitlines()) == untimed(said)  # the same report
+    with pytest.raises(app.OptionsError, match="--test without --train"):
+        app.run(app.Options(test=workdir / "mine.csv"))

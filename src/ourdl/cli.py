@@ -47,11 +47,6 @@ def main(argv=None) -> int:
         except app.OptionsError as error:
             print(f"ourdl: error: {error}", file=sys.stderr)
             return 2
-        except BrokenPipeError:  # --out -, and the reader went away
-            _silence(sys.stdout)
-            print("ourdl: error: the standard output was closed before the whole submission "
-                  "was written", file=sys.stderr)
-            return 1
         except Exception as error:  # the command's contract: one readable line, not a traceback
             if args.debug:
                 traceback.print_exc()
@@ -78,7 +73,14 @@ def _run_pubg(args) -> int:
     say = _Printer(args.quiet, sys.stderr if to_stdout else sys.stdout)
     # No progress bar into logs, nor beside a submission on the terminal.
     options.progress = not args.quiet and sys.stderr.isatty() and not to_stdout
-    app.run(options, say)
+    try:
+        app.run(options, say)
+    except BrokenPipeError:
+        if not to_stdout:
+            raise
+        _silence(sys.stdout)
+        raise ValueError("the standard output was closed before the whole submission was "
+                         "written") from None
     return 0
 
 
