@@ -1,4 +1,5 @@
 """The `ourdl` command end to end, in-process through cli.main(argv), on small synthetic data."""
+import os
 import re
 import subprocess
 import sys
@@ -10,29 +11,15 @@ import pytest
 
 from ourdl import cli
 from ourdl.datasets import pubg
+from ourdl.datasets.pubg import app, pipeline
+
+from helpers import messages, outputs, run
 
 MAE_LINE = re.compile(r"held-out MAE: ([\d.]+) placements on [\d,]+ rows \(always predicting "
                       r"the training mean, [\d.]+: ([\d.]+)\)")
 
 
 pytestmark = pytest.mark.usefixtures("workdir")  # each test in its own folder (conftest.py)
-
-
-def run(capsys, *argv):
-    code = cli.main(["pubg", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def messages(err):
-    """stderr without the progress bar, which redraws itself with carriage returns."""
-    pieces = re.split(r"[\r\n]", err)
-    return [piece for piece in pieces if piece.strip() and not piece.startswith("training:")]
-
-
-def outputs(folder):
-    """Every file the command could have left behind (the cache aside)."""
-    return sorted(p.name for p in folder.iterdir() if p.name != "cache")
 
 
 def test_run_reports_and_writes_the_submission(workdir, capsys):
@@ -89,6 +76,107 @@ def test_real_format_files_csv_and_zip(workdir, capsys):
     assert len(pd.read_csv(workdir / "submission.csv")) == 1500
 
 
+def write_real_files(folder, train="pubg_train.csv", test="pubg_test.csv"):
+    """Small files in the real files' format, under the names given (None: not written)."""
+    if train is not None:
+        pubg.synthesize("train", 4000, seed=1).to_csv(folder / train, index=False)
+    if test is not None:
+        pubg.synthesize("test", 1500, seed=1).to_csv(folder / test, index=False)
+
+
+def test_the_tutorials_files_in_the_folder_are_used(workdir, capsys):
+    write_real_files(workdir, "pubg_train.csv", "pubg_test.csv.gz")
+    code, out, err = run(capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == ("using pubg_train.csv and pubg_test.csv.gz from this folder (--train "
+                        "and --test name other files)")
+    assert lines[1].startswith("train: pubg_train.csv, 4,000 rows in ")
+    assert lines[2].startswith("test: pubg_test.csv.gz, 1,500 rows in ")
+    assert len(pd.read_csv(workdir / "submission.csv")) == 1500
+    assert not (workdir / "cache").exists()  # nothing synthetic was made
+
+
+@pytest.mark.parametrize("present, missing", [("pubg_train.csv", "pubg_test.csv"),
+                                              ("pubg_test.csv.zip", "pubg_train.csv")])
+def test_one_of_the_tutorials_files_alone_is_refused(workdir, capsys, present, missing):
+    if present.endswith(".zip"):
+        write_real_files(workdir, None, "pubg_test.csv")
+        with zipfile.ZipFile(workdir / present, "w") as archive:
+            archive.write(workdir / "pubg_test.csv", "pubg_test.csv")
+        (workdir / "pubg_test.csv").unlink()
+    else:
+        write_real_files(workdir, present, None)
+    code, out, err = run(capsys)
+    assert code == 2 and out == ""
+    assert messages(err) == [
+        f"ourdl: error: {present} is in this folder but {missing} is not: put {missing} (plain "
+        f"or .zip, .gz, .bz2, .xz) beside it, name both with --train and --test, or run where "
+        f"neither is for synthetic data"]
+    assert outputs(workdir) == [present] and not (workdir / "cache").exists()
+
+
+@pytest.mark.parametrize("argv, given, missing", [(["--train", "train.csv"], "--train", "--test"),
+                                                  (["--test", "test.csv"], "--test", "--train")])
+def test_one_real_file_named_alone_is_refused(workdir, capsys, argv, given, missing):
+    write_real_files(workdir, "train.csv", "test.csv")
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and messages(err) == [
+        f"ourdl: error: {given} without {missing}: give both real files, or neither for "
+        f"synthetic data (a real file never mixes with synthetic data)"]
+    assert outputs(workdir) == ["test.csv", "train.csv"]
+
+
+def test_without_the_tutorials_files_the_data_is_synthetic(workdir, capsys):
+    write_real_files(workdir, "train.csv", "test.csv")  # other names: not the tutorial's files
+    code, out, err = run(capsys, "--rows", "3000")
+    assert code == 0, err
+    assert out.startswith("train: synthetic, 3,000 rows")
+    # Named files win over the folder's, and --rows asks for synthetic data.
+    write_real_files(workdir)
+    code, out, err = run(capsys, "--train", "train.csv", "--test", "test.csv")
+    assert code == 0 and out.startswith("train: train.csv, 4,000 rows"), err
+    code, out, err = run(capsys, "--rows", "3000")
+    assert code == 0 and out.splitlines()[0] == (
+        "--rows: synthetic data; pubg_train.csv and pubg_test.csv in this folder are not used")
+    assert out.splitlines()[1].startswith("train: synthetic, 3,000 rows")
+
+
+def test_out_dash_writes_the_submission_alone_to_stdout(workdir, capsys):
+    code, out, err = run(capsys, "--rows", "3000", "--out", "-")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "team_placement" and len(lines) == 1001
+    assert all(line.isdigit() for line in lines[1:])
+    assert "held-out MAE" in err and "wrote the standard output (1,000 rows)" in err
+    assert outputs(workdir) == []  # no file named -
+    result = subprocess.run([sys.executable, "-m", "ourdl", "pubg", "--rows", "3000", "--out", "-"],
+                            capture_output=True, cwd=workdir)
+    assert result.returncode == 0 and result.stdout.decode().splitlines() == lines
+
+
+def test_out_dash_into_a_closed_pipe_says_so(workdir):
+    assert cli.main(["pubg", "--rows", "3000", "--quiet"]) == 0  # the data, cached
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that has gone before the first line
+    result = subprocess.run([sys.executable, "-m", "ourdl", "pubg", "--rows", "3000", "--out", "-",
+                             "--quiet"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                            cwd=workdir)
+    os.close(write_end)
+    assert result.returncode == 1 and result.stderr == (
+        "ourdl: error: the standard output was closed before the whole submission was written\n")
+
+
+def test_the_zip_holds_the_csv_the_help_names(workdir, capsys):
+    assert cli.main(["pubg", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "NAME.zip writes a zip holding NAME.csv (submission.zip holds submission.csv)" in text
+    for out, inside in (("sub.zip", "sub.csv"), ("submission.zip", "submission.csv"),
+                        ("mine.csv.zip", "mine.csv")):
+        assert run(capsys, "--rows", "3000", "--quiet", "--out", out)[0] == 0
+        assert zipfile.ZipFile(workdir / out).namelist() == [inside]
+
+
 def test_plot_writes_a_png(workdir, capsys):
     code, _, err = run(capsys, "--rows", "3000", "--quiet", "--plot", "fit.png")
     assert code == 0, err
@@ -113,8 +201,6 @@ def write_bad_train(folder):
      "--test train.csv has a team_placement column, so it is a training file, not a test file"),
     (["--train", "test.csv", "--test", "test.csv"],
      "--train test.csv has no team_placement column, so it is a test file, not a train file"),
-    (["--train", "train.csv"], "--train without --test: give both real files, or neither"),
-    (["--test", "test.csv"], "--test without --train: give both real files, or neither"),
     (["--train", "train.csv", "--test", "test.csv", "--rows", "5"],
      "--rows sizes the synthetic data; the real files are used whole"),
     (["--rows", "3000", "--lr", "1e12"], "training diverged"),
@@ -162,22 +248,48 @@ def test_usage_errors_exit_2(workdir, capsys):
     for argv in (["--holdout", "1"], ["--epochs", "0"], ["--lr", "-1"], ["--nonsense"]):
         code, _, err = run(capsys, *argv)
         assert code == 2 and "usage: ourdl" in err, argv
-    assert cli.main([]) == 2
     assert outputs(workdir) == []
+
+
+def test_ourdl_alone_lists_the_commands(capsys):
+    assert cli.main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: ourdl")
+    assert re.search(r"^ +pubg +train the tutorial's PUBG placement model", err, re.MULTILINE)
+    done = subprocess.run([sys.executable, "-m", "ourdl"], capture_output=True, text=True)
+    assert done.returncode == 2 and "commands:" in done.stderr and "pubg" in done.stderr
 
 
 @pytest.mark.parametrize("option, low, high", [
     ("--epochs", 1, sys.maxsize), ("--batch-size", 1, sys.maxsize), ("--seed", 0, sys.maxsize),
-    ("--rows", 1, cli.LARGEST_ROWS),
+    ("--rows", 1, cli.LARGEST_ROWS), ("--hidden", 1, cli.LARGEST_LAYER),
 ])
 def test_counts_out_of_range_are_refused_before_any_work(workdir, capsys, option, low, high):
-    for bad in (high + 1, 2 ** 64, low - 1):
+    for bad in (high + 1, 2 ** 64):
         code, out, err = run(capsys, option, str(bad))
         assert code == 2 and out == ""
-        assert f"argument {option}: must be from {low:,} to {high:,}, not {bad}" in err
+        assert f"argument {option}: must be at most {high:,}, not {bad}\n" in err
+    code, out, err = run(capsys, option, str(low - 1))
+    assert code == 2 and out == ""
+    assert f"argument {option}: must be at least {low}, not {low - 1}\n" in err
     assert not (workdir / "cache").exists()  # refused before any data was made
-    assert cli._parser().parse_args(["pubg", option, str(high)]).__dict__[
-        option[2:].replace("-", "_")] == high
+    parsed = vars(cli._parser().parse_args(["pubg", option, str(high)]))[option[2:]
+                                                                         .replace("-", "_")]
+    assert parsed == ((high,) if option == "--hidden" else high)
+
+
+def test_epochs_0_says_at_least_1(workdir, capsys):
+    code, out, err = run(capsys, "--epochs", "0")
+    assert code == 2 and out == ""
+    assert err.splitlines()[-1] == ("ourdl pubg: error: argument --epochs: must be at least 1, "
+                                    "not 0")
+    for argv, message in ((["--lr", "0"], "argument --lr: must be a positive number, not 0.0"),
+                          (["--max-memory", "-1"], "argument --max-memory: must be a positive "
+                                                   "number, not -1.0"),
+                          (["--holdout", "1"], "argument --holdout: must be at least 0 and "
+                                               "below 1, not 1.0")):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and err.splitlines()[-1] == f"ourdl pubg: error: {message}", argv
 
 
 def test_a_pasted_megabyte_gives_a_short_message(workdir, capsys):
@@ -204,15 +316,15 @@ def test_debug_shows_the_traceback(workdir, capsys):
 def test_interrupt_writes_nothing(workdir, capsys, monkeypatch):
     def interrupted(data):
         raise KeyboardInterrupt
-    monkeypatch.setattr(pubg, "normalize_train", interrupted)
+    monkeypatch.setattr(pipeline, "normalize_train", interrupted)
     code, _, err = run(capsys, "--rows", "3000")
     assert code == 130 and "interrupted" in err
     assert outputs(workdir) == []
 
 
 def test_plot_without_matplotlib_fails_before_training(workdir, capsys, monkeypatch):
-    real_find_spec = cli.importlib.util.find_spec
-    monkeypatch.setattr(cli.importlib.util, "find_spec",
+    real_find_spec = app.importlib.util.find_spec
+    monkeypatch.setattr(app.importlib.util, "find_spec",
                         lambda name: None if name == "matplotlib" else real_find_spec(name))
     code, out, err = run(capsys, "--rows", "3000", "--plot", "fit.png")
     assert code == 1 and "--plot needs matplotlib" in err
@@ -222,7 +334,7 @@ def test_plot_without_matplotlib_fails_before_training(workdir, capsys, monkeypa
 def test_a_failure_after_training_leaves_no_partial_output(workdir, capsys, monkeypatch):
     def no_space(placements, path):
         raise OSError("No space left on device")
-    monkeypatch.setattr(pubg, "write_submission", no_space)
+    monkeypatch.setattr(pipeline, "write_submission", no_space)
     code, _, err = run(capsys, "--rows", "3000", "--plot", "fit.png")
     assert code == 1 and "No space left on device" in err
     assert outputs(workdir) == []  # the plot written just before is taken back
@@ -236,7 +348,7 @@ def test_python_dash_m_and_the_console_script(workdir):
     script = Path(sys.executable).parent / "ourdl"
     if not script.exists():
         pytest.skip("the ourdl console script is not installed next to this Python")
-    result = subprocess.run([str(script), "pubg", "--train", "missing.csv"],
+    result = subprocess.run([str(script), "pubg", "--train", "missing.csv", "--test", "x.csv"],
                             capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.startswith("ourdl: error:")
 
@@ -249,3 +361,18 @@ def test_an_unwritable_cache_only_warns(workdir, capsys, monkeypatch):
     warnings = [line for line in messages(err) if line.startswith("ourdl: warning: ")]
     assert len(warnings) == 2 and "could not cache the synthetic data" in warnings[0]
     assert (workdir / "submission.csv").exists()
+
+
+def test_the_application_runs_from_python_as_the_command_does(workdir, capsys):
+    said = []
+    report = app.run(app.Options(rows=3000, out=workdir / "mine.csv", epochs=2), said.append)
+    assert report.lines == said and said[4].startswith("epoch 2/2: training loss")
+    assert report.held_out_mae < report.baseline_mae
+    assert pd.read_csv(workdir / "mine.csv")["team_placement"].tolist() == \
+        report.placements.tolist()
+    code, out, _ = run(capsys, "--rows", "3000", "--epochs", "2", "--out", "mine.csv")
+    def untimed(lines):
+        return [re.sub(r"\(.* s, .*\)$", "", line) for line in lines[:-2]]
+    assert code == 0 and untimed(out.splitlines()) == untimed(said)  # the same report
+    with pytest.raises(app.OptionsError, match="--test without --train"):
+        app.run(app.Options(test=workdir / "mine.csv"))

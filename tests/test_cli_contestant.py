@@ -1,4 +1,4 @@
-"""`ourdl pubg` as a contestant uses it (issue 10): pipes, compressed submissions, plot formats,
+"""`ourdl pubg` as a contestant uses it: pipes, compressed submissions, plot formats,
 the words of --help and --version. Runs that need a real pipe are subprocesses with a timeout."""
 import bz2
 import gzip
@@ -15,9 +15,9 @@ import pytest
 
 import ourdl
 from ourdl import cli
-from ourdl.datasets import pubg
+from ourdl.datasets.pubg import app
 
-from test_cli import outputs, run
+from helpers import build_network, outputs, run
 
 
 def command(*argv):
@@ -57,7 +57,7 @@ def test_one_epoch_per_call_trains_exactly_as_epochs_n():
     for shuffle in (False, True):
         weights = []
         for per_epoch in (False, True):
-            network = pubg.build_network(2, lr=0.05)
+            network = build_network(2, lr=0.05)
             tape = ourdl.compile(network.loss)
             inputs = network.x + [network.y]
             if per_epoch:
@@ -99,7 +99,7 @@ def test_plot_writes_the_format_its_extension_names(workdir, capsys, name, start
 def test_the_figure_shows_zero_the_diagonal_and_the_error():
     history = [ourdl.EpochStats(1, 0.02, 1.0, 1.0), ourdl.EpochStats(2, 0.015, 1.0, 1.0)]
     truth, guesses = np.array([1, 5, 9]), np.array([2, 5, 7])
-    loss_axes, placement_axes, _ = cli._figure(history, truth, guesses, 5.0).axes
+    loss_axes, placement_axes, _ = app.figure(history, truth, guesses, 5.0).axes
     assert loss_axes.get_ylim()[0] == 0
     assert [text.get_text() for text in placement_axes.get_legend().get_texts()] == [
         "perfect prediction"]
@@ -119,7 +119,7 @@ def test_help_speaks_to_a_contestant_and_version(capsys):
         assert "the seed" not in text and "seed's" not in text, argv
     assert "the tutorial's model (13 features -> 1, plain SGD" in text
     assert "the contest's format has no id column" in text
-    assert ".zip writes a zip holding submission.csv" in text
+    assert "NAME.zip writes a zip holding NAME.csv" in text
 
 
 def test_an_unwritable_cache_is_not_reported_as_cached(workdir, capsys, monkeypatch):

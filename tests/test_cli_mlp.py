@@ -11,6 +11,7 @@ import pytest
 import ourdl
 from ourdl import cli
 from ourdl.datasets import pubg
+from ourdl.datasets.pubg import app
 
 MAE_LINE = re.compile(r"held-out MAE: ([\d.]+) placements on [\d,]+ rows \(always predicting "
                       r"the training mean, [\d.]+: ([\d.]+)\)")
@@ -87,9 +88,9 @@ def test_other_optimizers_train(optimizer, workdir, capsys):
 
 
 @pytest.mark.parametrize("argv, code, message", [
-    (["--model", "mlp", "--hidden", "4,0"], 2, "argument --hidden: must be from 1 to 1,024, not 0"),
+    (["--model", "mlp", "--hidden", "4,0"], 2, "argument --hidden: must be at least 1, not 0"),
     (["--model", "mlp", "--hidden", "4,x"], 2, "argument --hidden: 'x' is not a whole number"),
-    (["--model", "mlp", "--hidden", "2000"], 2, "must be from 1 to 1,024, not 2000"),
+    (["--model", "mlp", "--hidden", "2000"], 2, "must be at most 1,024, not 2000"),
     (["--hidden", "8"], 1, "ourdl: error: --hidden sizes the layers of --model mlp; the linear "
                            "model has none"),
     (["--optimizer", "rmsprop"], 2, "argument --optimizer: invalid choice: 'rmsprop'"),
@@ -117,7 +118,7 @@ def test_a_saved_mlp_predicts_the_same_submission_without_training(workdir):
 
 def test_a_network_beyond_the_memory_available_is_refused_before_any_work(
         workdir, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "_available_memory", lambda: (2_000_000, "of memory available"))
+    monkeypatch.setattr(app, "available_memory", lambda: (2_000_000, "of memory available"))
     code, out, err = run(capsys, "--model", "mlp")  # 16,16: 512 weights, about 1.5 MB
     assert code == 1 and err == (
         "ourdl: error: --hidden 16,16: the 13 -> 16 -> 16 -> 1 network has 512 weights, which "
@@ -129,19 +130,19 @@ def test_a_network_beyond_the_memory_available_is_refused_before_any_work(
 
 
 def test_the_memory_available_is_read_from_the_system(tmp_path, monkeypatch):
-    available, where = cli._available_memory()
+    available, where = app.available_memory()
     if sys.platform == "linux":
         with open("/proc/meminfo") as lines:
             listed = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in lines}
         assert where == "of memory available" and abs(available - listed["MemAvailable"]) < 5e8
-    physical, where = cli._available_memory(tmp_path / "no-meminfo")
-    if hasattr(cli.os, "sysconf"):
+    physical, where = app.available_memory(tmp_path / "no-meminfo")
+    if hasattr(app.os, "sysconf"):
         assert where == "of memory in this machine" and physical >= available
 
     def no_sysconf(name):
         raise ValueError(name)
-    monkeypatch.setattr(cli.os, "sysconf", no_sysconf, raising=False)
-    assert cli._available_memory(tmp_path / "no-meminfo")[0] == cli.FALLBACK_MEMORY
+    monkeypatch.setattr(app.os, "sysconf", no_sysconf, raising=False)
+    assert app.available_memory(tmp_path / "no-meminfo")[0] == app.FALLBACK_MEMORY
 
 
 # VmHWM, not getrusage's ru_maxrss: a child started by vfork inherits its parent's, and the
@@ -167,6 +168,6 @@ def test_the_memory_estimate_is_what_a_network_takes(workdir):
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         peaks[hidden] = int(done.stdout)
-    weights = cli._weight_count([13, 200, 200, 1]) - cli._weight_count([13, 4, 1])
+    weights = app.weight_count([13, 200, 200, 1]) - app.weight_count([13, 4, 1])
     measured = (peaks["200,200"] - peaks["4"]) / weights
-    assert 0.7 * cli.BYTES_PER_WEIGHT < measured < 1.3 * cli.BYTES_PER_WEIGHT, measured
+    assert 0.7 * app.BYTES_PER_WEIGHT < measured < 1.3 * app.BYTES_PER_WEIGHT, measured

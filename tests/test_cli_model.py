@@ -7,8 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from test_cli import messages, outputs, run
-from test_inspect import tutorial_graph
+from helpers import build_network, messages, outputs, run, tutorial_graph
 
 import ourdl
 from ourdl.datasets import pubg
@@ -75,14 +74,6 @@ def test_model_failures_print_one_line_and_write_nothing(workdir, capsys, argv, 
     assert outputs(workdir) == before
 
 
-def test_build_network_names_each_node_as_the_seed_does():
-    network = pubg.build_network(3)
-    assert [x.name for x in network.x] == ["x[0]", "x[1]", "x[2]"]
-    assert [w.name for w in network.w] == ["w[0]", "w[1]", "w[2]"]
-    assert network.prediction.name == "a[1]" and network.prediction.Mama.name == "m[2]"
-    assert (network.y.name, network.loss.name) == ("y", "result")
-
-
 def test_save_model_writes_through_a_device(workdir, capsys):
     code, out, err = run(capsys, "--rows", "3000", "--save-model", os.devnull)
     assert code == 0, err
@@ -106,7 +97,8 @@ MEANS = [0.4, 0.7, 0.06, 0.09, 0.06, 0.14, 0.07, 0.11, 0.5, 0.015, 0.018, 0.027,
 def model_with(folder, key=None, index=None, literal=None):
     """A model file in folder, with the JSON text literal (NaN, Infinity, 1e308, ...: what
     ourdl.save refuses to write) at key[index] of what save_model keeps beside the graph."""
-    pubg.save_model(folder / "model.ourdl", pubg.build_network().loss, MAXIMA, MEANS)
+    network = build_network()
+    pubg.save_model(folder / "model.ourdl", network.loss, network.x, MAXIMA, MEANS)
     if key is None:
         return "model.ourdl"
     with zipfile.ZipFile(folder / "model.ourdl") as archive:
@@ -157,7 +149,8 @@ def test_save_model_refuses_what_load_model_would(workdir, capsys):
     maxima = MAXIMA[:-1] + [1e18]
     with pytest.raises(ValueError, match=r"m\.ourdl: cannot save this PUBG model: maxima\[13\], "
                                          r"the largest team_placement, is 1e\+18"):
-        pubg.save_model(workdir / "m.ourdl", pubg.build_network().loss, maxima, MEANS)
+        network = build_network()
+        pubg.save_model(workdir / "m.ourdl", network.loss, network.x, maxima, MEANS)
     assert not (workdir / "m.ourdl").exists()
     # From the command: said before training, naming the file.
     train = pubg.synthesize("train", 3000, seed=1)
@@ -173,9 +166,9 @@ def test_save_model_refuses_what_load_model_would(workdir, capsys):
 
 
 def test_a_model_that_predicts_nan_is_named(workdir, capsys):
-    network = pubg.build_network()
+    network = build_network()
     network.w[2].value = float("nan")
-    pubg.save_model(workdir / "nan.ourdl", network.loss, MAXIMA, MEANS)
+    pubg.save_model(workdir / "nan.ourdl", network.loss, network.x, MAXIMA, MEANS)
     code, out, err = run(capsys, "--rows", "3000", "--model-in", "nan.ourdl")
     assert code == 1 and messages(err) == [
         "ourdl: error: --model-in nan.ourdl: the saved network gives no finite prediction for "
@@ -200,3 +193,63 @@ def test_a_good_model_file_still_loads(workdir, capsys):
     assert code == 0, err
     network, maxima, means = pubg.load_model(workdir / name)
     assert np.array_equal(maxima, MAXIMA) and np.array_equal(means, MEANS)
+
+
+def test_a_saved_model_keeps_its_input_order_whatever_the_inputs_are_called(workdir, capsys):
+    assert run(capsys, "--rows", "3000", "--quiet", "--save-model", "model.ourdl")[0] == 0
+    trained = (workdir / "submission.csv").read_bytes()
+    info = ourdl.load_info(workdir / "model.ourdl")
+    root = ourdl.load(workdir / "model.ourdl")
+    inputs = [ourdl.named(root)[f"x[{i}]"] for i in range(13)]
+    for i, node in enumerate(inputs):  # x[0] is now called x[12], and so on, or has no name
+        node.name = f"x[{12 - i}]" if i % 2 else None
+    ourdl.save(workdir / "renamed.ourdl", root, info=info)
+    code, out, err = run(capsys, "--rows", "3000", "--model-in", "renamed.ourdl",
+                         "--out", "again.csv")
+    assert code == 0, err
+    assert (workdir / "again.csv").read_bytes() == trained
+    network, _, _ = pubg.load_model(workdir / "renamed.ourdl")
+    assert [node.name for node in network.x] == [node.name for node in inputs]
+
+
+def test_a_model_file_from_before_the_input_order_was_kept_still_loads(workdir, capsys):
+    network = build_network()
+    for i, w in enumerate(network.w):
+        w.value = 0.01 * i
+    info = {"features": list(pubg.FEATURES), "maxima": MAXIMA, "means": MEANS}
+    ourdl.save(workdir / "old.ourdl", network.loss, info={pubg.MODEL_INFO: info})
+    loaded, maxima, means = pubg.load_model(workdir / "old.ourdl")
+    assert [x.name for x in loaded.x] == [f"x[{i}]" for i in range(13)]
+    code, out, err = run(capsys, "--rows", "3000", "--model-in", "old.ourdl", "--quiet")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("inputs", [[0] * 13, list(range(12)), [999] + list(range(1, 13)),
+                                    "x[0]"])
+def test_a_model_whose_input_places_are_wrong_is_refused(workdir, inputs):
+    network = build_network()
+    pubg.save_model(workdir / "model.ourdl", network.loss, network.x, MAXIMA, MEANS)
+    info = ourdl.load_info(workdir / "model.ourdl")
+    info[pubg.MODEL_INFO]["inputs"] = inputs
+    ourdl.save(workdir / "bad.ourdl", network.loss, info=info)
+    with pytest.raises(ValueError, match=r"bad\.ourdl: its inputs must be 13 different places "
+                                         r"of untrained leaves on the saved graph's tape"):
+        pubg.load_model(workdir / "bad.ourdl")
+
+
+def test_save_model_needs_the_networks_inputs(workdir):
+    network = build_network()
+    for inputs in (network.x[:12], network.w, network.x[:12] + [build_network().x[0]]):
+        with pytest.raises(ValueError, match="save_model needs the 13 input nodes"):
+            pubg.save_model(workdir / "m.ourdl", network.loss, inputs, MAXIMA, MEANS)
+    assert outputs(workdir) == []
+
+
+def test_model_in_uses_the_tutorials_test_file_in_the_folder(workdir, capsys):
+    assert run(capsys, "--rows", "3000", "--quiet", "--save-model", "model.ourdl")[0] == 0
+    pubg.synthesize("test", 200, seed=5).to_csv(workdir / "pubg_test.csv", index=False)
+    code, out, err = run(capsys, "--model-in", "model.ourdl")
+    assert code == 0, err
+    assert out.splitlines()[0] == ("using pubg_test.csv from this folder (--train and --test "
+                                   "name other files)")
+    assert len((workdir / "submission.csv").read_text().split()) == 201

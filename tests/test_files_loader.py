@@ -1,4 +1,4 @@
-"""pubg.load on hostile and unusual files: bounded in time and memory, every failure a short
+"""pubg.load on malformed and unusual files: bounded in time and memory, every failure a short
 PubgFormatError naming the file, and the formats and line endings contestants use.
 
 What could hang or eat memory runs in a subprocess with a timeout and an address-space limit.
@@ -18,7 +18,7 @@ import pytest
 
 from ourdl.datasets import pubg
 
-from test_pubg import REAL_CSV, REAL_TEST_CSV
+from helpers import REAL_CSV, REAL_TEST_CSV
 
 HEADER = ",".join(pubg.TRAIN_COLUMNS)
 MEMORY_LIMIT = 1 << 30  # bytes of address space: numpy and pandas need ~0.5 GB of it to start
@@ -29,6 +29,7 @@ def load_in_subprocess(path, setup="", timeout=60):
     script = textwrap.dedent(f"""
         import resource, sys
         from ourdl.datasets import pubg
+        import ourdl.datasets.pubg.loader
         resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT}, {MEMORY_LIMIT}))
         {setup}
         try:
@@ -71,7 +72,8 @@ def test_a_gzip_bomb_stops_at_the_limit(tmp_path):
         file.write((HEADER + "\n").encode())
         for _ in range((20 << 20) // len(rows)):
             file.write(rows)
-    code, err = load_in_subprocess(bomb, setup="pubg.MAX_TEXT_BYTES = 10 << 20", timeout=30)
+    code, err = load_in_subprocess(bomb, setup="pubg.loader.MAX_TEXT_BYTES = 10 << 20",
+                                      timeout=30)
     assert code == 1 and "bomb.csv.gz: holds more than 10 MiB of text" in err, err
 
 
@@ -174,7 +176,7 @@ def test_blank_lines_are_skipped_as_pandas_does(tmp_path):
     pd.testing.assert_frame_equal(pubg.load(path), pubg.load(plain_file(tmp_path)))
 
 
-# --- issue 10: the formats contestants use, messages that point to the fix -----------------
+# --- the formats contestants use, messages that point to the fix -----------------
 
 @pytest.mark.parametrize("opener, name", [
     (gzip.open, "pubg_test.csv.gz"), (bz2.open, "pubg_test.csv.bz2"),

@@ -8,19 +8,10 @@ import pytest
 
 from ourdl import _files
 from ourdl.datasets import pubg
+from ourdl.datasets.pubg import cache
 
-# The first five rows of the real training file (docs/pubg-data.md); player_name was printed as
-# "?", so numbers stand in for it.
-REAL_ROWS = """\
-match_id,team_id,game_size,party_size,player_assists,player_dbno,player_dist_ride,player_dist_walk,player_dmg,player_kills,player_name,kill_distance_x_min,kill_distance_x_max,kill_distance_y_min,kill_distance_y_max,team_placement
-0,1,50,2,0,1,4984.54900,2054.031490,218,2,{0},1689.9,3992.9,137.0,819.8,5
-0,1,50,2,1,0,5960.46436,2268.221000,125,0,{1},,,,,5
-0,2,50,2,0,0,0.00000,0.000000,0,0,{2},,,,,49
-0,2,50,2,0,0,0.00000,5.211829,41,0,{3},,,,,49
-0,3,50,2,0,0,0.00000,341.730927,69,0,{4},,,,,34
-"""
-REAL_CSV = REAL_ROWS.format(101, 102, 103, 104, 105)
-REAL_TEST_CSV = "\n".join(line.rsplit(",", 1)[0] for line in REAL_CSV.splitlines()) + "\n"
+from helpers import REAL_CSV, REAL_TEST_CSV, REAL_ROWS, build_network
+
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +41,14 @@ def test_schema_and_dtypes(train, test_frame):
             assert frame[name].dtype == expected, name
     assert pubg.FEATURES == pubg.TRAIN_COLUMNS[2:15] and pubg.FEATURES[0] == "game_size"
     assert "player_name" in pubg.FEATURES and pubg.TARGET == "team_placement"
+
+
+def test_the_package_hands_out_each_name_from_its_module():
+    from ourdl.datasets.pubg import loader, synthesizer
+    assert pubg.load is loader.load and pubg.synthesize is synthesizer.synthesize
+    assert pubg.app.run and "app" in dir(pubg) and set(pubg.__all__) <= set(dir(pubg))
+    with pytest.raises(AttributeError, match="has no attribute 'build_network'"):
+        pubg.build_network
 
 
 def test_default_sizes_give_the_tutorials_array():
@@ -405,10 +404,10 @@ def test_write_submission_is_atomic(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["submission.csv"]  # no temporary left
 
 
-def test_build_network_wires_the_tutorial_graph():
+def test_the_tutorials_network_built_for_the_tests_computes_as_the_tutorial_does():
     import ourdl
 
-    network = pubg.build_network()
+    network = build_network()
     assert len(network.x) == len(network.w) == 13
     assert all(w.Flag == 1 and w.lr == 0.01 and w.value == 0 for w in network.w)
     assert all(x.Flag == 0 for x in network.x)
@@ -428,9 +427,6 @@ def test_build_network_wires_the_tutorial_graph():
     network.y.value = 40.0
     network.loss.forward()
     assert network.prediction.value == 45.5 and network.loss.value == 30.25
-    assert pubg.build_network(1, lr=0.1).prediction.Papa is not None  # a lone MulNode
-    with pytest.raises(ValueError):
-        pubg.build_network(0)
 
 
 # --- the cache ---------------------------------------------------------------------------------
@@ -457,15 +453,15 @@ def test_cached_stores_reads_and_repairs(monkeypatch, tmp_path):
     assert stored == pubg.cache_path("test", 700, seed=9)
     assert stored.name == f"pubg-test-700-seed9-v{pubg.GENERATOR_VERSION}.npy"
 
-    real_synthesize = pubg.synthesize
+    real_synthesize = cache.synthesize
 
     def no_synthesis(*args):
         raise AssertionError("should have come from the cache")
-    monkeypatch.setattr(pubg, "synthesize", no_synthesis)
+    monkeypatch.setattr(cache, "synthesize", no_synthesis)
     pd.testing.assert_frame_equal(pubg.cached("test", 700, seed=9), expected)
 
     stored.write_bytes(b"not an npz")  # a damaged cache is made again
-    monkeypatch.setattr(pubg, "synthesize", real_synthesize)
+    monkeypatch.setattr(cache, "synthesize", real_synthesize)
     pd.testing.assert_frame_equal(pubg.cached("test", 700, seed=9), expected)
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [stored.name]
 
