@@ -34,7 +34,7 @@ _FUNCTIONS = {cls.op_name: _unary(cls) for cls in dict.fromkeys(OP_CLASSES)
               if cls.op_name is not None and _nodes.ARITY[cls.op_code] == 1}
 globals().update(_FUNCTIONS)
 
-from ourdl.estimator import Regressor  # noqa: E402 - after the core it is built on
+from ourdl.estimator import Classifier, Regressor  # noqa: E402 - after the core it is built on
 from ourdl.inspect import draw, dump, gradcheck, named, to_dot  # noqa: E402 (needs the core)
 from ourdl.persist import load, load_info, save  # noqa: E402
 
