@@ -261,3 +261,17 @@ def test_scikit_learn_check(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "does not inherit BaseEstimator"
         check(estimator)
+
+
+@pytest.mark.parametrize("readme", ["README.md", "README.zh-CN.md"])
+def test_readme_digits_block_prints_what_its_comment_says(readme, capsys):
+    from pathlib import Path
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / readme).read_text()
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", text, re.S)
+               if "ourdl.Classifier(" in b]
+    exec(compile(block, f"{readme} Classifier block", "exec"), {})
+    printed = capsys.readouterr().out.strip()
+    assert f"print(round(model.score(X_test, y_test), 3))   # {printed}" in block
+    assert float(printed) >= 0.96

@@ -3,8 +3,9 @@
 ``from ourdl import *`` gives the tutorial's ``Node``, ``AddNode``, ``MulNode``, ``MSENode``
 and friends, backed by the Cython core; ``ourdl.compile(root)`` flattens a graph into a
 ``Tape`` that trains whole epochs in compiled code. ``ourdl.reference`` is the same thing in
-plain Python, for reading. ``ourdl.Regressor`` trains the tutorial's model (or a deeper one)
-behind scikit-learn's fit/predict, without needing scikit-learn.
+plain Python, for reading. ``ourdl.Regressor`` and ``ourdl.Classifier`` train linear
+models and MLPs behind scikit-learn's fit/predict, without needing scikit-learn
+(``ourdl.Regressor.tutorial()`` is the tutorial's model).
 """
 
 try:
