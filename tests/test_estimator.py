@@ -515,3 +515,29 @@ def test_the_estimator_module_imports_on_its_own():
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0", "MSENode"]
+
+
+@pytest.mark.parametrize("value, error", [("0.1", TypeError), (True, TypeError), (None, TypeError),
+                                          (0, ValueError), (-1.0, ValueError),
+                                          (float("inf"), ValueError)])
+def test_a_bad_learning_rate_is_the_same_error_everywhere(value, error):
+    X, y = data()
+    attempts = [lambda: ourdl.Regressor(lr=value).fit(X, y),
+                lambda: ourdl.Classifier(lr=value).fit(X, y > 0.5)]
+    if value is not None:  # an optimizer's lr None means each node's own
+        attempts += [lambda: ourdl.optim.SGD(lr=value), lambda: ourdl.optim.Adam(lr=value)]
+    for attempt in attempts:
+        with pytest.raises(error, match="lr must be a"):
+            attempt()
+
+
+@pytest.mark.parametrize("value, error, message", [(0, ValueError, "must be at least 1, not 0"),
+                                                   (2.5, TypeError, "must be an integer"),
+                                                   ("4", TypeError, "must be an integer")])
+def test_a_bad_layer_size_is_the_same_error_everywhere(value, error, message):
+    X, y = data()
+    for attempt in (lambda: nn.Linear(value, 1), lambda: nn.MLP([2, value, 1]),
+                    lambda: nn.Conv2d(1, value, 3), lambda: ourdl.Regressor(hidden=(value,)).fit(X, y),
+                    lambda: ourdl.Classifier(hidden=(4, value)).fit(X, y > 0.5)):
+        with pytest.raises(error, match=message):
+            attempt()

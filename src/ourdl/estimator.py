@@ -35,8 +35,10 @@ class _Network:
     """What Regressor and Classifier share: the parameters' checks, building the network,
     training it with a stopping rule, the input checks and scikit-learn's conventions.
 
-    A subclass says how its targets become data columns (``_encoding``, ``_columns``) and
-    which loss sits on the outputs (``_loss``)."""
+    A subclass says what it learns about its targets (``_encoding``, ``_same_encoding`` for
+    a later ``partial_fit``), how they become data columns (``_columns``) for how many
+    outputs (``_n_outputs``), which loss sits on the outputs (``_loss``), and what the
+    outputs predict (``_prediction``)."""
 
     # --- training -----------------------------------------------------------------------
 
@@ -175,10 +177,11 @@ class _Network:
         self.n_features_in_ = len(model["inputs_"])
         vars(self).update(model)
 
-    def _outputs(self, X):
+    def _outputs(self, X, checked=False):
         """The network's outputs for the rows of X, shape (n_samples, n_outputs)."""
-        self._check_fitted()
-        X = self._checked_features(X, reset=False)[0]
+        if not checked:
+            self._check_fitted()
+            X = self._checked_features(X, reset=False)[0]
         return np.column_stack([self.tape_.predict(X, inputs=self.inputs_, output=output)
                                 for output in self.outputs_])
 
@@ -426,10 +429,12 @@ class Regressor(_Network):
 
     def predict(self, X):
         """The model's output for each row of X, as a float64 array of shape (n_samples,)."""
-        output = self._outputs(X)[:, 0]
+        return self._prediction(self._outputs(X))
+
+    def _prediction(self, outputs):
         if self.target_mean_ == 0.0 and self.target_scale_ == 1.0:
-            return output
-        return output * self.target_scale_ + self.target_mean_
+            return outputs[:, 0]
+        return outputs[:, 0] * self.target_scale_ + self.target_mean_
 
     def score(self, X, y):
         """R^2 of the predictions for X against y: 1 is perfect, 0 is as good as always
@@ -437,7 +442,7 @@ class Regressor(_Network):
         self._check_fitted()
         X = self._checked_features(X, reset=False)[0]
         y = self._checked_target(y, len(X))
-        residual = float(np.sum((y - self.predict(X)) ** 2))
+        residual = float(np.sum((y - self._prediction(self._outputs(X, checked=True))) ** 2))
         total = float(np.sum((y - y.mean()) ** 2))
         if total == 0.0:  # a constant y: perfect or not, as r2_score says
             return 1.0 if residual == 0.0 else 0.0
@@ -592,7 +597,9 @@ class Classifier(_Network):
 
     def predict(self, X):
         """The most likely class of each row, one of ``classes_``."""
-        logits = self._outputs(X)
+        return self._prediction(self._outputs(X))
+
+    def _prediction(self, logits):
         best = (logits[:, 0] > 0).astype(int) if logits.shape[1] == 1 else logits.argmax(axis=1)
         return self.classes_[best]
 
@@ -601,7 +608,7 @@ class Classifier(_Network):
         self._check_fitted()
         X = self._checked_features(X, reset=False)[0]
         y = self._checked_target(y, len(X))
-        return float(np.mean(self.predict(X) == y))
+        return float(np.mean(self._prediction(self._outputs(X, checked=True)) == y))
 
     def __sklearn_tags__(self):
         from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
