@@ -64,7 +64,7 @@ def main():
     # 3. The same kind of network through the estimator.
     started = time.perf_counter()
     regressor = ourdl.Regressor(hidden=(16, 16), optimizer="adam", lr=0.001,
-                                epochs=args.epochs, shuffle=True, fit_intercept=True,
+                                epochs=args.epochs, tol=None, shuffle=True, fit_intercept=True,
                                 seed=args.seed).fit(features, target)
     report("ourdl.Regressor(hidden=(16, 16))", regressor.predict(held_features),
            time.perf_counter() - started)

@@ -490,6 +490,16 @@ def test_running_out_of_epochs_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(ourdl.Regressor(epochs=2, tol=None).fit(X, y).history_) == 2
+    # A program that does not use scikit-learn gets ourdl's own warning, without the
+    # second or more that importing scikit-learn takes.
+    program = ("import sys, warnings, numpy as np, ourdl\n"
+               "warnings.simplefilter('error')\n"
+               "try:\n    ourdl.Regressor(epochs=2).fit(np.eye(3), [1.0, 2.0, 3.0])\n"
+               "except Warning as w:\n    print(type(w).__module__, type(w).__name__)\n"
+               "print('sklearn' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["ourdl.estimator", "ConvergenceWarning", "False"], done.stderr
 
 
 def test_the_target_is_scaled_inside_and_back():

@@ -17,6 +17,7 @@ be of its type.
 """
 import inspect
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -164,7 +165,7 @@ class _Network:
             stale = stale + 1 if loss > best - tol else 0
             best = min(best, loss)
         if stale < patience:
-            warnings.warn(_sklearn_class("exceptions", "ConvergenceWarning", UserWarning)(
+            warnings.warn(_sklearn_class("exceptions", "ConvergenceWarning", ConvergenceWarning)(
                 f"{type(self).__name__} stopped after epochs={epochs} passes with the training "
                 f"loss still improving by more than tol={tol}: raise epochs (or lr), or scale "
                 f"the features"), stacklevel=3)
@@ -621,6 +622,11 @@ class NotFittedError(ValueError, AttributeError):
     """predict before fit, without scikit-learn (with it, its NotFittedError is raised)."""
 
 
+class ConvergenceWarning(UserWarning):
+    """fit ran out of epochs before the loss settled, without scikit-learn (with it, its
+    ConvergenceWarning is raised)."""
+
+
 # --- helpers -------------------------------------------------------------------------------
 
 def _parameter_names(cls):
@@ -635,7 +641,10 @@ def _same(a, b):
 
 
 def _sklearn_class(module, name, fallback):
-    """scikit-learn's class of that name when it is installed, else fallback."""
+    """scikit-learn's class of that name when the program uses scikit-learn (has imported
+    it: importing it only to raise or warn would take a second or more), else fallback."""
+    if sys.modules.get("sklearn") is None:
+        return fallback
     try:
         return getattr(__import__(f"sklearn.{module}", fromlist=[name]), name)
     except ImportError:
