@@ -390,11 +390,12 @@ class Regressor(_Network):
         return cls(**{**cls.TUTORIAL, **params})
 
     def partial_fit(self, X, y):
-        """One more pass over the rows of (X, y), in order (shuffled with ``shuffle``);
-        the first call builds the model. For data that arrives in chunks: without
-        ``scale_target`` (whose mean and scale come from the first chunk), partial_fit over
-        consecutive chunks ends exactly where one ``fit(epochs=1, tol=None)`` over all their
-        rows does. Returns self."""
+        """One more pass over the rows of (X, y) (shuffled with ``shuffle``); the first
+        call builds the model, and with ``scale_target`` takes the target's mean and scale
+        from its chunk. For data that arrives in chunks: with the tutorial's settings
+        (``Regressor.tutorial()``: in order, the target as it is), partial_fit over
+        consecutive chunks ends exactly where one ``fit`` over all their rows does.
+        Returns self."""
         return self._partial_fit(X, y)
 
     def _settings(self):
