@@ -163,7 +163,7 @@ def test_image_layers_refuse_what_is_not_an_image():
         conv(image_of(np.zeros((1, 2, 2))))
     with pytest.raises(ValueError, match=r"\[channel\]\[row\]\[column\]"):
         conv([[[Node(), Node()], [Node()]]])
-    with pytest.raises(ValueError, match="padding must be a whole number"):
+    with pytest.raises(ValueError, match="padding must be at least 0, not -1"):
         nn.Conv2d(1, 1, 3, padding=-1)
 
 

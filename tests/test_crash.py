@@ -438,7 +438,8 @@ def test_data_that_turns_nan_in_a_later_epoch_is_a_data_error_with_nodes_settled
         print(all(np.isfinite(n.value) and np.isfinite(n.grad) for n in tape.nodes))
     """)
     assert out[0] == "ValueError: data has nan in column 1 at row 500: every value must be " \
-                     "finite (drop or fill such rows first, e.g. DataFrame.dropna())"
+                     "finite, not NaN or infinity (drop or fill such rows first, e.g. " \
+                     "DataFrame.dropna())"
     assert out[1] == "True"
 
 

@@ -5,6 +5,7 @@ estimator must end on the same bits. Then scikit-learn's conventions (its own
 check_estimator, clone, cross-validation, grid search with two joblib workers, a Pipeline,
 pickling), partial_fit over a CSV file read in chunks, and every bad input.
 """
+import math
 import pickle
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def tutorial_model(n_features, lr=0.01, fit_intercept=False, loss=ourdl.MSENode)
 ])
 def test_no_hidden_layers_is_the_tutorials_model_bit_for_bit(settings):
     X, y = data()
-    model = ourdl.Regressor(**settings).fit(X, y)
+    model = ourdl.Regressor.tutorial(**settings).fit(X, y)
     loss = {"mse": ourdl.MSENode, "mae": ourdl.MAENode}[settings.get("loss", "mse")]
     tape, inputs, params = tutorial_model(N_FEATURES, settings.get("lr", 0.01),
                                           settings.get("fit_intercept", False), loss)
@@ -77,7 +78,7 @@ def test_no_hidden_layers_is_the_tutorials_model_bit_for_bit(settings):
 
 def test_hidden_layers_are_nn_mlp_bit_for_bit():
     X, y = data()
-    model = ourdl.Regressor(hidden=(4, 3), activation="relu", fit_intercept=True, seed=7,
+    model = ourdl.Regressor.tutorial(hidden=(4, 3), activation="relu", fit_intercept=True, seed=7,
                             shuffle=True, epochs=2, lr=0.05).fit(X, y)
     rng = np.random.default_rng(7)  # the initial weights, then the shuffling
     mlp = nn.MLP([N_FEATURES, 4, 3, 1], activation="relu", seed=rng, lr=0.05)
@@ -91,20 +92,20 @@ def test_hidden_layers_are_nn_mlp_bit_for_bit():
 
 
 def test_without_fit_intercept_only_the_output_has_no_bias():
-    model = ourdl.Regressor(hidden=(3,)).fit(*data())
+    model = ourdl.Regressor.tutorial(hidden=(3,)).fit(*data())
     assert [b.shape for b in model.intercepts_] == [(3,), (0,)]
 
 
 def test_the_seed_decides_the_initial_weights():
     X, y = data()
-    first, again, other = (ourdl.Regressor(hidden=(4,), seed=s).fit(X, y) for s in (1, 1, 2))
+    first, again, other = (ourdl.Regressor.tutorial(hidden=(4,), seed=s).fit(X, y) for s in (1, 1, 2))
     assert same_bits(first.coefs_[0], again.coefs_[0])
     assert not np.array_equal(first.coefs_[0], other.coefs_[0])
 
 
 def test_it_learns():
     X, y = data(2000)
-    model = ourdl.Regressor(fit_intercept=True, epochs=5, lr=0.05).fit(X, y)
+    model = ourdl.Regressor.tutorial(fit_intercept=True, epochs=5, lr=0.05).fit(X, y)
     assert model.score(X, y) > 0.99
     assert model.coefs_[0][:, 0] == pytest.approx(np.linspace(-1, 1, N_FEATURES), abs=0.02)
     assert model.history_[-1].loss < model.history_[0].loss
@@ -118,8 +119,8 @@ def test_partial_fit_continues_as_another_epoch_would(optimizer):
     state and the shuffling all carry on. Momentum and Adam need Tape.fit(optimizer=)."""
     X, y = data()
     settings = dict(hidden=(4,), optimizer=optimizer, shuffle=True, seed=3, lr=0.005)
-    whole = ourdl.Regressor(epochs=3, **settings).fit(X, y)
-    steps = ourdl.Regressor(**settings).fit(X, y)
+    whole = ourdl.Regressor.tutorial(epochs=3, **settings).fit(X, y)
+    steps = ourdl.Regressor.tutorial(**settings).fit(X, y)
     steps.partial_fit(X, y).partial_fit(X, y)
     assert same_bits(steps.coefs_[0], whole.coefs_[0])
     assert same_bits(steps.predict(X), whole.predict(X))
@@ -129,7 +130,7 @@ def test_partial_fit_continues_as_another_epoch_would(optimizer):
 @pytest.mark.parametrize("hidden", [(), (4,)])
 def test_partial_fit_over_csv_chunks_equals_one_fit(tmp_path, hidden):
     """A file written and read a chunk at a time (as one larger than memory would be)
-    trains to the same bits as one fit over all of its rows, with the default SGD."""
+    trains to the same bits as one fit over all of its rows, with the tutorial's settings."""
     path = tmp_path / "rows.csv"
     columns = [f"f{j}" for j in range(N_FEATURES)]
     for k in range(4):  # never the whole file in memory while writing
@@ -137,13 +138,13 @@ def test_partial_fit_over_csv_chunks_equals_one_fit(tmp_path, hidden):
         pd.DataFrame(X, columns=columns).assign(target=y).to_csv(
             path, mode="a", header=k == 0, index=False)
 
-    chunked = ourdl.Regressor(hidden=hidden)
+    chunked = ourdl.Regressor.tutorial(hidden=hidden)
     chunks = 0
     for chunk in pd.read_csv(path, chunksize=128):  # 128 does not divide 250: chunks straddle
         chunked.partial_fit(chunk[columns], chunk["target"])
         chunks += 1
     whole = pd.read_csv(path)
-    once = ourdl.Regressor(hidden=hidden).fit(whole[columns], whole["target"])
+    once = ourdl.Regressor.tutorial(hidden=hidden).fit(whole[columns], whole["target"])
 
     assert chunks == 8 and len(chunked.history_) == 8
     for mine, theirs in zip(chunked.coefs_ + chunked.intercepts_, once.coefs_ + once.intercepts_):
@@ -153,8 +154,8 @@ def test_partial_fit_over_csv_chunks_equals_one_fit(tmp_path, hidden):
 
 def test_partial_fit_first_call_builds_and_fit_starts_over():
     X, y = data()
-    fresh = ourdl.Regressor(hidden=(3,)).fit(X, y)
-    model = ourdl.Regressor(hidden=(3,)).partial_fit(X, y)
+    fresh = ourdl.Regressor.tutorial(hidden=(3,)).fit(X, y)
+    model = ourdl.Regressor.tutorial(hidden=(3,)).partial_fit(X, y)
     assert same_bits(model.coefs_[0], fresh.coefs_[0])
     model.partial_fit(X, y)
     assert not np.array_equal(model.coefs_[0], fresh.coefs_[0])
@@ -164,13 +165,13 @@ def test_partial_fit_first_call_builds_and_fit_starts_over():
 
 def test_partial_fit_refuses_other_features_and_changes_nothing():
     X, y = data()
-    model = ourdl.Regressor().fit(X, y)
+    model = ourdl.Regressor.tutorial().fit(X, y)
     before = model.predict(X)
     with pytest.raises(ValueError, match="X has 4 features, but Regressor is expecting 5"):
         model.partial_fit(X[:, :4], y)
     bad = X.copy()
     bad[7, 2] = np.nan
-    with pytest.raises(ValueError, match="X has nan at row 7, column 2"):
+    with pytest.raises(ValueError, match="X has nan in column 2 at row 7"):
         model.partial_fit(bad, y)
     assert same_bits(model.predict(X), before) and len(model.history_) == 1
 
@@ -181,7 +182,7 @@ def test_predict_before_fit_names_fit():
     from sklearn.exceptions import NotFittedError
 
     with pytest.raises(NotFittedError, match="call fit"):
-        ourdl.Regressor().predict(np.ones((2, 3)))
+        ourdl.Regressor.tutorial().predict(np.ones((2, 3)))
 
 
 def test_without_scikit_learn():
@@ -193,10 +194,10 @@ import numpy as np, ourdl
 from ourdl.estimator import NotFittedError
 X = np.random.default_rng(0).random((50, 2)); y = X.sum(axis=1)
 try:
-    ourdl.Regressor().predict(X)
+    ourdl.Regressor.tutorial().predict(X)
 except NotFittedError as error:
     print("not fitted:", error)
-model = ourdl.Regressor(hidden=(3,), fit_intercept=True, epochs=50, lr=0.05)
+model = ourdl.Regressor.tutorial(hidden=(3,), fit_intercept=True, epochs=50, lr=0.05)
 print(model.fit(X, y).score(X, y) > 0.9)
 """
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
@@ -211,9 +212,8 @@ print(model.fit(X, y).score(X, y) > 0.9)
 
 
 @pytest.mark.parametrize("setting, error, message", [
-    ({"hidden": "16,16"}, TypeError, "hidden must be a tuple of layer sizes"),
-    ({"hidden": (16, 0)}, ValueError, r"hidden must hold whole numbers of at least 1, not "
-                                      r"\(16, 0\)"),
+    ({"hidden": "16,16"}, TypeError, "hidden must be a list of sizes, not a str"),
+    ({"hidden": (16, 0)}, ValueError, r"hidden\[1\] must be at least 1, not 0"),
     ({"activation": "gelu"}, ValueError, "activation must be one of .*'tanh'.*not 'gelu'"),
     ({"loss": "l2"}, ValueError, "loss must be one of 'mse', 'mae', 'huber', not 'l2'"),
     ({"optimizer": "rmsprop"}, ValueError, "optimizer must be one of 'sgd', 'momentum', 'adam'"),
@@ -231,15 +231,15 @@ print(model.fit(X, y).score(X, y) > 0.9)
     ({"batch_size": 2.5}, TypeError, "batch_size must be an integer"),
     ({"shuffle": "yes"}, TypeError, "shuffle must be True or False"),
     ({"fit_intercept": "no"}, TypeError, "fit_intercept must be True or False"),
-    ({"seed": -1}, ValueError, "seed must be a whole number of at least 0, or None, not -1"),
+    ({"seed": -1}, ValueError, "seed must be at least 0, not -1"),
 ])
 def test_bad_parameters_fail_in_fit_and_leave_the_fitted_model(setting, error, message):
     X, y = data()
-    model = ourdl.Regressor(**setting)  # __init__ only stores, as scikit-learn requires
+    model = ourdl.Regressor.tutorial(**setting)  # __init__ only stores, as scikit-learn requires
     with pytest.raises(error, match=message):
         model.fit(X, y)
     assert not model.__sklearn_is_fitted__()
-    model = ourdl.Regressor().fit(X, y)
+    model = ourdl.Regressor.tutorial().fit(X, y)
     before = model.predict(X)
     with pytest.raises(error, match=message):
         model.set_params(**setting).fit(X[:10], y[:10])
@@ -253,15 +253,15 @@ def test_bad_training_settings_fail_before_the_model_is_built(setting, monkeypat
         raise AssertionError("a model was built before its settings were checked")
     monkeypatch.setattr(nn.Linear, "__init__", built)
     with pytest.raises(TypeError, match="must be"):
-        ourdl.Regressor(hidden=(4,), **setting).fit(*data())
+        ourdl.Regressor.tutorial(hidden=(4,), **setting).fit(*data())
 
 
 def test_a_learning_rate_may_be_any_real_number_type():
     from fractions import Fraction
     X, y = data()
-    expected = ourdl.Regressor(lr=0.5).fit(X, y).coefs_[0]
+    expected = ourdl.Regressor.tutorial(lr=0.5).fit(X, y).coefs_[0]
     for lr in (np.float64(0.5), np.float32(0.5), Fraction(1, 2)):
-        assert same_bits(ourdl.Regressor(lr=lr).fit(X, y).coefs_[0], expected), lr
+        assert same_bits(ourdl.Regressor.tutorial(lr=lr).fit(X, y).coefs_[0], expected), lr
 
 
 @pytest.mark.parametrize("X, y, error, message", [
@@ -275,17 +275,17 @@ def test_a_learning_rate_may_be_any_real_number_type():
                                                                     "not numbers"),
     (np.array([["a", "b"]]), np.ones(1), TypeError, "X must hold numbers, not <U1 values"),
     (np.ones((2, 2)) * 1j, np.ones(2), ValueError, "Complex data not supported"),
-    (np.ones((2, 2)), np.array([1.0, np.inf]), ValueError, "y has inf at row 1, column y"),
-    (pd.DataFrame({"a": [1.0, np.nan]}), np.ones(2), ValueError, "X has nan at row 1, column a"),
+    (np.ones((2, 2)), np.array([1.0, np.inf]), ValueError, "y has inf at row 1: every value must be finite"),
+    (pd.DataFrame({"a": [1.0, np.nan]}), np.ones(2), ValueError, "X has nan in column a at row 1"),
 ])
 def test_bad_data(X, y, error, message):
     with pytest.raises(error, match=message):
-        ourdl.Regressor().fit(X, y)
+        ourdl.Regressor.tutorial().fit(X, y)
 
 
 def test_divergence_raises_and_fit_keeps_the_model_it_had():
     X, y = data()
-    model = ourdl.Regressor().fit(X, y)
+    model = ourdl.Regressor.tutorial().fit(X, y)
     before = model.predict(X)
     with pytest.raises(FloatingPointError, match="training diverged"):
         model.set_params(lr=1e6).fit(X * 1e3, y)
@@ -297,14 +297,14 @@ def test_column_vector_y_warns_and_is_used():
 
     X, y = data()
     with pytest.warns(DataConversionWarning, match="column-vector y"):
-        model = ourdl.Regressor().fit(X, y[:, None])
-    assert same_bits(model.predict(X), ourdl.Regressor().fit(X, y).predict(X))
+        model = ourdl.Regressor.tutorial().fit(X, y[:, None])
+    assert same_bits(model.predict(X), ourdl.Regressor.tutorial().fit(X, y).predict(X))
 
 
 def test_dataframe_feature_names():
     X, y = data()
     frame = pd.DataFrame(X, columns=list("abcde"))
-    model = ourdl.Regressor().fit(frame, pd.Series(y))
+    model = ourdl.Regressor.tutorial().fit(frame, pd.Series(y))
     assert list(model.feature_names_in_) == list("abcde") and model.n_features_in_ == 5
     with pytest.raises(ValueError, match="The feature names should match"):
         model.predict(frame[list("edcba")])
@@ -318,9 +318,9 @@ def test_dataframe_feature_names():
 
 def test_params_clone_and_repr():
     base = pytest.importorskip("sklearn.base")
-    model = ourdl.Regressor(hidden=(8, 8), optimizer="adam", lr=0.001)
+    model = ourdl.Regressor(hidden=(8, 8), optimizer="adam", lr=0.01)
     assert model.get_params()["hidden"] == (8, 8)
-    assert repr(model) == "Regressor(hidden=(8, 8), optimizer='adam', lr=0.001)"
+    assert repr(model) == "Regressor(hidden=(8, 8), optimizer='adam', lr=0.01)"
     copy = base.clone(model.set_params(epochs=3))
     assert copy.get_params() == model.get_params() and copy is not model
     assert base.is_regressor(model)
@@ -330,7 +330,7 @@ def test_params_clone_and_repr():
 
 def test_pickle_round_trip_predicts_the_same_and_trains_on():
     X, y = data()
-    model = ourdl.Regressor(hidden=(6, 4), fit_intercept=True, shuffle=True).fit(X, y)
+    model = ourdl.Regressor.tutorial(hidden=(6, 4), fit_intercept=True, shuffle=True).fit(X, y)
     copy = pickle.loads(pickle.dumps(model))
     assert same_bits(copy.predict(X), model.predict(X))
     assert [s.loss for s in copy.history_] == [s.loss for s in model.history_]
@@ -341,7 +341,7 @@ def test_pickle_round_trip_predicts_the_same_and_trains_on():
 def test_a_deep_graph_pickles():
     """3,000 features: a chain of 3,000 AddNodes, far deeper than Python's recursion limit."""
     X, y = data(20, 3000)
-    model = ourdl.Regressor(lr=1e-4).fit(X, y)
+    model = ourdl.Regressor.tutorial(lr=1e-4).fit(X, y)
     copy = pickle.loads(pickle.dumps(model))
     assert same_bits(copy.predict(X), model.predict(X))
 
@@ -349,10 +349,10 @@ def test_a_deep_graph_pickles():
 def test_cross_val_score_is_the_score_on_each_fold():
     model_selection = pytest.importorskip("sklearn.model_selection")
     X, y = data()
-    model = ourdl.Regressor(fit_intercept=True, epochs=2)
+    model = ourdl.Regressor.tutorial(fit_intercept=True, epochs=2)
     scores = model_selection.cross_val_score(model, X, y, cv=3)
     folds = model_selection.KFold(3).split(X)
-    assert list(scores) == [ourdl.Regressor(fit_intercept=True, epochs=2).fit(
+    assert list(scores) == [ourdl.Regressor.tutorial(fit_intercept=True, epochs=2).fit(
         X[train], y[train]).score(X[test], y[test]) for train, test in folds]
 
 
@@ -360,7 +360,7 @@ def test_grid_search_with_two_joblib_workers_matches_one():
     model_selection = pytest.importorskip("sklearn.model_selection")
     X, y = data()
     grid = {"hidden": [(), (4,)], "lr": [0.01, 0.05]}
-    searches = [model_selection.GridSearchCV(ourdl.Regressor(epochs=2), grid, cv=3,
+    searches = [model_selection.GridSearchCV(ourdl.Regressor.tutorial(epochs=2), grid, cv=3,
                                              n_jobs=n_jobs).fit(X, y) for n_jobs in (1, 2)]
     one, two = (search.cv_results_["mean_test_score"] for search in searches)
     assert list(one) == list(two)
@@ -374,9 +374,9 @@ def test_pipeline_with_a_scaler():
     X, y = data()
     X = X * [1, 10, 100, 1000, 10_000]  # without scaling, lr=0.01 would diverge
     chain = pipeline.make_pipeline(preprocessing.StandardScaler(),
-                                   ourdl.Regressor(fit_intercept=True, epochs=5)).fit(X, y)
+                                   ourdl.Regressor.tutorial(fit_intercept=True, epochs=5)).fit(X, y)
     scaled = preprocessing.StandardScaler().fit_transform(X)
-    alone = ourdl.Regressor(fit_intercept=True, epochs=5).fit(scaled, y)
+    alone = ourdl.Regressor.tutorial(fit_intercept=True, epochs=5).fit(scaled, y)
     assert same_bits(chain.predict(X), alone.predict(scaled))
     assert chain.score(X, y) > 0.99
 
@@ -384,7 +384,7 @@ def test_pipeline_with_a_scaler():
 def test_score_is_r2_score():
     metrics = pytest.importorskip("sklearn.metrics")
     X, y = data()
-    model = ourdl.Regressor(hidden=(3,)).fit(X, y)
+    model = ourdl.Regressor.tutorial(hidden=(3,)).fit(X, y)
     assert model.score(X, y) == pytest.approx(metrics.r2_score(y, model.predict(X)), abs=1e-14)
     assert model.score(X[:5], np.full(5, 7.0)) == 0.0  # a constant target, as r2_score says
 
@@ -392,25 +392,162 @@ def test_score_is_r2_score():
 def test_huber_loss():
     """Needs ourdl.HuberNode (the core's loss)."""
     X, y = data()
-    model = ourdl.Regressor(loss="huber", fit_intercept=True, epochs=3).fit(X, y)
+    model = ourdl.Regressor.tutorial(loss="huber", fit_intercept=True, epochs=3).fit(X, y)
     tape, inputs, params = tutorial_model(N_FEATURES, fit_intercept=True, loss=ourdl.HuberNode)
     tape.fit(np.column_stack([X, y]), inputs, epochs=3)
     assert same_bits(model.coefs_[0][:, 0], [p.value for p in params[:-1]])
 
 
 if parametrize_with_checks is not None:
-    # scikit-learn's own checks, on settings that suit their data. The defaults (one epoch
-    # of per-sample SGD at lr=0.01, the tutorial's) diverge on some of it, X around 100 in
-    # check_n_features_in, and raise FloatingPointError, as Tape.fit is meant to; a smaller
-    # step and more epochs train on all of it. Nothing is skipped but check_array_api_input,
-    # which scikit-learn runs only with SCIPY_ARRAY_API=1 (ourdl takes numpy arrays only).
-    # Adam needs Tape.fit(optimizer=).
+    # scikit-learn's own checks, on settings that suit their data. Per-sample SGD at the
+    # default lr diverges on X around 100 (check_n_features_in) and raises FloatingPointError,
+    # as Tape.fit is meant to; a smaller step trains on all of it. Nothing is skipped but
+    # check_array_api_input, which scikit-learn runs only with SCIPY_ARRAY_API=1 (ourdl takes
+    # numpy arrays only).
     @parametrize_with_checks([
-        ourdl.Regressor(lr=5e-5, epochs=500),
-        ourdl.Regressor(hidden=(5,), lr=5e-5, epochs=500, fit_intercept=True),
-        ourdl.Regressor(hidden=(5,), optimizer="adam", lr=1e-3, epochs=100),
+        ourdl.Regressor(lr=1e-5),
+        ourdl.Regressor.tutorial(lr=5e-5, epochs=500),
+        ourdl.Regressor.tutorial(hidden=(5,), lr=5e-5, epochs=500, fit_intercept=True),
+        ourdl.Regressor.tutorial(hidden=(5,), optimizer="adam", lr=1e-3, epochs=100),
     ])
     def test_scikit_learn_check(estimator, check):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "does not inherit BaseEstimator"
             check(estimator)
+
+
+# ------------------------------------------------------------- the defaults on ordinary data
+
+def diabetes_scores(*models):
+    """Mean R^2 of each model after a StandardScaler, in cross_val_score (cv=5) on
+    scikit-learn's diabetes data (442 patients, 10 features, a target from 25 to 346)."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = datasets.load_diabetes(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLPRegressor's ConvergenceWarning
+        return [model_selection.cross_val_score(make_pipeline(StandardScaler(), model), X,
+                                                y).mean() for model in models]
+
+
+def test_the_default_linear_model_scores_as_linear_regression_does():
+    from sklearn.linear_model import LinearRegression
+
+    ours, tutorial, theirs = diabetes_scores(ourdl.Regressor(), ourdl.Regressor.tutorial(),
+                                             LinearRegression())
+    assert theirs == pytest.approx(0.482, abs=0.005)
+    assert abs(ours - theirs) < 0.05  # measured: 0.480
+    assert tutorial < -3  # one pass without an intercept on a target around 150
+
+
+def test_the_default_mlp_scores_as_well_as_mlp_regressor():
+    from sklearn.neural_network import MLPRegressor
+
+    ours, theirs = diabetes_scores(ourdl.Regressor(hidden=(100,)), MLPRegressor(random_state=0))
+    # measured: 0.479, and MLPRegressor's default -1.05 (it stops after 200 epochs of Adam on
+    # the unscaled target, far from converged)
+    assert ours > 0.44 and ours > theirs - 0.05
+
+
+def test_the_tutorial_settings_are_the_defaults_changed_as_documented():
+    tutorial = ourdl.Regressor.tutorial(hidden=(4,))
+    assert tutorial.get_params() == ourdl.Regressor(
+        hidden=(4,), lr=0.01, epochs=1, tol=None, shuffle=False, fit_intercept=False,
+        scale_target=False).get_params()
+    assert "lr=0.01, epochs=1, tol=None, shuffle=False, fit_intercept=False, " \
+           "scale_target=False" in ourdl.Regressor.tutorial.__doc__.replace("\n        ", " ")
+
+
+def test_fit_stops_when_the_loss_stops_improving():
+    X, y = data()
+    model = ourdl.Regressor(tol=1e-3, n_iter_no_change=3).fit(X, y)
+    losses = [s.loss for s in model.history_]
+    assert 3 < len(losses) < 200
+    # scikit-learn's rule: the third epoch in a row whose loss is not below the best so
+    # far minus tol is the last
+    best, stale = math.inf, []
+    for loss in losses:
+        stale.append(loss > best - 1e-3)
+        best = min(best, loss)
+    assert stale[-3:] == [True] * 3 and "TTT" not in "".join("TF"[not s] for s in stale[:-1])
+    # The passes it made are those of a fit told to make that many: the same draws.
+    fixed = ourdl.Regressor(tol=None, epochs=len(losses)).fit(X, y)
+    assert same_bits(fixed.predict(X), model.predict(X))
+    assert [s.loss for s in fixed.history_] == losses
+    assert [s.epoch for s in model.history_] == list(range(1, len(losses) + 1))
+    assert same_bits(ourdl.Regressor(tol=1e-3, n_iter_no_change=3).fit(X, y).predict(X),
+                     model.predict(X))
+
+
+def test_running_out_of_epochs_warns():
+    X, y = data()
+    with pytest.warns(UserWarning, match=r"stopped after epochs=2 passes .* raise epochs"):
+        model = ourdl.Regressor(epochs=2).fit(X, y)
+    assert len(model.history_) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(ourdl.Regressor(epochs=2, tol=None).fit(X, y).history_) == 2
+    # A program that does not use scikit-learn gets ourdl's own warning, without the
+    # second or more that importing scikit-learn takes.
+    program = ("import sys, warnings, numpy as np, ourdl\n"
+               "warnings.simplefilter('error')\n"
+               "try:\n    ourdl.Regressor(epochs=2).fit(np.eye(3), [1.0, 2.0, 3.0])\n"
+               "except Warning as w:\n    print(type(w).__module__, type(w).__name__)\n"
+               "print('sklearn' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["ourdl.estimator", "ConvergenceWarning", "False"], done.stderr
+
+
+def test_the_target_is_scaled_inside_and_back():
+    X, y = data()
+    model = ourdl.Regressor().fit(X, y)
+    assert (model.target_mean_, model.target_scale_) == (np.mean(y), np.std(y))
+    big = ourdl.Regressor().fit(X, 1000 * y + 5)  # the same training, in other units
+    assert big.predict(X) == pytest.approx(1000 * model.predict(X) + 5, rel=1e-9)
+    assert model.score(X, y) > 0.99
+    raw = ourdl.Regressor(scale_target=False).fit(X, y)
+    assert (raw.target_mean_, raw.target_scale_) == (0.0, 1.0)
+    # partial_fit takes the scaling from its first chunk
+    chunked = ourdl.Regressor().partial_fit(X[:100], y[:100]).partial_fit(X[100:], y[100:])
+    assert chunked.target_mean_ == np.mean(y[:100])
+
+
+def test_the_estimator_module_imports_on_its_own():
+    """No module of the package reads the package root while it is still being built."""
+    program = ("import ourdl.estimator as e, numpy as np; X = np.array([[-1.0], [1.0]] * 2); "
+               "print(e.Classifier().fit(X, [0, 1, 0, 1]).predict(X[:1])[0], "
+               "type(e.Regressor.tutorial().fit(X, [1, 2, 3, 4]).tape_.root).__name__)")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "MSENode"]
+
+
+@pytest.mark.parametrize("value, error", [("0.1", TypeError), (True, TypeError), (None, TypeError),
+                                          (0, ValueError), (-1.0, ValueError),
+                                          (float("inf"), ValueError)])
+def test_a_bad_learning_rate_is_the_same_error_everywhere(value, error):
+    X, y = data()
+    attempts = [lambda: ourdl.Regressor(lr=value).fit(X, y),
+                lambda: ourdl.Classifier(lr=value).fit(X, y > 0.5)]
+    if value is not None:  # an optimizer's lr None means each node's own
+        attempts += [lambda: ourdl.optim.SGD(lr=value), lambda: ourdl.optim.Adam(lr=value)]
+    for attempt in attempts:
+        with pytest.raises(error, match="lr must be a"):
+            attempt()
+
+
+@pytest.mark.parametrize("value, error, message", [(0, ValueError, "must be at least 1, not 0"),
+                                                   (2.5, TypeError, "must be an integer"),
+                                                   ("4", TypeError, "must be an integer")])
+def test_a_bad_layer_size_is_the_same_error_everywhere(value, error, message):
+    X, y = data()
+    for attempt in (lambda: nn.Linear(value, 1), lambda: nn.MLP([2, value, 1]),
+                    lambda: nn.Conv2d(1, value, 3), lambda: ourdl.Regressor(hidden=(value,)).fit(X, y),
+                    lambda: ourdl.Classifier(hidden=(4, value)).fit(X, y > 0.5)):
+        with pytest.raises(error, match=message):
+            attempt()

@@ -3,8 +3,9 @@
 ``from ourdl import *`` gives the tutorial's ``Node``, ``AddNode``, ``MulNode``, ``MSENode``
 and friends, backed by the Cython core; ``ourdl.compile(root)`` flattens a graph into a
 ``Tape`` that trains whole epochs in compiled code. ``ourdl.reference`` is the same thing in
-plain Python, for reading. ``ourdl.Regressor`` trains the tutorial's model (or a deeper one)
-behind scikit-learn's fit/predict, without needing scikit-learn.
+plain Python, for reading. ``ourdl.Regressor`` and ``ourdl.Classifier`` train linear
+models and MLPs behind scikit-learn's fit/predict, without needing scikit-learn
+(``ourdl.Regressor.tutorial()`` is the tutorial's model).
 """
 
 try:
@@ -34,7 +35,7 @@ _FUNCTIONS = {cls.op_name: _unary(cls) for cls in dict.fromkeys(OP_CLASSES)
               if cls.op_name is not None and _nodes.ARITY[cls.op_code] == 1}
 globals().update(_FUNCTIONS)
 
-from ourdl.estimator import Regressor  # noqa: E402 - after the core it is built on
+from ourdl.estimator import Classifier, Regressor  # noqa: E402 - after the core it is built on
 from ourdl.inspect import draw, dump, gradcheck, named, to_dot  # noqa: E402 (needs the core)
 from ourdl.persist import load, load_info, save  # noqa: E402
 from ourdl.watch import LiveCurve, plot_history  # noqa: E402

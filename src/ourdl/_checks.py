@@ -8,34 +8,63 @@ import math
 import numbers
 import operator
 import sys
-from collections.abc import Mapping, Set
+from collections.abc import Hashable, Mapping, Set
 
 import numpy as np
 
 LARGEST_COUNT = sys.maxsize  # what a C Py_ssize_t holds
 
 
-def count(name, value):
-    """``value`` as a plain int from 1 to LARGEST_COUNT (epochs, batch sizes, ...)."""
+def count(name, value, least=1):
+    """``value`` as a plain int from ``least`` to LARGEST_COUNT (epochs, batch sizes, layer
+    sizes, padding, ...)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
     # A plain int, so that no subclass's own comparisons decide the range.
     number = int.__index__(operator.index(value))
-    if number < 1:
-        raise ValueError(f"{name} must be at least 1, not {number}")
+    if number < least:
+        raise ValueError(f"{name} must be at least {least}, not {number}")
     if number > LARGEST_COUNT:
         raise ValueError(f"{name} must be at most {LARGEST_COUNT} (2**63 - 1), not {number}")
     return number
 
 
-def node_list(name, nodes, what):
-    """A snapshot of ``nodes`` as a list, taken once: an ordered collection is required, since
-    its order decides which column or value goes where."""
-    if isinstance(nodes, (Set, Mapping)) or not hasattr(nodes, "__len__") \
-            or not hasattr(nodes, "__iter__") or isinstance(nodes, (str, bytes)):
-        raise TypeError(f"{name} must be a list of Nodes, {what}, not a {type(nodes).__name__} "
+def ordered(name, items, what):
+    """A snapshot of ``items`` as a list, taken once: an ordered collection is required, since
+    its order decides which column, value or layer goes where."""
+    if isinstance(items, (Set, Mapping)) or not hasattr(items, "__len__") \
+            or not hasattr(items, "__iter__") or isinstance(items, (str, bytes)):
+        raise TypeError(f"{name} must be a list of {what}, not a {type(items).__name__} "
                         f"(its order decides which is which: pass a list or tuple)")
-    return list(nodes)
+    return list(items)
+
+
+def node_list(name, nodes, what):
+    """``ordered`` for nodes: ``what`` says what they are for."""
+    return ordered(name, nodes, f"Nodes, {what}")
+
+
+def sizes(name, values):
+    """Layer sizes (``hidden=(16, 16)``, ``MLP([13, 16, 1])``) as a list of plain ints."""
+    return [count(f"{name}[{k}]", size) for k, size in enumerate(ordered(name, values, "sizes"))]
+
+
+def choice(name, value, choices):
+    """``value`` when it is one of ``choices`` (names, or None), else a ValueError listing them."""
+    if isinstance(value, Hashable) and value in choices:
+        return value
+    listed = ", ".join(repr(c) for c in choices)
+    raise ValueError(f"{name} must be one of {listed}, not {_brief(value)}")
+
+
+def seed_number(value):
+    """A random seed as the estimators take it: None, or a whole number from 0."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"seed must be a whole number of at least 0, or None, not "
+                        f"{_brief(value)}")
+    return count("seed", value, least=0)
 
 
 def switch(name, value):
@@ -160,9 +189,10 @@ def as_data(data, n_inputs):
 SCAN_ROWS = 1 << 16  # rows checked at a time, so that the check needs little memory
 
 
-def nonfinite_error(X, names, first=None):
-    """The error for data holding nan or inf, naming the first such row (row ``first`` if it
-    is one) and its column; None if every value is finite."""
+def nonfinite_error(X, names, first=None, what="data"):
+    """The error for ``what`` (a 2-D array) holding nan or inf, naming the first such row (row
+    ``first`` if it is one) and its column (of ``names``, if given); None if every value is
+    finite."""
     spans = [(first, first + 1)] if first is not None else []
     spans += [(start, min(start + SCAN_ROWS, X.shape[0])) for start in range(0, X.shape[0], SCAN_ROWS)]
     for start, stop in spans:
@@ -171,9 +201,10 @@ def nonfinite_error(X, names, first=None):
         if rows.size:
             row = start + int(rows[0])
             j = int(np.flatnonzero(bad[rows[0]])[0])
-            return ValueError(f"data has {X[row, j]} in column {names[j]} at row {row}: every "
-                              f"value must be finite (drop or fill such rows first, e.g. "
-                              f"DataFrame.dropna())")
+            column = f" in column {names[j]}" if names is not None else ""
+            return ValueError(f"{what} has {X[row, j]}{column} at row {row}: every "
+                              f"value must be finite, not NaN or infinity (drop or fill such "
+                              f"rows first, e.g. DataFrame.dropna())")
     return None
 
 
@@ -190,18 +221,64 @@ def progress_bar(total):
     return tqdm(total=total, unit="sample", unit_scale=True, desc="training", leave=False)
 
 
-def positive_number(name, value):
-    """``value`` as a float above 0 and below infinity (a learning rate, ...): a real number,
-    never a numeric string, a bool or an integer too large for a float."""
+def _number(name, value):
+    """A real number as a float: never a numeric string, a bool or a complex number."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     try:
-        number = float(value)
+        return float(value)
     except OverflowError:  # 10**400: beyond every float
-        number = math.inf
+        return math.inf if value > 0 else -math.inf
+
+
+def positive_number(name, value, or_none=False):
+    """``value`` as a float above 0 and below infinity (a learning rate, eps, ...); None too
+    when ``or_none``."""
+    if value is None and or_none:
+        return None
+    number = _number(name, value)
     if not 0 < number < math.inf:
-        raise ValueError(f"{name} must be a positive number, not {_brief(value)}")
+        raise ValueError(f"{name} must be a positive number{' or None' if or_none else ''}, "
+                         f"not {_brief(value)}")
     return number
+
+
+def fraction(name, value):
+    """``value`` as a float from 0 up to (not including) 1 (a momentum, Adam's betas)."""
+    number = _number(name, value)
+    if not 0.0 <= number < 1.0:
+        raise ValueError(f"{name} must be a number from 0 up to (not including) 1, not "
+                         f"{_brief(value)}")
+    return number
+
+
+def tolerance(name, value):
+    """A stopping tolerance: a float from 0 up to infinity, or None (no early stop)."""
+    if value is None:
+        return None
+    number = _number(name, value)
+    if not 0.0 <= number < math.inf:
+        raise ValueError(f"{name} must be a number of at least 0, or None, not {_brief(value)}")
+    return number
+
+
+def numbers_array(name, values):
+    """``values`` as a float64 array for an estimator; TypeError for what is not numbers
+    (object arrays of numbers are numbers, as scikit-learn has it), ValueError for complex."""
+    if hasattr(values, "toarray") and hasattr(values, "nnz"):
+        raise TypeError(f"{name} is a sparse matrix: ourdl trains on dense data; pass "
+                        f"{name}.toarray() if it fits in memory")
+    if np.ma.isMaskedArray(values):
+        raise TypeError(f"{name} is a masked array: fill or drop the masked values first")
+    array = np.asarray(values.to_numpy() if hasattr(values, "to_numpy") else values)
+    if array.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: {name} is {array.dtype}")
+    if array.dtype.kind not in "biufO":
+        raise TypeError(f"{name} must hold numbers, not {array.dtype} values")
+    try:
+        return np.asarray(array, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} holds values that are not numbers: {error}") from None
 
 
 def _brief(value, limit=40):

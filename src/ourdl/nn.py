@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from ourdl import _checks
 from ourdl._core import (AddNode, DivNode, ExpNode, LnNode, MaxNode, MulNode, NegNode, Node,
                          ReluNode, SigmoidNode, SubNode, TanhNode)
 
@@ -36,16 +37,7 @@ __all__ = ["Linear", "MLP", "Conv2d", "MaxPool2d", "flatten", "softmax", "log_so
 
 
 def _activation(activation):
-    if activation not in ACTIVATIONS:
-        choices = ", ".join(repr(name) for name in ACTIVATIONS)
-        raise ValueError(f"activation must be one of {choices}, not {activation!r}")
-    return ACTIVATIONS[activation]
-
-
-def _size(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
-    return int(value)
+    return ACTIVATIONS[_checks.choice("activation", activation, ACTIVATIONS)]
 
 
 def _initial_weights(rng, n_in, n_out, activation):
@@ -66,7 +58,7 @@ class Linear:
     """
 
     def __init__(self, n_in, n_out, bias=True, activation=None, seed=None, lr=0.01, name=""):
-        self.n_in, self.n_out = _size("n_in", n_in), _size("n_out", n_out)
+        self.n_in, self.n_out = _checks.count("n_in", n_in), _checks.count("n_out", n_out)
         prefix = f"{name}." if name else ""
         self.activation = activation
         self._act = _activation(activation)
@@ -79,7 +71,7 @@ class Linear:
 
     def __call__(self, inputs):
         """The output nodes of this layer on ``inputs`` (n_in nodes or numbers)."""
-        inputs = [x if isinstance(x, Node) else Node(Value=x) for x in _node_list(inputs)]
+        inputs = [x if isinstance(x, Node) else Node(Value=x) for x in _checks.ordered("inputs", inputs, "nodes")]
         if len(inputs) != self.n_in:
             raise ValueError(f"this layer takes {self.n_in} inputs, not {len(inputs)}")
         outputs = []
@@ -119,7 +111,7 @@ class MLP:
     """
 
     def __init__(self, sizes, activation="tanh", bias=True, seed=None, lr=0.01):
-        sizes = [_size(f"sizes[{k}]", n) for k, n in enumerate(_node_list(sizes, "sizes"))]
+        sizes = _checks.sizes("sizes", sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least 2 entries (inputs and outputs), not {sizes}")
         _activation(activation)
@@ -160,8 +152,8 @@ class MLP:
 
 def _image(image, name="image"):
     """image as [channel][row][column] lists of Nodes, every channel the same size."""
-    channels = [[_node_list(row, name) for row in _node_list(channel, name)]
-                for channel in _node_list(image, name)]
+    channels = [[_checks.ordered(name, row, "nodes") for row in _checks.ordered(name, channel, "rows")]
+                for channel in _checks.ordered(name, image, "channels")]
     shape = (len(channels), len(channels[0]) if channels else 0,
              len(channels[0][0]) if channels and channels[0] else 0)
     if 0 in shape or any(len(ch) != shape[1] or any(len(row) != shape[2] for row in ch)
@@ -189,12 +181,11 @@ class Conv2d:
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  activation=None, seed=None, lr=0.01, name=""):
-        self.in_channels = _size("in_channels", in_channels)
-        self.out_channels = _size("out_channels", out_channels)
-        self.kernel_size, self.stride = _size("kernel_size", kernel_size), _size("stride", stride)
-        if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
-            raise ValueError(f"padding must be a whole number of at least 0, not {padding!r}")
-        self.padding = int(padding)
+        self.in_channels = _checks.count("in_channels", in_channels)
+        self.out_channels = _checks.count("out_channels", out_channels)
+        self.kernel_size = _checks.count("kernel_size", kernel_size)
+        self.stride = _checks.count("stride", stride)
+        self.padding = _checks.count("padding", padding, least=0)
         self.activation, self._act = activation, _activation(activation)
         k, prefix = self.kernel_size, f"{name}." if name else ""
         fan_in = self.in_channels * k * k
@@ -266,8 +257,8 @@ class MaxPool2d:
     Called on an image [channel][row][column], it returns the same layout."""
 
     def __init__(self, kernel_size, stride=None):
-        self.kernel_size = _size("kernel_size", kernel_size)
-        self.stride = self.kernel_size if stride is None else _size("stride", stride)
+        self.kernel_size = _checks.count("kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else _checks.count("stride", stride)
 
     def __call__(self, image):
         channels, (_, height, width) = _image(image)
@@ -302,18 +293,12 @@ def flatten(image):
     return [x for channel in channels for row in channel for x in row]
 
 
-def _node_list(items, name="inputs"):
-    if isinstance(items, (str, bytes, set, frozenset, dict)) or not hasattr(items, "__iter__"):
-        raise TypeError(f"{name} must be a list, not {type(items).__name__}")
-    return list(items)
-
-
 # ----------------------------------------------------------------------------- classifiers
 # Graphs of ordinary nodes. Each shifts the logits by their largest (a chain of MaxNodes) so
 # that exp never overflows: logits of 1000 or -1000 give finite losses and gradients.
 
 def _logits(logits):
-    logits = _node_list(logits, "logits")
+    logits = _checks.ordered("logits", logits, "Nodes, one per class")
     if not logits or not all(isinstance(z, Node) for z in logits):
         raise TypeError("logits must be a non-empty list of Nodes (one per class)")
     return logits
@@ -389,7 +374,7 @@ def cross_entropy(logits, targets):
         If logits or targets are not lists of nodes, or their lengths differ.
     """
     log_p = log_softmax(logits)
-    targets = _node_list(targets, "targets")
+    targets = _checks.ordered("targets", targets, "Nodes, one per class")
     if len(targets) != len(log_p) or not all(isinstance(t, Node) for t in targets):
         raise ValueError(f"targets must be a list of {len(log_p)} Nodes, one per logit, not "
                          f"{len(targets)} items")

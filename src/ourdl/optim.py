@@ -18,27 +18,11 @@ The state (momentum buffers, moments, the step count) lives with the tape: a sec
 forgets it. ``ourdl.reference`` has the same three rules in plain Python.
 """
 import math
-import numbers
 
+from ourdl._checks import fraction, positive_number
 from ourdl._tape import OPTIMIZERS
 
 __all__ = ["SGD", "Momentum", "Adam"]
-
-
-def _rate(name, value, allow_none=True):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-            math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number{' or None' if allow_none else ''}, "
-                         f"not {value!r}")
-    return float(value)
-
-
-def _fraction(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a number from 0 up to (not including) 1, not {value!r}")
-    return float(value)
 
 
 class SGD:
@@ -47,7 +31,7 @@ class SGD:
     code = OPTIMIZERS.index("sgd")
 
     def __init__(self, lr=None):
-        self.lr = _rate("lr", lr)
+        self.lr = positive_number("lr", lr, or_none=True)
 
     def settings(self):
         """(code, lr or nan, beta1, beta2, eps) as the compiled loop takes them."""
@@ -70,7 +54,7 @@ class Momentum(SGD):
 
     def __init__(self, lr=None, beta=0.9):
         super().__init__(lr)
-        self.beta = _fraction("beta", beta)
+        self.beta = fraction("beta", beta)
 
     def settings(self):
         return (self.code, math.nan if self.lr is None else self.lr, self.beta, 0.0, 0.0)
@@ -86,9 +70,9 @@ class Adam(SGD):
 
     def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8):
         super().__init__(lr)
-        self.beta1 = _fraction("beta1", beta1)
-        self.beta2 = _fraction("beta2", beta2)
-        self.eps = _rate("eps", eps, allow_none=False)
+        self.beta1 = fraction("beta1", beta1)
+        self.beta2 = fraction("beta2", beta2)
+        self.eps = positive_number("eps", eps)
 
     def settings(self):
         return (self.code, math.nan if self.lr is None else self.lr, self.beta1, self.beta2,
