@@ -1,6 +1,7 @@
 """Every example in README.md, README.zh-CN.md and examples/ runs, and prints what it says it
 prints."""
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,11 +45,44 @@ def test_readmes_link_to_each_other(readme):
 @pytest.mark.parametrize("readme, number",
                          [(name, n) for name in READMES for n in range(len(BLOCKS[name]))])
 def test_readme_example_runs(readme, number, tmp_path, monkeypatch, capsys):
+    block = BLOCKS[readme][number]
+    if "ourdl.draw(" in block:
+        needs_graphviz()
     monkeypatch.chdir(tmp_path)
-    exec(compile(BLOCKS[readme][number], f"{readme} block {number}", "exec"), {})
+    (tmp_path / "docs").mkdir()  # where the block drawing the README's picture puts it
+    exec(compile(block, f"{readme} block {number}", "exec"), {})
     printed = capsys.readouterr().out
-    if "from ourdl import *" in BLOCKS[readme][number]:  # the tutorial's first program
+    if "print(result.value)" in block:  # the tutorial's first program
         assert printed.split() == ["0.009999999999999929", "0.9978", "0.005123696399999996"]
+
+
+def needs_graphviz():
+    pytest.importorskip("graphviz")
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot program is not installed")
+
+
+DRAWN_BY = "2.43.0"  # the Graphviz that drew docs/tutorial-graph.png (Debian 12's)
+
+
+@pytest.mark.parametrize("readme", READMES)
+def test_the_readmes_picture_is_what_its_lines_draw(readme, tmp_path, monkeypatch):
+    needs_graphviz()
+    block = next(b for b in BLOCKS[readme] if 'ourdl.draw(result, "docs/tutorial-graph.png")' in b)
+    # The tutorial's first program as the tutorial writes it, up to its first backward.
+    program = (ROOT / "examples" / "tutorial_example.py").read_text().replace(" ", "")
+    for line in block.splitlines()[3:-2]:
+        assert line.replace(" ", "") in program, line
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").mkdir()
+    exec(compile(block, f"{readme} picture block", "exec"), {})
+    drawn = (tmp_path / "docs" / "tutorial-graph.png").read_bytes()
+    shown = (ROOT / "docs" / "tutorial-graph.png").read_bytes()
+    assert drawn[16:24] == shown[16:24]  # the same width and height (the PNG header)
+    version = subprocess.run(["dot", "-V"], capture_output=True, text=True).stderr
+    if DRAWN_BY not in version:
+        pytest.skip(f"docs/tutorial-graph.png was drawn by Graphviz {DRAWN_BY}, not {version}")
+    assert drawn == shown
 
 
 @pytest.mark.parametrize("readme", READMES)
