@@ -1,9 +1,12 @@
 """Every example in README.md, README.zh-CN.md and examples/ runs, and prints what it says it
 prints."""
+import importlib.util
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +191,36 @@ def test_moons_example_learns_a_curved_boundary_and_draws_it(tmp_path):
     assert first.startswith("750 training points, 20 epochs")
     assert float(first.rsplit("held-out accuracy ", 1)[1]) > 0.9  # a straight line gets ~0.86
     assert (tmp_path / "moons.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tutorial_notebook_runs_and_shows_its_pictures(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    import ourdl
+    # The kernel imports the ourdl these tests import, wherever it was installed or built.
+    here = str(Path(ourdl.__file__).resolve().parent.parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [here, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    notebook = nbformat.read(ROOT / "examples" / "tutorial.ipynb", as_version=4)
+    assert not any(cell.get("outputs") for cell in notebook.cells)  # stored without outputs
+    started = time.perf_counter()
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert time.perf_counter() - started < 60  # about 3 s here
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    shown = [{kind for output in cell.outputs for kind in output.get("data", {})} for cell in code]
+    printed = ["".join(output.get("text", "") for output in cell.outputs) for cell in code]
+    pictures = shutil.which("dot") is not None and importlib.util.find_spec("graphviz")
+    graph = {"text/plain", "image/svg+xml"} if pictures else {"text/plain"}
+    assert shown[0] == shown[1] == shown[2] == graph  # the tutorial's graph, three times
+    assert printed[1] == "0.009999999999999929\n"
+    assert shown[3] == {"text/plain", "text/html"}  # the tape's table
+    assert printed[4].splitlines()[0] == "step 1: w1.value = 0.997800, result.value = 0.005124"
+    assert re.fullmatch(r"GradCheck\(error=\S+, node=leaf#\d+\)",
+                        code[4].outputs[-1]["data"]["text/plain"])
+    linear, deep = (float(re.search(r"held-out error: (\S+) placements", text).group(1))
+                    for text in (printed[6], printed[8]))
+    assert deep < linear < 10  # always guessing the mean is about 14 placements off
+    assert shown[7] == graph and shown[8] == graph  # the MLP as layers, its graph by layer
+    assert "image/png" in shown[9]  # the loss, plotted
