@@ -1,8 +1,12 @@
 """Every example in README.md, README.zh-CN.md and examples/ runs, and prints what it says it
 prints."""
+import importlib.util
+import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +49,44 @@ def test_readmes_link_to_each_other(readme):
 @pytest.mark.parametrize("readme, number",
                          [(name, n) for name in READMES for n in range(len(BLOCKS[name]))])
 def test_readme_example_runs(readme, number, tmp_path, monkeypatch, capsys):
+    block = BLOCKS[readme][number]
+    if "ourdl.draw(" in block:
+        needs_graphviz()
     monkeypatch.chdir(tmp_path)
-    exec(compile(BLOCKS[readme][number], f"{readme} block {number}", "exec"), {})
+    (tmp_path / "docs").mkdir()  # where the block drawing the README's picture puts it
+    exec(compile(block, f"{readme} block {number}", "exec"), {})
     printed = capsys.readouterr().out
-    if "from ourdl import *" in BLOCKS[readme][number]:  # the tutorial's first program
+    if "print(result.value)" in block:  # the tutorial's first program
         assert printed.split() == ["0.009999999999999929", "0.9978", "0.005123696399999996"]
+
+
+def needs_graphviz():
+    pytest.importorskip("graphviz")
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot program is not installed")
+
+
+DRAWN_BY = "2.43.0"  # the Graphviz that drew docs/tutorial-graph.png (Debian 12's)
+
+
+@pytest.mark.parametrize("readme", READMES)
+def test_the_readmes_picture_is_what_its_lines_draw(readme, tmp_path, monkeypatch):
+    needs_graphviz()
+    block = next(b for b in BLOCKS[readme] if 'ourdl.draw(result, "docs/tutorial-graph.png")' in b)
+    # The tutorial's first program as the tutorial writes it, up to its first backward.
+    program = (ROOT / "examples" / "tutorial_example.py").read_text().replace(" ", "")
+    for line in block.splitlines()[3:-2]:
+        assert line.replace(" ", "") in program, line
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").mkdir()
+    exec(compile(block, f"{readme} picture block", "exec"), {})
+    drawn = (tmp_path / "docs" / "tutorial-graph.png").read_bytes()
+    shown = (ROOT / "docs" / "tutorial-graph.png").read_bytes()
+    assert drawn[16:24] == shown[16:24]  # the same width and height (the PNG header)
+    version = subprocess.run(["dot", "-V"], capture_output=True, text=True).stderr
+    if DRAWN_BY not in version:
+        pytest.skip(f"docs/tutorial-graph.png was drawn by Graphviz {DRAWN_BY}, not {version}")
+    assert drawn == shown
 
 
 @pytest.mark.parametrize("readme", READMES)
@@ -155,3 +192,36 @@ def test_moons_example_learns_a_curved_boundary_and_draws_it(tmp_path):
     assert first.startswith("750 training points, 20 epochs")
     assert float(first.rsplit("held-out accuracy ", 1)[1]) > 0.9  # a straight line gets ~0.86
     assert (tmp_path / "moons.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tutorial_notebook_runs_and_shows_its_pictures(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    import ourdl
+    # The kernel imports the ourdl these tests import, wherever it was installed or built.
+    here = str(Path(ourdl.__file__).resolve().parent.parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [here, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    notebook = nbformat.read(ROOT / "examples" / "tutorial.ipynb", as_version=4)
+    assert not any(cell.get("outputs") for cell in notebook.cells)  # stored without outputs
+    started = time.perf_counter()
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert time.perf_counter() - started < 60  # about 3 s here
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    shown = [{kind for output in cell.outputs for kind in output.get("data", {})} for cell in code]
+    printed = ["".join(output.get("text", "") for output in cell.outputs) for cell in code]
+    pictures = shutil.which("dot") is not None and importlib.util.find_spec("graphviz")
+    graph = {"text/plain", "image/svg+xml"} if pictures else {"text/plain"}
+    assert shown[0] == shown[1] == shown[2] == graph  # the tutorial's graph, three times
+    assert printed[1] == "0.009999999999999929\n"
+    assert shown[3] == {"text/plain", "text/html"}  # the tape's table
+    assert printed[4].splitlines()[0] == "step 1: w1.value = 0.997800, result.value = 0.005124"
+    assert re.fullmatch(r"GradCheck\(error=\S+, node=leaf#\d+\)",
+                        code[4].outputs[-1]["data"]["text/plain"])
+    linear, deep = (float(re.search(r"held-out error: (\S+) placements", text).group(1))
+                    for text in (printed[6], printed[8]))
+    assert deep < linear < 10  # always guessing the mean is about 14 placements off
+    assert shown[7] == graph and shown[8] == graph  # the MLP as layers, its graph by layer
+    assert "image/png" in shown[9]  # the loss, plotted

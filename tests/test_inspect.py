@@ -14,6 +14,20 @@ from ourdl.inspect import MOST_BOXES, TRAINABLE_COLOR
 from helpers import chain, tutorial_graph
 
 
+def tutorial_graph_unnamed():
+    """The same graph as the tutorial's program writes it: no node has a name."""
+    x = [ourdl.Node(Value=v) for v in (1.1, 2, 3)]
+    w = [ourdl.Node(Value=1, Flag=1) for _ in range(3)]
+    m = [ourdl.MulNode(Papa=x[i], Mama=w[i]) for i in range(3)]
+    a2 = ourdl.AddNode(Papa=ourdl.AddNode(Papa=m[0], Mama=m[1]), Mama=m[2])
+    return ourdl.MSENode(Papa=a2, Mama=ourdl.Node(Value=6), Value=20)
+
+
+# Tape order of the tutorial's graph: x1 w1 m1 x2 w2 m2 a1 x3 w3 m3 a2 y result
+TUTORIAL_LABELS = ["leaf#0", "leaf#1", "mul#2", "leaf#3", "leaf#4", "mul#5", "add#6", "leaf#7",
+                   "leaf#8", "mul#9", "add#10", "leaf#11", "mse#12"]
+
+
 def mlp_loss():
     x = [ourdl.Node(name=f"x{i}") for i in range(13)]
     out = nn.MLP([13, 16, 16, 1], seed=0)(x)
@@ -58,6 +72,43 @@ def test_dump_names_the_fused_kernel_of_each_node():
         assert line.endswith(f"dense{owner[0]}") if owner else "dense" not in line, line
 
 
+def test_dump_labels_unnamed_nodes_by_op_and_tape_index():
+    root = tutorial_graph_unnamed()
+    root.forward()
+    lines = ourdl.dump(ourdl.compile(root)).splitlines()
+    assert lines[0] == "Tape of 13 nodes, root MSENode mse#12"
+    assert [line.split()[2] for line in lines[2:15]] == TUTORIAL_LABELS
+    assert lines[4].split()[:6] == ["2", "mul", "mul#2", "0", "1", "1.1"]
+    # The same graph built again compiles to the same order: the same labels.
+    assert ourdl.dump(ourdl.compile(tutorial_graph_unnamed())).splitlines()[2:] \
+        == ourdl.dump(ourdl.compile(tutorial_graph_unnamed())).splitlines()[2:]
+
+
+def test_dump_keeps_given_names_beside_labels():
+    w = ourdl.Node(Value=2.0, Flag=1, name="w")
+    root = ourdl.sin(w * ourdl.Node(Value=3.0))
+    names = [line.split()[2] for line in ourdl.dump(ourdl.compile(root)).splitlines()[2:]]
+    assert names == ["w", "leaf#1", "mul#2", "sin#3"]
+
+
+def test_a_custom_op_is_labelled_by_its_class():
+    class Softplus(ourdl.CustomNode):
+        arity = 1
+
+        def compute(self, a, b):
+            return math.log1p(math.exp(a))
+
+        def derivatives(self, a, b):
+            return 1.0 / (1.0 + math.exp(-a))
+
+    root = Softplus(ourdl.Node(Value=0.5, Flag=1))
+    assert ourdl.dump(ourdl.compile(root)).splitlines()[3].split()[:3] == \
+        ["1", "custom", "unary"]  # the op column says what kind of op
+    assert "Softplus#1" in ourdl.dump(ourdl.compile(root))
+    assert '"Softplus#1\\nvalue' in ourdl.to_dot(root)
+    assert repr(ourdl.gradcheck(root)).endswith("node=leaf#0)")
+
+
 def test_a_long_tape_is_summarized_with_the_count_left_out():
     tape = ourdl.compile(chain(1000))
     lines = ourdl.dump(tape, limit=20).splitlines()
@@ -94,6 +145,20 @@ def test_to_dot_draws_each_node_and_tells_papa_from_mama():
     assert all("dashed" in line for line in mama) and not any("dashed" in line for line in papa)
     assert "  n0 -> n2 [" in text and "  n1 -> n2 [" in text  # x1 (Papa), w1 (Mama) -> m1
     assert "value" not in ourdl.to_dot(root, values=False)
+
+
+def test_to_dot_labels_unnamed_nodes_as_dump_does():
+    root = tutorial_graph_unnamed()
+    root.forward()
+    root.backward(update=False)
+    text = ourdl.to_dot(root)
+    labels = [re.search(r'label="([^"\\]*)', box).group(1) for box in boxes_of(text)]
+    assert labels == TUTORIAL_LABELS
+    assert '"mul#2\\nvalue 1.1\\ngrad 0.2"' in text
+    assert '"leaf#1\\nvalue 1\\ngrad 0.22\\ntrainable, lr 0.01"' in text
+    assert 'label="mse#12"' in ourdl.to_dot(root, values=False)
+    named = tutorial_graph()  # named nodes keep their names, after the op
+    assert '"mul m1\\n' in ourdl.to_dot(named) and not re.search(r"[a-z]#\d", ourdl.to_dot(named))
 
 
 def test_to_dot_draws_an_mlp_by_layer():
@@ -214,6 +279,20 @@ def test_gradcheck_finds_a_wrong_gradient():
     assert ourdl.gradcheck(1 / b).error == math.inf
 
 
+def test_gradcheck_names_its_worst_node_as_dump_and_to_dot_do():
+    a = ourdl.Node(Value=0.0, Flag=1)
+    b = ourdl.Node(Value=1.0, Flag=1)
+    result = ourdl.gradcheck(ourdl.relu(a) + b)  # relu's kink: a is the worst, by 0.5
+    assert repr(result) == "GradCheck(error=0.5, node=leaf#0)"
+    assert result.label == "leaf#0" and result.node is a
+    error, node = result  # still a pair
+    assert error == pytest.approx(0.5) and node is a
+    a.name = "a"
+    assert repr(ourdl.gradcheck(ourdl.relu(a) + b)) == "GradCheck(error=0.5, node=a)"
+    worst = ourdl.gradcheck(tutorial_graph_unnamed())
+    assert worst.label in ("leaf#1", "leaf#4", "leaf#8") and worst.label in repr(worst)
+
+
 def test_gradcheck_leaves_every_value_and_gradient_as_it_was():
     root = tutorial_graph()
     root.grad = 3.0  # a user's own seed, which the check must not use and must keep
@@ -232,12 +311,15 @@ def test_gradcheck_checks_its_arguments():
     root = tutorial_graph()
     with pytest.raises(ValueError, match="no trainable node"):
         ourdl.gradcheck(ourdl.sin(ourdl.Node(Value=1.0)))
-    with pytest.raises(ValueError, match=r"nodes\[0\] .* is a mul node"):
+    with pytest.raises(ValueError, match=r"nodes\[0\] \(m3\) is not a leaf but an op node"):
         ourdl.gradcheck(root, nodes=[root.Papa.Mama])
     with pytest.raises(ValueError, match=r"nodes\[0\] .* is not in root's graph"):
         ourdl.gradcheck(root, nodes=[ourdl.Node()])
     with pytest.raises(TypeError, match=r"nodes\[1\] must be a Node"):
         ourdl.gradcheck(root, nodes=[root.Mama, 3])
+    unnamed = tutorial_graph_unnamed()
+    with pytest.raises(ValueError, match=r"nodes\[0\] \(add#10\) is not a leaf but an op node"):
+        ourdl.gradcheck(unnamed, nodes=[unnamed.Papa])
     for eps in (0, -1e-6, 1, "small", True):
         with pytest.raises(ValueError, match="eps must be"):
             ourdl.gradcheck(root, eps=eps)

@@ -243,6 +243,11 @@ cdef class Node:
         label = f"name={self.name!r}, " if self.name is not None else ""
         return f"{type(self).__name__}({label}value={self.value!r}, grad={self.grad!r})"
 
+    def _repr_mimebundle_(self, **formats):  # include=, exclude=: a Cython keyword
+        """In a notebook, the graph as a picture (see ourdl.inspect.mimebundle)."""
+        from ourdl import inspect
+        return inspect.mimebundle(self, **formats)
+
     def __reduce__(self):
         # Pickle (and deepcopy) recurse into a node's parents before the node itself, so a
         # deep graph would exhaust the stack. The node pickled first lists its ancestors,

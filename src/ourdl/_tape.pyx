@@ -308,6 +308,11 @@ cdef class Tape:
     def __repr__(self):
         return f"<Tape of {self.n} nodes, root {self.root!r}>"
 
+    def _repr_mimebundle_(self, **formats):  # include=, exclude=: a Cython keyword
+        """In a notebook, the table as HTML (see ourdl.inspect.mimebundle)."""
+        from ourdl import inspect
+        return inspect.mimebundle(self, **formats)
+
     def __reduce__(self):
         if self.nodes is None:
             raise TypeError("a Tape that was never built cannot be pickled")

@@ -6,19 +6,26 @@
   rendered to a picture; large networks are drawn one box per dense layer.
 - ``gradcheck(root)``: the gradients of ``backward`` against central finite differences.
 - ``named(root)``: the nodes of a graph by name (after ``ourdl.load``, say).
+- ``mimebundle(obj)``: what a notebook shows for a node (its graph), a tape (its table) and
+  an ``nn`` layer (what it wires).
+
+All of them call a node by its name, and an unnamed one by its op and its index in the tape
+(``mul#5``), so that the table, the picture and the gradient check speak of the same node.
 
 Nothing here changes a graph: every function leaves each node as it found it.
 """
+import html
 import math
 import shutil
+import subprocess
 from collections import namedtuple
 from collections.abc import Mapping
 from pathlib import Path
 
-from ourdl import _files
+from ourdl import _files, nn
 from ourdl._core import Node, Tape, compile, topological_order
 
-__all__ = ["GradCheck", "dump", "draw", "gradcheck", "named", "to_dot"]
+__all__ = ["GradCheck", "dump", "draw", "gradcheck", "mimebundle", "named", "to_dot"]
 
 LEAF = "leaf"
 
@@ -34,24 +41,54 @@ def _name(node, width=None):
     return text if width is None or len(text) <= width else text[:width - 1] + "…"
 
 
+def _label(tape, i, width=None):
+    """What dump, to_dot and gradcheck call node i of tape: its name, or for an unnamed node
+    its op and tape index (``mul#5``; a custom op by its class, ``Softplus#3``), the same
+    for the same graph, since a graph always compiles to the same order."""
+    node = tape.nodes[i]
+    if node.name is not None:
+        return _name(node, width)
+    op = tape.ops[i]
+    return f"{type(node).__name__ if op.startswith('custom') else op}#{i}"
+
+
 # ----------------------------------------------------------------------------- the table
 
 def dump(tape, limit=60):
     """The tape as a table, one row per node in execution order (the root last).
 
-    Columns: tape index, op, name, the tape indices of Papa and Mama, value, grad, Flag, lr
-    (shown for trainable nodes only: it moves nothing else), and the fused kernel the node
-    runs in (``dense0``, ... as listed under the table; blank: the general passes). A tape of
-    more than ``limit`` nodes shows its first and last ``limit // 2`` rows and says how many
-    it left out; ``limit=None`` shows every row.
+    Columns: tape index, op, name (an unnamed node's label, such as ``mul#5``: its op and
+    tape index), the tape indices of Papa and Mama, value, grad, Flag, lr (shown for
+    trainable nodes only: it moves nothing else), and the fused kernel the node runs in
+    (``dense0``, ... as listed under the table; blank: the general passes). A tape of more
+    than ``limit`` nodes shows its first and last ``limit // 2`` rows and says how many it
+    left out; ``limit=None`` shows every row.
     """
+    title, rows, gap, notes = _table(tape, limit)
+    widths = [max(len(r[c]) for r in rows if r is not None) for c in range(len(HEADER))]
+
+    def line(r):
+        cells = [cell.rjust(w) if c in RIGHT else cell.ljust(w)
+                 for c, (cell, w) in enumerate(zip(r, widths))]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([title, *(line(r) if r is not None else gap for r in rows), *notes])
+
+
+HEADER = ["#", "op", "name", "Papa", "Mama", "value", "grad", "Flag", "lr", "kernel"]
+RIGHT = {0, 3, 4, 5, 6, 7, 8}  # numbers line up on the right
+
+
+def _table(tape, limit):
+    """(title, rows with None for the rows left out, the line said in their place, the
+    lines under the table): dump's table, for text and for HTML alike."""
     if not isinstance(tape, Tape):
         raise TypeError(f"dump needs a Tape (ourdl.compile(root)), not {type(tape).__name__}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 2):
         raise ValueError(f"limit must be a whole number of at least 2, or None, not {limit!r}")
     n = len(tape)
     if n == 0:
-        return "Tape of 0 nodes (never built)"
+        return "Tape of 0 nodes (never built)", [], "", []
     nodes, ops, parents = tape.nodes, tape.ops, tape.parents
     layers = tape.layers()
     kernel = {}
@@ -65,28 +102,37 @@ def dump(tape, limit=60):
         node = nodes[i]
         papa, mama = (str(p) if p >= 0 else "" for p in parents[i])
         trainable = node.Flag == 1
-        return [str(i), ops[i], _name(node, 24), papa, mama, _number(node.value),
+        return [str(i), ops[i], _label(tape, i, 24), papa, mama, _number(node.value),
                 _number(node.grad), str(node.Flag), _number(node.lr) if trainable else "",
                 kernel.get(i, "")]
 
-    header = ["#", "op", "name", "Papa", "Mama", "value", "grad", "Flag", "lr", "kernel"]
-    rows = [header] + [row(i) if i is not None else None for i in shown]
-    widths = [max(len(r[c]) for r in rows if r is not None) for c in range(len(header))]
-    right = {0, 3, 4, 5, 6, 7, 8}  # numbers line up on the right
-
-    def line(r):
-        cells = [cell.rjust(w) if c in right else cell.ljust(w)
-                 for c, (cell, w) in enumerate(zip(r, widths))]
-        return "  ".join(cells).rstrip()
-
     root = nodes[-1]
-    label = f" {root.name!r}" if root.name is not None else ""
-    out = [f"Tape of {n:,} node{'s' * (n != 1)}, root {type(root).__name__}{label}"]
-    for r in rows:
-        out.append(line(r) if r is not None else f"... {n - len(shown) + 1:,} rows left out "
-                                                 f"(dump(tape, limit=None) shows all) ...")
-    for k, layer in enumerate(layers):
-        out.append(f"dense{k}: {layer.describe()}")
+    label = f"{root.name!r}" if root.name is not None else _label(tape, n - 1)
+    title = f"Tape of {n:,} node{'s' * (n != 1)}, root {type(root).__name__} {label}"
+    gap = f"... {n - len(shown) + 1:,} rows left out (dump(tape, limit=None) shows all) ..."
+    rows = [HEADER] + [row(i) if i is not None else None for i in shown]
+    return title, rows, gap, [f"dense{k}: {layer.describe()}" for k, layer in enumerate(layers)]
+
+
+def _table_html(tape, limit=60):
+    """dump's table as HTML (what a notebook shows for a tape): well-formed XHTML, every
+    name escaped."""
+    title, rows, gap, notes = _table(tape, limit)
+    out = ['<div class="ourdl-tape">', f"<p><b>{html.escape(title)}</b></p>"]
+    if rows:
+        out.append('<table><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+                   + "</tr></thead><tbody>")
+        for r in rows[1:]:
+            if r is None:
+                out.append(f'<tr><td colspan="{len(HEADER)}"><i>{html.escape(gap)}</i></td></tr>')
+                continue
+            cells = (f"<td>{html.escape(cell)}</td>" if c in RIGHT else
+                     f'<td style="text-align: left">{html.escape(cell)}</td>'
+                     for c, cell in enumerate(r))
+            out.append("<tr>" + "".join(cells) + "</tr>")
+        out.append("</tbody></table>")
+    out += [f"<p><code>{html.escape(note)}</code></p>" for note in notes]
+    out.append("</div>")
     return "\n".join(out)
 
 
@@ -101,6 +147,13 @@ EDGE_STYLES = {"Papa": 'color="#1f4e9c", fontcolor="#1f4e9c"',
                "Mama": 'color="#c0392b", fontcolor="#c0392b", style=dashed'}
 
 
+DOT_HEAD = ("digraph ourdl {",
+            '  graph [rankdir=TB, nodesep=0.3, ranksep=0.45, fontname="Helvetica"];',
+            '  node [shape=box, style="rounded,filled", fillcolor=white, fontname="Helvetica", '
+            'fontsize=11];',
+            '  edge [fontname="Helvetica", fontsize=9, arrowsize=0.7];')
+
+
 def _dot_string(text):
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
@@ -108,13 +161,18 @@ def _dot_string(text):
 def to_dot(root, layers=None, values=True):
     """Graphviz DOT text of root's graph, parents above children.
 
-    Each box shows the op and the name, and (with ``values``) the value and grad; trainable
+    Each box shows the op and the name (an unnamed node's label, such as ``mul#5``: its op and
+    tape index, as in ``dump``), and (with ``values``) the value and grad; trainable
     nodes (``Flag == 1``) are yellow and leaves ellipses. Edges from Papa are solid blue,
     from Mama dashed red. With ``layers`` (default: for graphs of ``LAYERS_ABOVE`` nodes or
     more) each dense layer the compiler fuses (see ``Tape.kernels``) is one green box and
     edges between the same two boxes are drawn once. A graph that would still need more than
     ``MOST_BOXES`` boxes is refused with a ValueError.
     """
+    return _dot(root, layers, values, MOST_BOXES)
+
+
+def _dot(root, layers, values, most):
     if not isinstance(root, Node):
         raise TypeError(f"to_dot needs the root Node of a graph, not {type(root).__name__}")
     if not isinstance(values, bool):
@@ -131,15 +189,11 @@ def to_dot(root, layers=None, values=True):
         for i in layer.nodes:
             box[i] = n + k
     boxes = sorted(set(box))
-    if len(boxes) > MOST_BOXES:
+    if len(boxes) > most:
         raise ValueError(f"the graph of {n:,} nodes would need {len(boxes):,} boxes, more than "
-                         f"the {MOST_BOXES:,} a picture can show; dump(ourdl.compile(root)) "
+                         f"the {most:,} a picture can show; dump(ourdl.compile(root)) "
                          f"prints it as a table instead")
-    lines = ["digraph ourdl {",
-             '  graph [rankdir=TB, nodesep=0.3, ranksep=0.45, fontname="Helvetica"];',
-             '  node [shape=box, style="rounded,filled", fillcolor=white, fontname="Helvetica", '
-             'fontsize=11];',
-             '  edge [fontname="Helvetica", fontsize=9, arrowsize=0.7];']
+    lines = list(DOT_HEAD)
     for b in boxes:
         if b >= n:
             layer = found[b - n]
@@ -149,7 +203,8 @@ def to_dot(root, layers=None, values=True):
             continue
         node = tape.nodes[b]
         trainable, leaf = node.Flag == 1, tape.ops[b] == LEAF
-        label = " ".join(part for part in (tape.ops[b], _name(node, 32)) if part)
+        label = (f"{tape.ops[b]} {_name(node, 32)}" if node.name is not None
+                 else _label(tape, b))
         if values:
             label += f"\nvalue {_number(node.value)}\ngrad {_number(node.grad)}"
         if trainable:
@@ -189,15 +244,7 @@ def draw(root, path, **options):
     if kind not in FORMATS:
         raise ValueError(f"draw: {path} should end in .png, .svg or .pdf (the format of the "
                          f"picture), not {path.suffix or 'no extension'}")
-    try:
-        import graphviz
-    except ImportError:
-        raise ImportError("draw needs the graphviz Python package, which is not installed: pip "
-                          "install graphviz (and Graphviz itself for its dot program)") from None
-    if shutil.which("dot") is None:
-        raise RuntimeError("draw needs Graphviz's dot program, which is not on PATH: install "
-                           "Graphviz (apt install graphviz, brew install graphviz, or "
-                           "https://graphviz.org/download/); to_dot(root) gives the text alone")
+    graphviz = _graphviz("draw")
     _files.check_output(path)
     picture = graphviz.Source(to_dot(root, **options)).pipe(format=kind)
     with _files.open_output(path) as file:
@@ -205,11 +252,132 @@ def draw(root, path, **options):
     return path
 
 
+def _graphviz(who):
+    """The graphviz package, once both it and Graphviz's dot program are found; otherwise an
+    ImportError or a RuntimeError saying which is missing and how to get it."""
+    try:
+        import graphviz
+    except ImportError:
+        raise ImportError(f"{who} needs the graphviz Python package, which is not installed: "
+                          f"pip install graphviz (and Graphviz itself for its dot program)"
+                          ) from None
+    if shutil.which("dot") is None:
+        raise RuntimeError(f"{who} needs Graphviz's dot program, which is not on PATH: install "
+                           f"Graphviz (apt install graphviz, brew install graphviz, conda "
+                           f"install graphviz, or https://graphviz.org/download/); "
+                           f"to_dot(root) gives the text alone")
+    return graphviz
+
+
+# ----------------------------------------------------------------------------- notebooks
+
+SHOWN_BOXES = 200  # a notebook draws a graph inline up to this many boxes (some 250 kB of SVG)
+LAYERS = (nn.Linear, nn.MLP, nn.Conv2d, nn.MaxPool2d)
+
+
+def mimebundle(obj, include=None, exclude=None):
+    """What Jupyter shows for a node, a tape or an ``nn`` layer: IPython's
+    ``_repr_mimebundle_``, which ``Node``, ``Tape`` and the layers hand over to this function.
+
+    ``text/plain`` is always the object's repr, the short form shown wherever pictures are
+    not. A node adds its graph as ``image/svg+xml``, drawn as ``to_dot`` draws it (an MLP one
+    box per layer); a layer adds a picture of the layers it wires; a tape adds its ``dump``
+    table as ``text/html``. A picture needs the graphviz package and Graphviz's dot program:
+    without either, or for a graph of more than ``SHOWN_BOXES`` boxes (which would stall the
+    browser), the text form stands alone, and nothing is raised. ``include`` and ``exclude``
+    are IPython's: the formats wanted, and the formats not.
+    """
+    if not isinstance(obj, (Node, Tape, *LAYERS)):
+        raise TypeError(f"mimebundle shows a Node, a Tape or an nn layer, not "
+                        f"{type(obj).__name__}")
+
+    def wanted(kind):
+        return (include is None or kind in include) and not (exclude and kind in exclude)
+
+    bundle = {"text/plain": repr(obj)}
+    if isinstance(obj, Tape):
+        if wanted("text/html"):
+            bundle["text/html"] = _table_html(obj)
+    elif wanted("image/svg+xml"):
+        svg = _svg(obj)
+        if svg is not None:
+            bundle["image/svg+xml"] = svg
+    return bundle
+
+
+def _svg(obj):
+    """A node's graph or a layer's picture as SVG text; None where no picture can be made."""
+    try:
+        graphviz = _graphviz("display")
+        dot = _dot(obj, None, True, SHOWN_BOXES) if isinstance(obj, Node) else _layer_dot(obj)
+        return graphviz.Source(dot).pipe(format="svg", encoding="utf-8")
+    except (ImportError, RuntimeError, ValueError, OSError, subprocess.SubprocessError):
+        return None  # the text form stands alone: a display must never fail
+
+
+def _layer_dot(layer):
+    """DOT text of an nn layer: what comes in, one green box per layer it holds (its size,
+    activation and trainable nodes), what goes out."""
+    stages = layer.layers if isinstance(layer, nn.MLP) else [layer]
+    boxes = [_layer_label(stage) for stage in stages]
+    if isinstance(layer, nn.MLP):
+        boxes = [f"layer{k}: {label}" for k, label in enumerate(boxes)]
+    edges = [""] * (len(boxes) + 1)  # the widths between two layers
+    if isinstance(layer, (nn.Linear, nn.MLP)):
+        ends = _count(stages[0].n_in, "input"), _count(stages[-1].n_out, "output")
+        edges[1:-1] = [f"{stage.n_in:,}" for stage in stages[1:]]
+    elif isinstance(layer, nn.Conv2d):
+        ends = (f"image, {_count(layer.in_channels, 'channel')}",
+                f"image, {_count(layer.out_channels, 'channel')}")
+    else:
+        ends = "image", "image"
+    lines = list(DOT_HEAD)
+    lines.append(f"  n0 [label={_dot_string(ends[0])}, shape=ellipse, "
+                 f"fillcolor={_dot_string(LEAF_COLOR)}];")
+    for k, label in enumerate(boxes, 1):
+        lines.append(f"  n{k} [label={_dot_string(label)}, "
+                     f"fillcolor={_dot_string(LAYER_COLOR)}];")
+    last = len(boxes) + 1
+    lines.append(f"  n{last} [label={_dot_string(ends[1])}, shape=ellipse, "
+                 f"fillcolor={_dot_string(LEAF_COLOR)}];")
+    for k, width in enumerate(edges):
+        label = f', label=" {width}"' if width else ""
+        lines.append(f'  n{k} -> n{k + 1} [color="#555555"{label}];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _count(n, word):
+    return f"{n:,} {word}{'s' * (n != 1)}"
+
+
+def _layer_label(layer):
+    if isinstance(layer, nn.MaxPool2d):
+        return f"MaxPool2d {layer.kernel_size}x{layer.kernel_size}, stride {layer.stride}"
+    bias = " + bias" if layer.b else ""
+    act = layer.activation or "linear"
+    trainable = _count(len(layer.parameters()), "trainable node")
+    if isinstance(layer, nn.Conv2d):
+        k = layer.kernel_size
+        return (f"Conv2d {layer.in_channels} -> {_count(layer.out_channels, 'channel')}{bias}, "
+                f"{act}\n"
+                f"{k}x{k} kernel, stride {layer.stride}, padding {layer.padding}\n{trainable}")
+    return f"Linear {layer.n_in} -> {layer.n_out}{bias}, {act}\n{trainable}"
+
+
 # ----------------------------------------------------------------------------- gradient check
 
-GradCheck = namedtuple("GradCheck", "error node")
-GradCheck.__doc__ = ("The worst error of a gradient check, and the node where it occurs: "
-                     "|analytic - numeric| / max(1, |analytic|, |numeric|).")
+class GradCheck(namedtuple("GradCheck", "error node")):
+    """The worst error of a gradient check, and the node where it occurs:
+    |analytic - numeric| / max(1, |analytic|, |numeric|). ``label`` names that node as
+    ``dump`` and ``to_dot`` do: its name, or its op and tape index (``leaf#4``), and so
+    does the repr. ``error, node = gradcheck(root)`` unpacks it."""
+
+    label = None
+
+    def __repr__(self):
+        node = self.label if self.label is not None else repr(self.node)
+        return f"GradCheck(error={self.error:.3g}, node={node})"
 
 
 def gradcheck(root, nodes=None, eps=1e-6):
@@ -243,9 +411,11 @@ def gradcheck(root, nodes=None, eps=1e-6):
                 raise TypeError(f"nodes[{k}] must be a Node, not {type(node).__name__}")
             if id(node) not in where:
                 raise ValueError(f"nodes[{k}] ({node!r}) is not in root's graph")
-            if tape.ops[where[id(node)]] != LEAF:
-                raise ValueError(f"nodes[{k}] ({node!r}) is a {tape.ops[where[id(node)]]} node, "
-                                 f"whose value forward() recomputes: check leaves only")
+            i = where[id(node)]
+            if tape.ops[i] != LEAF:
+                raise ValueError(f"nodes[{k}] ({_label(tape, i)}) is not a leaf but an op node "
+                                 f"({tape.ops[i]}), whose value forward() recomputes: check "
+                                 f"leaves only")
         if not nodes:
             raise ValueError("nodes is empty: name at least one leaf to check")
     saved = [(node.value, node.__getstate__()) for node in tape.nodes]
@@ -266,6 +436,7 @@ def gradcheck(root, nodes=None, eps=1e-6):
             error = _error(a, (above - below) / (2 * h))
             if error > worst.error or worst.node is None:
                 worst = GradCheck(error, node)
+                worst.label = _label(tape, where[id(node)])
     finally:
         for node, (value, state) in zip(tape.nodes, saved):
             node.value = value

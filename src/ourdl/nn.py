@@ -47,7 +47,15 @@ def _initial_weights(rng, n_in, n_out, activation):
     return rng.uniform(-limit, limit, size=(n_in, n_out))
 
 
-class Linear:
+class _Layer:
+    """What every layer shares: in a notebook it shows a picture of what it wires."""
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        from ourdl import inspect  # inspect builds on this module: import it when first shown
+        return inspect.mimebundle(self, include, exclude)
+
+
+class Linear(_Layer):
     """``n_in`` inputs to ``n_out`` outputs: ``act(x @ W + b)``, wired from nodes.
 
     ``Linear(n_in, n_out, bias=True, activation=None, seed=None, lr=0.01, name="")``. ``seed``
@@ -103,7 +111,7 @@ class Linear:
                 f"activation={self.activation!r})")
 
 
-class MLP:
+class MLP(_Layer):
     """A stack of ``Linear`` layers: ``sizes[0]`` inputs, ``sizes[-1]`` outputs.
 
     ``MLP(sizes, activation="tanh", bias=True, seed=None, lr=0.01)``: every layer but the
@@ -165,7 +173,7 @@ def _image(image, name="image"):
     return channels, shape
 
 
-class Conv2d:
+class Conv2d(_Layer):
     """A 2-D convolution (cross-correlation, as PyTorch's) wired from nodes.
 
     ``Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
@@ -251,7 +259,7 @@ class Conv2d:
                 f"activation={self.activation!r})")
 
 
-class MaxPool2d:
+class MaxPool2d(_Layer):
     """``MaxPool2d(kernel_size, stride=None)``: each window's largest node, a chain of
     ``MaxNode``s over the window in row-major order (stride: kernel_size by default).
     Called on an image [channel][row][column], it returns the same layout."""
