@@ -51,7 +51,7 @@ def test_mlp_is_the_estimators_on_the_tutorials_pipeline(workdir, capsys):
     assert code == 0, err
     train, test = pubg.cached("train", int(ROWS), 3), pubg.cached("test", int(ROWS) // 3, 3)
     data, maxima = pubg.normalize_train(pubg.to_array(pubg.complete_rows(train)))
-    model = ourdl.Regressor(hidden=(5,), seed=3).fit(data[:, :-1], data[:, -1])
+    model = ourdl.Regressor.tutorial(hidden=(5,), seed=3).fit(data[:, :-1], data[:, -1])
     normalized = pubg.normalize_test(pubg.to_array(test), maxima[:-1], data.mean(axis=0)[:-1])
     expected = pubg.to_placement(model.predict(normalized), maxima[-1])
     assert np.array_equal(pd.read_csv(workdir / "submission.csv")["team_placement"], expected)

@@ -36,7 +36,7 @@ def r2_and_process(estimator, X, y):
 
 def search(**kwargs):
     X, y = data()
-    found = GridSearchCV(ourdl.Regressor(shuffle=True, seed=3), GRID, cv=KFold(3),
+    found = GridSearchCV(ourdl.Regressor(tol=None, seed=3), GRID, cv=KFold(3),
                          scoring=r2_and_process, refit="r2", **kwargs).fit(X, y)
     return found
 

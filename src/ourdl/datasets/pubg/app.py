@@ -221,9 +221,9 @@ def _wrote(options, n_rows):
 def _model(options):
     """The model to train: the tutorial's (--model linear) or an MLP, as an ourdl.Regressor
     (its seed draws the MLP's initial weights, then the order of the rows with --shuffle)."""
-    return Regressor(
+    return Regressor.tutorial(
         hidden=(options.hidden or DEFAULT_HIDDEN) if options.model == "mlp" else (),
-        loss="mse", fit_intercept=False, optimizer=options.optimizer, lr=options.lr,
+        optimizer=options.optimizer, lr=options.lr,
         batch_size=options.batch_size, shuffle=options.shuffle, seed=options.seed,
         progress=options.progress)
 
