@@ -551,3 +551,45 @@ def test_a_bad_layer_size_is_the_same_error_everywhere(value, error, message):
                     lambda: ourdl.Classifier(hidden=(4, value)).fit(X, y > 0.5)):
         with pytest.raises(error, match=message):
             attempt()
+
+
+# ----------------------------------------------------------------------------- early stopping
+
+def test_early_stopping_holds_rows_out_and_keeps_the_best_epochs_parameters():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 4))
+    y = X @ [1.0, -2.0, 0.5, 0.0] + rng.normal(scale=0.3, size=300)
+    model = ourdl.Regressor(hidden=(8,), lr=0.01, early_stopping=True, validation_fraction=0.2,
+                            n_iter_no_change=3, tol=0.0, epochs=60).fit(X, y)
+    held_out = [h.validation_loss for h in model.history_]
+    assert all(v is not None for v in held_out) and len(held_out) < 60
+    best = int(np.argmin(held_out))
+    assert len(held_out) == best + 1 + 3  # stopped 3 epochs after the best one
+
+    # The parameters kept are the best epoch's: a run of exactly that many epochs has them.
+    exact = ourdl.Regressor(hidden=(8,), lr=0.01, early_stopping=True, validation_fraction=0.2,
+                            tol=None, epochs=best + 1).fit(X, y)
+    assert [h.validation_loss for h in exact.history_] == held_out[:best + 1]
+    assert same_bits(model.predict(X), exact.predict(X))
+
+
+def test_early_stopping_holds_out_each_class_in_proportion():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = np.where(X[:, 0] > 1.0, "rare", "common")  # about 16% rare
+    clf = ourdl.Classifier(early_stopping=True, validation_fraction=0.25, epochs=5, tol=None)
+    from ourdl.estimator import _split
+    strata = clf.fit(X, y)._strata(np.searchsorted(clf.classes_, y).astype(float))
+    training, held = _split(np.column_stack([X, strata]), strata, 0.25, 0)
+    for k in (0, 1):
+        assert abs((held[:, -1] == k).mean() - (strata == k).mean()) < 0.03
+    assert len(held) + len(training) == 200
+    assert all(h.validation_loss is not None for h in clf.history_)
+
+
+@pytest.mark.parametrize("fraction, match", [(0.0, "above 0"), (1.0, "from 0 up to"),
+                                             (0.001, "needs rows on both sides")])
+def test_a_validation_fraction_that_leaves_no_rows_is_refused(fraction, match):
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match=match):
+        ourdl.Regressor(early_stopping=True, validation_fraction=fraction).fit(X, X[:, 0])

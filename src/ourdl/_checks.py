@@ -15,15 +15,17 @@ import numpy as np
 LARGEST_COUNT = sys.maxsize  # what a C Py_ssize_t holds
 
 
-def count(name, value, least=1):
-    """``value`` as a plain int from ``least`` to LARGEST_COUNT (epochs, batch sizes, layer
-    sizes, padding, ...)."""
+def count(name, value, least=1, most=None):
+    """``value`` as a plain int from ``least`` to ``most`` (LARGEST_COUNT by default): epochs,
+    batch sizes, layer sizes, padding, seeds, rows, ..."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
     # A plain int, so that no subclass's own comparisons decide the range.
     number = int.__index__(operator.index(value))
     if number < least:
-        raise ValueError(f"{name} must be at least {least}, not {number}")
+        raise ValueError(f"{name} must be at least {least}, not {_brief(number)}")
+    if most is not None and number > most:
+        raise ValueError(f"{name} must be at most {most:,}, not {_brief(number)}")
     if number > LARGEST_COUNT:
         raise ValueError(f"{name} must be at most {LARGEST_COUNT} (2**63 - 1), not {number}")
     return number
@@ -289,27 +291,3 @@ def _brief(value, limit=40):
         return "an integer of more than 4,300 digits"
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
-
-# --- the `ourdl` command's numbers ----------------------------------------------------------
-# Its options arrive as text; once parsed, they are checked here like any other argument.
-
-def whole_number(name, value, low=1, high=LARGEST_COUNT):
-    """``value`` (an int) from ``low`` to ``high``: a count, a seed, a layer's size."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a whole number, not {type(value).__name__}")
-    number = int.__index__(operator.index(value))
-    if number < low:
-        raise ValueError(f"{name} must be at least {low:,}, not {_brief(number)}")
-    if number > high:
-        raise ValueError(f"{name} must be at most {high:,}, not {_brief(number)}")
-    return number
-
-
-def fraction(name, value):
-    """``value`` as a float from 0 up to (not including) 1: a share held out, say."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    number = float(value)
-    if not 0 <= number < 1:
-        raise ValueError(f"{name} must be at least 0 and below 1, not {_brief(value)}")
-    return number

@@ -129,10 +129,10 @@ def _checked(check, kind=int, description="a whole number", **limits):
     return parse
 
 
-_count = _checked(_checks.whole_number)
-_seed = _checked(_checks.whole_number, low=0)
-_rows = _checked(_checks.whole_number, high=LARGEST_ROWS)
-_layer = _checked(_checks.whole_number, high=LARGEST_LAYER)
+_count = _checked(_checks.count)
+_seed = _checked(_checks.count, least=0)
+_rows = _checked(_checks.count, most=LARGEST_ROWS)
+_layer = _checked(_checks.count, most=LARGEST_LAYER)
 _positive_number = _checked(_checks.positive_number, float, "a number")
 _fraction = _checked(_checks.fraction, float, "a number")
 

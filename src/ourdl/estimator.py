@@ -105,6 +105,8 @@ class _Network:
                 "epochs": _checks.count("epochs", self.epochs),
                 "tol": _checks.tolerance("tol", self.tol),
                 "n_iter_no_change": _checks.count("n_iter_no_change", self.n_iter_no_change),
+                "early_stopping": _checks.switch("early_stopping", self.early_stopping),
+                "validation_fraction": _held_out_share(self.validation_fraction),
                 "batch_size": _checks.count("batch_size", self.batch_size),
                 "shuffle": _checks.switch("shuffle", self.shuffle),
                 "fit_intercept": _checks.switch("fit_intercept", self.fit_intercept),
@@ -142,34 +144,37 @@ class _Network:
 
     def _train(self, model, X, columns, settings, epochs, stop=False):
         """Passes of model's tape over X and the target columns; their EpochStats. With
-        ``stop`` and a ``tol``, the passes end once the mean training loss has not improved
-        by ``tol`` on the best so far for ``n_iter_no_change`` passes in a row (the rule of
-        scikit-learn's SGD estimators)."""
+        ``stop`` and a ``tol``, the passes end once the loss has not improved by ``tol`` on
+        the best so far for ``n_iter_no_change`` passes in a row (the rule of scikit-learn's
+        SGD estimators): the training loss, or with ``early_stopping`` the loss on the
+        ``validation_fraction`` of the rows held out, whose best epoch's parameters are kept."""
         data = np.column_stack([X, columns])
         nodes = model["inputs_"] + model["targets_"]
-
-        def passes(n):
-            return model["tape_"].fit(
-                data, nodes, epochs=n, shuffle=settings["shuffle"], seed=model["_rng"],
-                batch_size=settings["batch_size"], progress=settings["progress"],
-                optimizer=model["optimizer_"])
-
-        tol, patience = settings["tol"], settings["n_iter_no_change"]
-        if not stop or tol is None:
-            return passes(epochs)
-        history, best, stale = [], math.inf, 0
-        while len(history) < epochs and stale < patience:
-            # one at a time: the same draws as passes(epochs) would make
-            history.append(passes(1)[0]._replace(epoch=len(history) + 1))
-            loss = history[-1].loss
-            stale = stale + 1 if loss > best - tol else 0
-            best = min(best, loss)
-        if stale < patience:
+        held_out = None
+        if stop and settings["early_stopping"]:
+            data, held_out = _split(data, self._strata(columns), settings["validation_fraction"],
+                                    settings["seed"])
+        rule = None
+        if stop and settings["tol"] is not None:
+            parameters = [p for layer in model["layers_"] for p in layer.parameters()]
+            rule = _Stopping(settings["tol"], settings["n_iter_no_change"],
+                             parameters if held_out is not None else None)
+        history = model["tape_"].fit(
+            data, nodes, epochs=epochs, shuffle=settings["shuffle"], seed=model["_rng"],
+            batch_size=settings["batch_size"], progress=settings["progress"],
+            optimizer=model["optimizer_"],
+            validation=(held_out, nodes) if held_out is not None else None, callback=rule)
+        if rule is not None and not rule.finish():
+            what = "held-out" if held_out is not None else "training"
             warnings.warn(_sklearn_class("exceptions", "ConvergenceWarning", ConvergenceWarning)(
-                f"{type(self).__name__} stopped after epochs={epochs} passes with the training "
-                f"loss still improving by more than tol={tol}: raise epochs (or lr), or scale "
-                f"the features"), stacklevel=3)
+                f"{type(self).__name__} stopped after epochs={epochs} passes with the {what} "
+                f"loss still improving by more than tol={settings['tol']}: raise epochs (or "
+                f"lr), or scale the features"), stacklevel=3)
         return history
+
+    def _strata(self, columns):
+        """What a held-out share keeps the proportions of (None: nothing)."""
+        return None
 
     def _keep(self, model, names):
         vars(self).pop("feature_names_in_", None)
@@ -323,6 +328,13 @@ class Regressor(_Network):
         so far minus ``tol`` for ``n_iter_no_change`` epochs in a row (scikit-learn's rule);
         ``ConvergenceWarning`` if ``epochs`` ran out first. None: exactly ``epochs`` passes.
     n_iter_no_change : int, default 5
+    early_stopping : bool, default False
+        Hold out ``validation_fraction`` of the rows (drawn with ``seed``), stop on
+        their loss instead of the training loss, and keep the parameters of the epoch where
+        it was lowest (scikit-learn's ``early_stopping``). Each epoch's held-out loss is in
+        ``history_``.
+    validation_fraction : float, default 0.1
+        The share of the rows held out with ``early_stopping``.
     batch_size : int, default 1
         Rows per update, the gradients averaged (1: the tutorial's per-sample SGD).
     shuffle : bool, default True
@@ -347,7 +359,9 @@ class Regressor(_Network):
     layers_ : the ``ourdl.nn.Linear`` layers; ``coefs_`` and ``intercepts_`` hold their
         values (which predict the scaled target with ``scale_target``).
     target_mean_, target_scale_ : the target's scaling (0 and 1 without ``scale_target``).
-    optimizer_, history_ : the optimizer; one ``EpochStats`` per pass since ``fit``.
+    optimizer_, history_ : the optimizer; one ``EpochStats`` per pass since ``fit`` (its
+        ``loss``, and its ``validation_loss`` with ``early_stopping``; ``ourdl.plot_history``
+        draws them).
     n_features_in_, feature_names_in_ : as scikit-learn's (the names when X was a
         DataFrame with string column names).
 
@@ -363,8 +377,9 @@ class Regressor(_Network):
                 "scale_target": False}
 
     def __init__(self, hidden=(), activation="tanh", loss="mse", optimizer="sgd", lr=0.001,
-                 epochs=200, tol=1e-3, n_iter_no_change=5, batch_size=1, shuffle=True,
-                 fit_intercept=True, scale_target=True, seed=0, progress=False):
+                 epochs=200, tol=1e-3, n_iter_no_change=5, early_stopping=False,
+                 validation_fraction=0.1, batch_size=1, shuffle=True, fit_intercept=True,
+                 scale_target=True, seed=0, progress=False):
         self.hidden = hidden
         self.activation = activation
         self.loss = loss
@@ -373,6 +388,8 @@ class Regressor(_Network):
         self.epochs = epochs
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.fit_intercept = fit_intercept
@@ -483,6 +500,13 @@ class Classifier(_Network):
         so far minus ``tol`` for ``n_iter_no_change`` epochs in a row; ``ConvergenceWarning``
         if ``epochs`` ran out first. None: exactly ``epochs`` passes.
     n_iter_no_change : int, default 5
+    early_stopping : bool, default False
+        Hold out ``validation_fraction`` of the rows (drawn with ``seed``, each class in proportion), stop on
+        their loss instead of the training loss, and keep the parameters of the epoch where
+        it was lowest (scikit-learn's ``early_stopping``). Each epoch's held-out loss is in
+        ``history_``.
+    validation_fraction : float, default 0.1
+        The share of the rows held out with ``early_stopping``.
     batch_size : int, default 1
     shuffle : bool, default True
     fit_intercept : bool, default True
@@ -502,8 +526,8 @@ class Classifier(_Network):
     """
 
     def __init__(self, hidden=(), activation="tanh", optimizer="sgd", lr=0.01, epochs=200,
-                 tol=1e-3, n_iter_no_change=5, batch_size=1, shuffle=True, fit_intercept=True,
-                 seed=0, progress=False):
+                 tol=1e-3, n_iter_no_change=5, early_stopping=False, validation_fraction=0.1,
+                 batch_size=1, shuffle=True, fit_intercept=True, seed=0, progress=False):
         self.hidden = hidden
         self.activation = activation
         self.optimizer = optimizer
@@ -511,6 +535,8 @@ class Classifier(_Network):
         self.epochs = epochs
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.fit_intercept = fit_intercept
@@ -571,6 +597,9 @@ class Classifier(_Network):
         if len(encoding["classes_"]) == 2:
             return index.astype(np.float64)  # the target of the one logit: 1 for classes_[1]
         return np.eye(len(encoding["classes_"]))[index]
+
+    def _strata(self, columns):
+        return columns if columns.ndim == 1 else columns.argmax(axis=1)  # each row's class
 
     def _loss(self, outputs, targets):
         if len(outputs) == 1:
@@ -682,3 +711,54 @@ def _feature_names(X):
         return None
     names = np.asarray(columns, dtype=object)
     return names if len(names) and all(isinstance(name, str) for name in names) else None
+
+
+def _held_out_share(value):
+    share = _checks.fraction("validation_fraction", value)
+    if share == 0.0:
+        raise ValueError("validation_fraction must be above 0 (the share of the rows held out "
+                         "for early_stopping), not 0")
+    return share
+
+
+def _split(data, strata, share, seed):
+    """(training rows, held-out rows): ``share`` of the rows held out, drawn from
+    ``numpy.random.default_rng(seed)`` (within each stratum when strata are given, so that
+    every class keeps its proportion)."""
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(len(data))] if strata is None else \
+        [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    held = np.concatenate([g[rng.permutation(len(g))][:int(round(share * len(g)))]
+                           for g in groups])
+    if len(held) == 0 or len(held) == len(data):
+        raise ValueError(f"validation_fraction={share} of {len(data)} rows holds out "
+                         f"{len(held)} of them: early_stopping needs rows on both sides")
+    kept = np.ones(len(data), dtype=bool)
+    kept[held] = False
+    return data[kept], data[np.sort(held)]
+
+
+class _Stopping:
+    """A Tape.fit callback: stop once the loss (held out if the run has validation data,
+    else the training loss) has not fallen below the best so far minus tol for patience
+    epochs in a row. With parameters, the best epoch's values are put back at the end."""
+
+    def __init__(self, tol, patience, parameters=None):
+        self.tol, self.patience, self.parameters = tol, patience, parameters
+        self.best, self.stale, self.kept = math.inf, 0, None
+
+    def __call__(self, stats):
+        loss = stats.validation_loss if stats.validation_loss is not None else stats.loss
+        self.stale = self.stale + 1 if loss > self.best - self.tol else 0
+        if loss < self.best:
+            self.best = loss
+            if self.parameters is not None:
+                self.kept = [p.value for p in self.parameters]
+        return self.stale >= self.patience
+
+    def finish(self):
+        """Put the best epoch's parameters back (if kept); whether the rule stopped the run."""
+        if self.kept is not None:
+            for p, value in zip(self.parameters, self.kept):
+                p.value = value
+        return self.stale >= self.patience
