@@ -70,7 +70,6 @@ def test_whole_ourdl_pubg_run_with_cached_data(benchmark, record, filled_cache, 
     assert_a_whole_submission(submission)
 
 
-
 def run_in_a_fresh_interpreter(argv, folder):
     subprocess.run([sys.executable, *argv], cwd=folder, check=True, stdout=subprocess.DEVNULL)
 

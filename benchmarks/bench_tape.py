@@ -12,15 +12,12 @@ PyTorch eager runs the same graphs on the smaller sizes when torch is installed
 """
 import ctypes
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import ourdl
-from ourdl import _nodes
 
 SIZES = {"1k": 1_000, "10k": 10_000, "100k": 100_000, "1M": 1_000_000}
 BARE_OPS = ["leaf", "add", "mul", "div", "exp", "tanh", "sin", "sigmoid"]  # bare_tape.c's enum

@@ -255,7 +255,9 @@ def table(run, seen, lang):
     words = WORDS[lang]
     current = cpu_name(machine)
     date = when[:10] or datetime.date.today().isoformat()
-    lines = [words["intro"].format(cpu=cpu_name(machine, lang), date=date, data=data_description(infos, lang)),
+    intro = words["intro"].format(cpu=cpu_name(machine, lang), date=date,
+                                  data=data_description(infos, lang))
+    lines = [intro,
              "", "| " + " | ".join(words["columns"]) + " |", "| --- | --- | --- | --- |"]
     this_run = ratios_of(medians)
     heading = None  # written before the first row of its group that was measured

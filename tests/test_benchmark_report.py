@@ -133,8 +133,9 @@ def test_the_table_replaces_only_what_lies_between_the_markers(tmp_path, monkeyp
         "Fake CPU 9000 (AVX2, 4 cores)"
 
 
-@pytest.mark.parametrize("text", ["no markers", f"{report.START}\n", f"{report.END}\n{report.START}",
-                                  f"{report.START}\n{report.END}\n{report.START}\n{report.END}"])
+@pytest.mark.parametrize("text", [
+    "no markers", f"{report.START}\n", f"{report.END}\n{report.START}",
+    f"{report.START}\n{report.END}\n{report.START}\n{report.END}"])
 def test_a_readme_without_one_pair_of_markers_is_refused(text):
     with pytest.raises(ValueError, match="README.md needs one <!-- bench:start --> line"):
         report.replace_block(text, "table", "README.md")

@@ -11,28 +11,13 @@ import pytest
 from ourdl import cli
 from ourdl.datasets import pubg
 
+from helpers import messages, outputs, run
+
 MAE_LINE = re.compile(r"held-out MAE: ([\d.]+) placements on [\d,]+ rows \(always predicting "
                       r"the training mean, [\d.]+: ([\d.]+)\)")
 
 
 pytestmark = pytest.mark.usefixtures("workdir")  # each test in its own folder (conftest.py)
-
-
-def run(capsys, *argv):
-    code = cli.main(["pubg", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def messages(err):
-    """stderr without the progress bar, which redraws itself with carriage returns."""
-    pieces = re.split(r"[\r\n]", err)
-    return [piece for piece in pieces if piece.strip() and not piece.startswith("training:")]
-
-
-def outputs(folder):
-    """Every file the command could have left behind (the cache aside)."""
-    return sorted(p.name for p in folder.iterdir() if p.name != "cache")
 
 
 def test_run_reports_and_writes_the_submission(workdir, capsys):

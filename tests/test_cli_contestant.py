@@ -1,4 +1,4 @@
-"""`ourdl pubg` as a contestant uses it (issue 10): pipes, compressed submissions, plot formats,
+"""`ourdl pubg` as a contestant uses it: pipes, compressed submissions, plot formats,
 the words of --help and --version. Runs that need a real pipe are subprocesses with a timeout."""
 import bz2
 import gzip
@@ -17,7 +17,7 @@ import ourdl
 from ourdl import cli
 from ourdl.datasets import pubg
 
-from test_cli import outputs, run
+from helpers import outputs, run
 
 
 def command(*argv):

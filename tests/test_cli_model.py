@@ -7,8 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from test_cli import messages, outputs, run
-from test_inspect import tutorial_graph
+from helpers import messages, outputs, run, tutorial_graph
 
 import ourdl
 from ourdl.datasets import pubg
@@ -75,7 +74,7 @@ def test_model_failures_print_one_line_and_write_nothing(workdir, capsys, argv, 
     assert outputs(workdir) == before
 
 
-def test_build_network_names_each_node_as_the_seed_does():
+def test_build_network_names_each_node_as_the_tutorial_does():
     network = pubg.build_network(3)
     assert [x.name for x in network.x] == ["x[0]", "x[1]", "x[2]"]
     assert [w.name for w in network.w] == ["w[0]", "w[1]", "w[2]"]

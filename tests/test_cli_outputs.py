@@ -10,7 +10,7 @@ import textwrap
 
 import pandas as pd
 import pytest
-from conftest import stopped_while_writing
+from helpers import stopped_while_writing
 
 
 def ourdl(folder, *argv, **kwargs):

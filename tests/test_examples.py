@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_tutorial_programs import TUTORIAL_TRACE, expected_lines
+from helpers import TUTORIAL_TRACE, expected_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 READMES = ("README.md", "README.zh-CN.md")

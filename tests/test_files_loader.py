@@ -1,4 +1,4 @@
-"""pubg.load on hostile and unusual files: bounded in time and memory, every failure a short
+"""pubg.load on crafted and unusual files: bounded in time and memory, every failure a short
 PubgFormatError naming the file, and the formats and line endings contestants use.
 
 What could hang or eat memory runs in a subprocess with a timeout and an address-space limit.
@@ -18,7 +18,7 @@ import pytest
 
 from ourdl.datasets import pubg
 
-from test_pubg import REAL_CSV, REAL_TEST_CSV
+from helpers import REAL_CSV, REAL_TEST_CSV
 
 HEADER = ",".join(pubg.TRAIN_COLUMNS)
 MEMORY_LIMIT = 1 << 30  # bytes of address space: numpy and pandas need ~0.5 GB of it to start
@@ -47,7 +47,7 @@ def plain_file(folder):
     return path
 
 
-# --- item 10: limits -----------------------------------------------------------------------
+# --- limits: time, memory, sizes -----------------------------------------------------------
 
 def test_a_zip_bomb_is_refused_before_it_expands(tmp_path):
     bomb = tmp_path / "bomb.zip"
@@ -106,7 +106,7 @@ def test_a_huge_header_fails_fast_with_a_short_message(tmp_path):
     assert len(str(raised.value)) < 600
 
 
-# --- item 11: every failure a PubgFormatError naming the file ------------------------------
+# --- every failure a PubgFormatError naming the file ---------------------------------------
 
 def zip_with_flags(path, flag_bits=0, method=None):
     """A zip of REAL_CSV whose headers were patched to say encrypted / another method."""
@@ -174,7 +174,7 @@ def test_blank_lines_are_skipped_as_pandas_does(tmp_path):
     pd.testing.assert_frame_equal(pubg.load(path), pubg.load(plain_file(tmp_path)))
 
 
-# --- issue 10: the formats contestants use, messages that point to the fix -----------------
+# --- the formats contestants use, messages that point to the fix --------------------------
 
 @pytest.mark.parametrize("opener, name", [
     (gzip.open, "pubg_test.csv.gz"), (bz2.open, "pubg_test.csv.bz2"),

@@ -16,7 +16,7 @@ import zipfile
 import pytest
 
 from ourdl import _files
-from conftest import stopped_while_writing
+from helpers import stopped_while_writing
 
 
 def write(path, data=b"new\n"):

@@ -7,7 +7,6 @@ kernel for every other graph. Then: batches, shuffling, epochs, every bad input,
 Ctrl-C, the progress bar, predict/evaluate and the GIL.
 """
 import _thread
-import collections
 import hashlib
 import re
 import struct
@@ -22,120 +21,13 @@ import pytest
 import ourdl
 from ourdl import reference as ref
 
+from helpers import (Net, balanced_sum, mae_with_bias, mirrored_linear, op_zoo, shared_weight,
+                     tanh_mlp, tutorial_net)
+
 CHUNK_ROWS = 65536  # rows per trip into compiled code: where Ctrl-C can stop a fit
 
-Net = collections.namedtuple("Net", "root inputs params")
-
-
-# ----------------------------------------------------------------------------- the graphs
-# Each builder takes a module, ``ourdl`` (compiled nodes) or ``ourdl.reference`` (the oracle),
-# and wires the same graph from its classes, so the two tapes list the nodes in the same order.
-
-def tutorial_net(M, n_features=13, lr=0.01):
-    """The tutorial's PUBG network, wired exactly as the tutorial does: fit's fused path."""
-    x, w = [], []
-    for _ in range(n_features):
-        x.append(M.Node())
-        w.append(M.Node(Flag=1, lr=lr))
-    m = [M.MulNode(Papa=x[i], Mama=w[i]) for i in range(n_features)]
-    a = []
-    for i in range(n_features - 1):
-        a.append(M.AddNode(Papa=m[0] if i == 0 else a[i - 1], Mama=m[i + 1]))
-    y = M.Node()
-    return Net(M.MSENode(Papa=a[-1], Mama=y), x + [y], w)
-
-
-def mirrored_linear(M):
-    """Still a linear model, but every part the other way round: parameters as Papa, the
-    chain continuing on Mama's side, a bias, the target as the loss's Papa, mixed lr and a
-    root gradient that is not 1."""
-    x = [M.Node() for _ in range(3)]
-    w = [M.Node(Value=v, Flag=1, lr=lr) for v, lr in ((0.3, 0.01), (-0.2, 0.02), (0.1, 0.005))]
-    b = M.Node(Value=0.05, Flag=1, lr=0.01)
-    s = M.AddNode(M.MulNode(w[0], x[0]), M.MulNode(x[1], w[1]))
-    s = M.AddNode(M.MulNode(w[2], x[2]), s)
-    s = M.AddNode(s, b)
-    y = M.Node()
-    root = M.MSENode(y, s)
-    root.grad = 0.75
-    return Net(root, x + [y], w + [b])
-
-
-def mae_with_bias(M):
-    x = [M.Node() for _ in range(3)]
-    w = [M.Node(Value=0.1 * i, Flag=1, lr=0.01) for i in range(3)]
-    b = M.Node(Value=0.0, Flag=1, lr=0.01)
-    s = M.AddNode(M.MulNode(x[0], w[0]), M.MulNode(x[1], w[1]))
-    s = M.AddNode(M.AddNode(s, M.MulNode(x[2], w[2])), b)
-    y = M.Node()
-    return Net(M.MAENode(s, y), x + [y], w + [b])
-
-
-def tanh_mlp(M, n_in=3, n_hidden=4):
-    rng = np.random.default_rng(7)
-    x = [M.Node() for _ in range(n_in)]
-    params, hidden = [], []
-    for j in range(n_hidden):
-        weights = [M.Node(Value=float(rng.normal(0, 0.7)), Flag=1, lr=0.05) for _ in range(n_in)]
-        bias = M.Node(Value=float(rng.normal(0, 0.1)), Flag=1, lr=0.05)
-        params += weights + [bias]
-        s = M.MulNode(x[0], weights[0])
-        for i in range(1, n_in):
-            s = M.AddNode(s, M.MulNode(x[i], weights[i]))
-        hidden.append(M.TanhNode(M.AddNode(s, bias)))
-    v = [M.Node(Value=float(rng.normal(0, 0.5)), Flag=1, lr=0.05) for _ in range(n_hidden)]
-    c = M.Node(Value=0.0, Flag=1, lr=0.05)
-    params += v + [c]
-    out = M.MulNode(hidden[0], v[0])
-    for j in range(1, n_hidden):
-        out = M.AddNode(out, M.MulNode(hidden[j], v[j]))
-    y = M.Node()
-    return Net(M.MSENode(M.AddNode(out, c), y), x + [y], params)
-
-
-def balanced_sum(M):
-    """The tutorial's model with the sum written as a tree: a different order of additions."""
-    x = [M.Node() for _ in range(4)]
-    w = [M.Node(Flag=1, lr=0.02) for _ in range(4)]
-    m = [M.MulNode(x[i], w[i]) for i in range(4)]
-    s = M.AddNode(M.AddNode(m[0], m[1]), M.AddNode(m[2], m[3]))
-    y = M.Node()
-    return Net(M.MSENode(s, y), x + [y], w)
-
-
-def shared_weight(M):
-    """One parameter used by two products: its gradient is a sum over paths."""
-    x = [M.Node() for _ in range(3)]
-    w = M.Node(Value=0.2, Flag=1, lr=0.01)
-    u = M.Node(Value=-0.1, Flag=1, lr=0.01)
-    s = M.AddNode(M.AddNode(M.MulNode(x[0], w), M.MulNode(x[1], w)), M.MulNode(x[2], u))
-    y = M.Node()
-    return Net(M.MSENode(s, y), x + [y], [w, u])
-
-
-def op_zoo(M):
-    """Every op of the general kernel at least once, a frozen weight and a constant leaf."""
-    x = [M.Node() for _ in range(3)]
-    p = [M.Node(Value=0.1 + 0.1 * i, Flag=1, lr=0.01) for i in range(9)]
-    frozen = M.Node(Value=0.5)  # Flag 0: never updated
-    one = M.Node(Value=1.0)
-    terms = [
-        M.SigmoidNode(M.MulNode(x[0], p[0])),
-        M.ReluNode(M.SubNode(x[1], p[1])),
-        M.DivNode(M.MulNode(x[2], p[2]), M.AddNode(M.ExpNode(M.MulNode(x[0], p[3])), one)),
-        M.MulNode(M.SqrtNode(M.AddNode(M.MulNode(x[1], x[1]), one)), p[4]),
-        M.LnNode(M.AddNode(M.AbsNode(M.MulNode(x[2], p[5])), one)),
-        M.AddNode(M.SinNode(M.MulNode(x[0], p[6])), M.CosNode(M.MulNode(x[1], p[7]))),
-        M.NegNode(M.TanNode(M.MulNode(x[2], frozen))),
-        M.PowNode(M.AddNode(x[0], one), p[8]),
-    ]
-    s = terms[0]
-    for t in terms[1:]:
-        s = M.AddNode(s, t)
-    y = M.Node()
-    return Net(M.MAENode(s, y), x + [y], p)
-
-
+# The graphs (helpers.py) take a module, ourdl or ourdl.reference (the oracle), and wire the
+# same graph from its classes.
 FUSED = [tutorial_net, mirrored_linear, mae_with_bias]
 GENERAL = [tanh_mlp, balanced_sum, shared_weight, op_zoo]
 

@@ -16,6 +16,8 @@ import ourdl
 from ourdl import nn
 from ourdl import reference as ref
 
+from helpers import mirror
+
 ACTIVATIONS = [None, "tanh", "relu", "sigmoid"]
 ACT_NODE = {None: None, "tanh": "TanhNode", "relu": "ReluNode", "sigmoid": "SigmoidNode"}
 DEVIATIONS = [None, "shared weight", "extra edge from an output", "extra edge from an input",
@@ -201,16 +203,6 @@ def test_the_tutorials_model_is_the_one_unit_case():
         total = ourdl.AddNode(total, ourdl.MulNode(x[i], w[i]))
     tape = ourdl.compile(ourdl.MSENode(total, ourdl.Node()))
     assert tape.kernels[0] == "dense 13 -> 1, linear (38 nodes from 1 to 50)"
-
-
-def mirror(root, M):
-    """The same graph built from module M's classes, with the same values, flags and lrs."""
-    made = {}
-    for node in ourdl.topological_order(root):
-        cls = getattr(M, type(node).__name__)
-        parents = [made[id(p)] for p in (node.Papa, node.Mama) if p is not None]
-        made[id(node)] = cls(*parents, Value=node.value, Flag=node.Flag, lr=node.lr)
-    return made
 
 
 def test_an_mlp_epoch_equals_the_reference_loop_bit_for_bit():

@@ -11,29 +11,13 @@ import ourdl
 from ourdl import nn
 from ourdl.inspect import MOST_BOXES, TRAINABLE_COLOR
 
-
-def tutorial_graph():
-    """The tutorial's 3-input example, named as the tutorial names its variables."""
-    x = [ourdl.Node(Value=v, name=f"x{i + 1}") for i, v in enumerate((1.1, 2, 3))]
-    w = [ourdl.Node(Value=1, Flag=1, name=f"w{i + 1}") for i in range(3)]
-    m = [ourdl.MulNode(Papa=x[i], Mama=w[i], name=f"m{i + 1}") for i in range(3)]
-    a1 = ourdl.AddNode(Papa=m[0], Mama=m[1], name="a1")
-    a2 = ourdl.AddNode(Papa=a1, Mama=m[2], name="a2")
-    y = ourdl.Node(Value=6, name="y")
-    return ourdl.MSENode(Papa=a2, Mama=y, Value=20, name="result")
+from helpers import chain, tutorial_graph
 
 
 def mlp_loss():
     x = [ourdl.Node(name=f"x{i}") for i in range(13)]
     out = nn.MLP([13, 16, 16, 1], seed=0)(x)
     return ourdl.MSENode(out[0], ourdl.Node(name="y"), name="loss")
-
-
-def chain(n):
-    node = ourdl.Node(Value=0.5, Flag=1, name="start")
-    for _ in range(n - 1):
-        node = ourdl.SinNode(node)
-    return node
 
 
 def boxes_of(dot):

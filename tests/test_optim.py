@@ -9,8 +9,8 @@ import pytest
 import ourdl
 from ourdl import nn, optim
 from ourdl import reference as ref
-from test_fit import mae_with_bias, mirrored_linear, op_zoo, tutorial_net, shared_weight, tanh_mlp
-from test_fusion import mirror
+from helpers import (mae_with_bias, mirror, mirrored_linear, op_zoo, shared_weight, tanh_mlp,
+                     tutorial_net)
 
 OPTIMIZERS = [
     (lambda: optim.SGD(), lambda: ref.SGD()),

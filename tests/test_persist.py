@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import ourdl
 from ourdl import nn, persist
-from test_inspect import chain, tutorial_graph
-from conftest import stopped_while_writing
+from helpers import chain, tutorial_graph
+from helpers import stopped_while_writing
 
 OPS = sorted(persist.CLASSES)
 FIXTURE = HealthCheck.function_scoped_fixture

@@ -9,19 +9,7 @@ import pytest
 from ourdl import _files
 from ourdl.datasets import pubg
 
-# The first five rows of the real training file (docs/pubg-data.md); player_name was printed as
-# "?", so numbers stand in for it.
-REAL_ROWS = """\
-match_id,team_id,game_size,party_size,player_assists,player_dbno,player_dist_ride,player_dist_walk,player_dmg,player_kills,player_name,kill_distance_x_min,kill_distance_x_max,kill_distance_y_min,kill_distance_y_max,team_placement
-0,1,50,2,0,1,4984.54900,2054.031490,218,2,{0},1689.9,3992.9,137.0,819.8,5
-0,1,50,2,1,0,5960.46436,2268.221000,125,0,{1},,,,,5
-0,2,50,2,0,0,0.00000,0.000000,0,0,{2},,,,,49
-0,2,50,2,0,0,0.00000,5.211829,41,0,{3},,,,,49
-0,3,50,2,0,0,0.00000,341.730927,69,0,{4},,,,,34
-"""
-REAL_CSV = REAL_ROWS.format(101, 102, 103, 104, 105)
-REAL_TEST_CSV = "\n".join(line.rsplit(",", 1)[0] for line in REAL_CSV.splitlines()) + "\n"
-
+from helpers import REAL_CSV, REAL_ROWS, REAL_TEST_CSV
 
 @pytest.fixture(scope="module")
 def train():
@@ -347,7 +335,7 @@ def test_normalize_test_fills_nan_with_normalized_training_means():
         pubg.normalize_test(data, np.array([4.0, 6.0, 1.0]), np.array([0.25, 0.7]))
 
 
-def seed_placement(prediction, max_value):
+def tutorial_placement(prediction, max_value):
     """The tutorial's own lines, as the oracle."""
     out = int(prediction * max_value)
     if out <= 0:
@@ -357,12 +345,12 @@ def seed_placement(prediction, max_value):
     return out
 
 
-def test_to_placement_truncates_and_clips_like_the_seed():
+def test_to_placement_truncates_and_clips_like_the_tutorial():
     predictions = np.array([-0.5, -0.01, 0.0, 0.019, 0.03, 0.05, 0.5, 0.999, 1.0, 1.2])
     placements = pubg.to_placement(predictions, 50.0)
     assert placements.dtype == np.int64
     assert placements.tolist() == [1, 1, 1, 1, 1, 2, 25, 49, 50, 50]
-    assert placements.tolist() == [seed_placement(p, 50.0) for p in predictions]
+    assert placements.tolist() == [tutorial_placement(p, 50.0) for p in predictions]
     with pytest.raises(ValueError, match="NaN"):
         pubg.to_placement(np.array([0.5, np.nan]), 50.0)
 

@@ -22,6 +22,8 @@ import pytest
 import ourdl
 from ourdl import reference
 
+from helpers import TUTORIAL_TRACE, expected_lines
+
 
 # ----------------------------------------------------------------------------- the tutorial, In [4]
 # A faithful copy (the page lost its line breaks; the code is otherwise unchanged).
@@ -151,25 +153,6 @@ print('计算后 result.value = ', result.value)
 # The tutorial's In [5], as the repository ships it for newcomers to run.
 TRAINING_PROGRAM = (Path(__file__).resolve().parent.parent / "examples" / "tutorial_example.py"
                     ).read_text(encoding="utf-8").replace("from ourdl import *", "from OurDL import *")
-
-# The tutorial's printed trace (print(text, value) puts one space between the two).
-TUTORIAL_TRACE = [
-    ("计算前 result.value = ", "20"),
-    ("计算后 result.value = ", "0.009999999999999929"),
-    ("第一次更新后 w1.value = ", "0.9978"),
-    ("第一次更新后 result.value = ", "0.005123696399999996"),
-    ("第二次更新后 w1.value = ", "0.99622524"),
-    ("第二次更新后 result.value = ", "0.002625226479937307"),
-    ("第三次更新后 w1.value = ", "0.995098026792"),
-    ("第三次更新后 result.value = ", "0.00134508634644392"),
-    ("第四次更新后 w1.value = ", "0.9942911675777136"),
-    ("第四次更新后 result.value = ", "0.0006891814070964006"),
-]
-
-
-def expected_lines(trace):
-    return [f"{text} {value}" for text, value in trace]
-
 
 def test_the_tutorial_classes_print_the_tutorial_trace(capsys):
     """The oracle itself is right: the copied classes print exactly what the page shows."""
@@ -303,7 +286,7 @@ def test_pubg_progress_line(capsys):
 
 # ----------------------------------------------------------------------------- long chains
 
-def test_seed_classes_fail_on_a_long_chain():
+def test_the_tutorials_classes_fail_on_a_long_chain():
     """What ourdl fixes: the tutorial recurses once per node, so 1,500 nodes are too many."""
     c = Node(Value=1.0)
     n = Node(Value=0.5, Flag=1)
