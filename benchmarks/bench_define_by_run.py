@@ -55,9 +55,8 @@ def test_micrograd_tiny(benchmark, record):
 
 
 @pytest.mark.benchmark(group="tiny graph, built and run")
-def test_torch_tiny(benchmark, record):
-    torch = pytest.importorskip("torch", reason="pip install torch")
-    torch.set_num_threads(1)
+def test_torch_tiny(benchmark, record, torch_on_one_thread):
+    torch = torch_on_one_thread
 
     def step():
         g = tiny(lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True))

@@ -145,9 +145,8 @@ def test_bare_tape(benchmark, record, bare, size):
 
 
 @pytest.mark.parametrize("size", ["1k", "10k"])
-def test_torch_eager_tape(benchmark, record, size):
-    torch = pytest.importorskip("torch", reason="PyTorch is optional: pip install torch")
-    torch.set_num_threads(1)
+def test_torch_eager_tape(benchmark, record, torch_on_one_thread, size):
+    torch = torch_on_one_thread
     leaves = []
 
     class Torch:  # random_graph's node classes, as scalar torch tensors

@@ -81,6 +81,16 @@ def record(benchmark, request):
     return keep
 
 
+@pytest.fixture
+def torch_on_one_thread():
+    """PyTorch, set to one thread for the test and set back after it (or the test skipped)."""
+    torch = pytest.importorskip("torch", reason="PyTorch is optional: pip install torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(before)
+
+
 def blas_threads():
     try:
         from threadpoolctl import threadpool_info

@@ -9,7 +9,10 @@ by, the scale of its median (1 / rows for a time per row) and the rows it timed.
 puts the medians in a Markdown table between the lines ``<!-- bench:start -->`` and
 ``<!-- bench:end -->`` of README.md and README.zh-CN.md, and says which CPU the run came from
 (pytest-benchmark's machine_info) and when. Every ratio is computed here from that run's
-medians; a row whose peer was not installed is left out.
+medians; a row whose peer was not installed is left out. What the table was made from (the
+medians, what each benchmark recorded, the CPU and the date) is kept in
+benchmarks/last_run.json, small enough to commit: the tests check that the READMEs' tables
+are what this script makes from it.
 
 Ratios move with the CPU (the vector units, the BLAS, the thread count), so the rows named in
 benchmarks/ratios_seen.json also get a "range seen" column: the lowest and highest of that
@@ -26,6 +29,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 READMES = {"en": HERE.parent / "README.md", "zh": HERE.parent / "README.zh-CN.md"}
 SEEN = HERE / "ratios_seen.json"
+LAST_RUN = HERE / "last_run.json"
+VECTOR_FLAGS = ("avx2", "avx512f")
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
@@ -275,8 +280,10 @@ def table(run, seen, lang):
         names = [n for name in r["show"] for n in (name if isinstance(name, tuple) else (name,))]
         what = r[lang]
         note = subset_note(infos, names, lang)
-        if note:
-            what += f" ({note})" if lang == "en" else f"（{note}）"
+        if note:  # inside the label's own brackets when it ends with some
+            close, join = (")", "; ") if lang == "en" else ("）", "；")
+            what = (what[:-1] + join + note + close if what.endswith(close) else
+                    what + (f" ({note})" if lang == "en" else f"（{note}）"))
         ratio = ""
         if r["ratio"]:
             top, bottom = median_of(medians, r["ratio"][0]), median_of(medians, r["ratio"][1])
@@ -330,6 +337,21 @@ def remember(run, seen):
     return {**seen, "runs": runs}
 
 
+def slim(path):
+    """What the table needs of a --benchmark-json file, in the same format: per benchmark its
+    recorded extra_info and median, the CPU's name, cores and vector units, the date."""
+    run = json.loads(Path(path).read_text())
+    cpu = run.get("machine_info", {}).get("cpu", {})
+    return {
+        "datetime": run.get("datetime", ""),
+        "machine_info": {"cpu": {"brand_raw": cpu.get("brand_raw"), "count": cpu.get("count"),
+                                 "flags": [f for f in cpu.get("flags", []) if f in VECTOR_FLAGS]}},
+        "benchmarks": [{"name": bench["name"], "extra_info": bench["extra_info"],
+                        "stats": {"median": bench["stats"]["median"]}}
+                       for bench in run["benchmarks"] if "name" in bench.get("extra_info", {})],
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json", help="the file of pytest --benchmark-json=FILE")
@@ -340,6 +362,9 @@ def main(argv=None):
     if not run[0]:
         raise SystemExit(f"{args.json} holds no benchmark recorded by name: run "
                          f"`pytest benchmarks --benchmark-json={args.json}` first")
+    kept = slim(args.json)
+    LAST_RUN.write_text(json.dumps(kept, indent=1, ensure_ascii=False) + "\n")
+    run = load_run(LAST_RUN)
     seen = load_seen()
     if args.remember:
         seen = remember(run, seen)

@@ -68,10 +68,11 @@ def test_a_peer_timed_on_a_slice_is_shown_per_row_and_says_on_how_many_rows(tmp_
     text = report.table(report.load_run(fake_run(tmp_path)), {"runs": []}, "en")
     torch = lines_with(text, "| PyTorch eager, one sample a step")[0]
     # the faster setting, 0.142 s / 2,000 rows = 71 us a row, 71 / 0.68 = 104x
-    assert "(measured on 2,000 of 635,716 rows) | 71.0 us | 104x slower |" in torch
+    assert "default threads; measured on 2,000 of 635,716 rows) | 71.0 us | 104x slower |" in torch
     reference = lines_with(text, "| the same loop on `ourdl.reference`")[0]
-    assert "(measured on 20,000 of 635,716 rows, scaled to all of them) | 143 ms | 11.9x fit" \
+    assert "(plain Python; measured on 20,000 of 635,716 rows, scaled to all of them) | 143 ms |" \
         in reference
+    assert reference.endswith("| 11.9x fit |  |")  # 0.0045 s x 635,716 / 20,000 / 0.012 s
 
 
 def test_rows_whose_benchmarks_did_not_run_are_left_out_with_their_heading(tmp_path):
@@ -107,7 +108,7 @@ def test_the_chinese_table_says_the_same_in_chinese(tmp_path):
     assert "机器：Fake CPU 9000 (AVX2, 4 核)，日期：2026-12-03" in text
     assert "数据：合成的 PUBG 数据，635,716 行 x 14 列" in text
     assert "| 同样的运算写成裸 numba 循环，别无其他 | 7.20 ms | fit 用时为它的 1.67 倍 |" in text
-    assert "（在 635,716 行中的 2,000 行上测得） | 71.0 us | 慢 104 倍 | 104-185 倍（3 台机器） |" \
+    assert "；在 635,716 行中的 2,000 行上测得） | 71.0 us | 慢 104 倍 | 104-185 倍（3 台机器） |" \
         in text
     english = report.table(run, SEEN, "en")
     assert len(text.splitlines()) == len(english.splitlines())
@@ -121,6 +122,7 @@ def test_the_table_replaces_only_what_lies_between_the_markers(tmp_path, monkeyp
                                  f"after\n")
     monkeypatch.setattr(report, "READMES", readmes)
     monkeypatch.setattr(report, "SEEN", tmp_path / "seen.json")
+    monkeypatch.setattr(report, "LAST_RUN", tmp_path / "last_run.json")
     assert report.main([str(fake_run(tmp_path))]) == 0
     for path in readmes.values():
         text = path.read_text()
@@ -128,6 +130,10 @@ def test_the_table_replaces_only_what_lies_between_the_markers(tmp_path, monkeyp
         assert text.startswith(f"# {path.name}\n\nbefore\n{report.START}\n")
         assert text.endswith(f"\n{report.END}\nafter\n")
     assert not (tmp_path / "seen.json").exists()  # kept only when asked to
+    kept = json.loads((tmp_path / "last_run.json").read_text())
+    assert kept["machine_info"] == {"cpu": {"brand_raw": "Fake CPU 9000", "count": 4,
+                                            "flags": ["avx2"]}}
+    assert len(kept["benchmarks"]) == 8  # the one that recorded no name is left out
     assert report.main([str(fake_run(tmp_path)), "--remember"]) == 0
     assert json.loads((tmp_path / "seen.json").read_text())["runs"][0]["cpu"] == \
         "Fake CPU 9000 (AVX2, 4 cores)"
@@ -148,9 +154,16 @@ def test_a_json_file_without_recorded_benchmarks_is_refused(tmp_path):
         report.main([str(path)])
 
 
-def test_both_readmes_have_the_markers_and_the_seen_ratios_name_rows_of_the_table():
-    for path in report.READMES.values():
-        report.replace_block(path.read_text(), "", path.name)
+def test_both_readmes_show_the_table_the_script_makes_from_the_last_run():
+    """No figure in the READMEs' tables is typed by hand: each is what report.py makes from the
+    run kept in benchmarks/last_run.json."""
+    run, seen = report.load_run(report.LAST_RUN), report.load_seen()
+    for lang, path in report.READMES.items():
+        text = path.read_text()
+        assert report.replace_block(text, report.table(run, seen, lang), path.name) == text
+
+
+def test_the_seen_ratios_name_rows_of_the_table():
     keys = {row["key"] for row in report.ROWS if row.get("key")}
     for run in report.load_seen()["runs"]:
         assert set(run["ratios"]) <= keys, run["cpu"]
