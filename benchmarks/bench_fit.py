@@ -119,8 +119,10 @@ def test_ourdl_fit_in_another_order_or_in_batches(benchmark, record, pubg_train,
 def test_numpy_permutation(benchmark, record, pubg_train):
     """What a shuffled epoch asks of numpy before it starts: a new order of the rows."""
     rng = np.random.default_rng(0)
-    benchmark.pedantic(rng.permutation, args=(len(pubg_train),), rounds=20, warmup_rounds=2)
+    order = benchmark.pedantic(rng.permutation, args=(len(pubg_train),), rounds=20,
+                               warmup_rounds=2)
     record("numpy permutation")
+    assert np.array_equal(np.sort(order), np.arange(len(pubg_train)))
 
 
 @pytest.mark.benchmark(group="epoch")
@@ -259,7 +261,7 @@ def one_sample_network(M, pubg_train):
     for i in range(13):
         x[i].value = sample[i]
     y.value = sample[-1]
-    return result
+    return result, w
 
 
 def forward_backward(result):
@@ -267,15 +269,24 @@ def forward_backward(result):
     result.backward()
 
 
+def bench_one_sample(benchmark, M, pubg_train):
+    """Time forward + backward (which updates the weights) on the first row, over and over;
+    then, from zero, one more step must give the plain-Python loop's weights."""
+    result, w = one_sample_network(M, pubg_train)
+    benchmark(forward_backward, result)
+    for node in w:
+        node.value = 0.0
+    forward_backward(result)
+    assert bits(node.value for node in w) == bits(plain_python_epoch([pubg_train[0].tolist()]))
+
+
 @pytest.mark.benchmark(group="one sample")
 def test_one_sample_compiled_nodes(benchmark, record, pubg_train):
-    result = one_sample_network(ourdl, pubg_train)
-    benchmark(forward_backward, result)
+    bench_one_sample(benchmark, ourdl, pubg_train)
     record("compiled sample")
 
 
 @pytest.mark.benchmark(group="one sample")
 def test_one_sample_reference_nodes(benchmark, record, pubg_train):
-    result = one_sample_network(ref, pubg_train)
-    benchmark(forward_backward, result)
+    bench_one_sample(benchmark, ref, pubg_train)
     record("reference sample")
