@@ -1,6 +1,6 @@
 """Write the README's speed table, in English and Chinese, from one run of the benchmarks.
 
-Regenerate both READMEs' tables (from the project's root; about 15-20 minutes on 2 cores):
+Regenerate both READMEs' tables (from the project's root; about 5 to 10 minutes on 2 cores):
 
     pytest benchmarks -p no:cacheprovider --benchmark-json=bench.json && python benchmarks/report.py bench.json
 
@@ -12,7 +12,8 @@ puts the medians in a Markdown table between the lines ``<!-- bench:start -->`` 
 medians; a row whose peer was not installed is left out. What the table was made from (the
 medians, what each benchmark recorded, the CPU and the date) is kept in
 benchmarks/last_run.json, small enough to commit: the tests check that the READMEs' tables
-are what this script makes from it.
+are what this script makes from it (``python benchmarks/report.py benchmarks/last_run.json``
+writes the tables again from it, e.g. after ratios_seen.json changed).
 
 Ratios move with the CPU (the vector units, the BLAS, the thread count), so the rows named in
 benchmarks/ratios_seen.json also get a "range seen" column: the lowest and highest of that
