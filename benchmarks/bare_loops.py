@@ -14,8 +14,8 @@ numba compiles without fastmath, so LLVM neither reorders nor fuses these into F
 Two spellings of the same loop:
 - ``bare_epoch``: weights in an array, as one would write it first;
 - ``bare_epoch_in_registers``: the 13 weights as 13 local scalars (the loop body is
-  generated), so the compiler can keep them in registers across rows; this is the loop the
-  issue calls the physical floor of the dependency chain.
+  generated), so the compiler can keep them in registers across rows: the physical floor of
+  the dependency chain from one row's weights to the next.
 ``bare_mlp_epoch`` is the same idea for the tanh MLPs of bench_mlp.py.
 Importing this module needs numba; the benchmarks skip the bare loops without it.
 """

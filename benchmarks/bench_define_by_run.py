@@ -7,8 +7,10 @@ the graph from fresh nodes, then forward and backward, every iteration.
   backward and an SGD step.
 
 micrograd (``pip install micrograd``) and PyTorch eager (``pip install torch``) are the peers,
-each skipped when it is not installed.
+each skipped when it is not installed. The tiny graph's value is known by hand; each MLP's
+weights after its epochs are checked against the same SGD written in numpy.
 """
+import numpy as np
 import pytest
 
 import ourdl
@@ -53,9 +55,8 @@ def test_micrograd_tiny(benchmark, record):
 
 
 @pytest.mark.benchmark(group="tiny graph, built and run")
-def test_torch_tiny(benchmark, record):
-    torch = pytest.importorskip("torch", reason="pip install torch")
-    torch.set_num_threads(1)
+def test_torch_tiny(benchmark, record, torch_on_one_thread):
+    torch = torch_on_one_thread
 
     def step():
         g = tiny(lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True))
@@ -70,12 +71,43 @@ def xor_rows(n):
     return [((k % 7) / 7.0 - 0.5, (k % 5) / 5.0 - 0.5, 1.0 if k % 3 else -1.0) for k in range(n)]
 
 
+def numpy_sgd(Ws, bs, rows, epochs, activation, slope, lr=0.01):
+    """Per-sample SGD on (out - target)**2 for an MLP (hidden layers activation(h @ W + b),
+    a linear last layer), written in numpy: the oracle for the graphs built per sample.
+    slope(a) is the activation's derivative given its output a."""
+    Ws, bs = [np.array(W, dtype=float) for W in Ws], [np.array(b, dtype=float) for b in bs]
+    for _ in range(epochs):
+        for a, b, target in rows:
+            outs = [np.array([a, b])]
+            for k, (W, c) in enumerate(zip(Ws, bs)):
+                z = outs[-1] @ W + c
+                outs.append(activation(z) if k < len(Ws) - 1 else z)
+            g = 2.0 * (outs[-1] - target)
+            for k in reversed(range(len(Ws))):
+                if k < len(Ws) - 1:
+                    g = g * slope(outs[k + 1])
+                to_inputs = Ws[k] @ g  # from the weights before their update
+                Ws[k] -= lr * np.outer(outs[k], g)
+                bs[k] -= lr * g
+                g = to_inputs
+    return Ws, bs
+
+
+def assert_weights_close(got, expected, who):
+    for k, (a, b) in enumerate(zip(got, expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=f"{who}: layer {k}")
+
+
 @pytest.mark.benchmark(group="2-16-16-1 MLP, built per sample")
 def test_ourdl_mlp_per_sample(benchmark, record):
     net = nn.MLP([2, 16, 16, 1], activation="tanh", seed=0)
+    start = net.weights, net.biases
     rows = xor_rows(SAMPLES)
 
+    epochs_run = []  # the warm-up round trains too
+
     def epoch():
+        epochs_run.append(1)
         for a, b, target in rows:
             x = [ourdl.Node(Value=a), ourdl.Node(Value=b)]
             loss = ourdl.MSENode(net(x)[0], ourdl.Node(Value=target))
@@ -84,15 +116,28 @@ def test_ourdl_mlp_per_sample(benchmark, record):
 
     benchmark.pedantic(epoch, rounds=5, warmup_rounds=1)
     record("mlp per sample ourdl", scale=1 / SAMPLES, note="per sample")
+    Ws, bs = numpy_sgd(*start, rows, len(epochs_run), np.tanh, lambda a: 1.0 - a * a)
+    assert_weights_close(net.weights, Ws, "ourdl weights")
+    assert_weights_close(net.biases, bs, "ourdl biases")
 
 
 @pytest.mark.benchmark(group="2-16-16-1 MLP, built per sample")
 def test_micrograd_mlp_per_sample(benchmark, record):
     mg = pytest.importorskip("micrograd.nn", reason="pip install micrograd")
-    net = mg.MLP(2, [16, 16, 1])
+    net = mg.MLP(2, [16, 16, 1])  # ReLU hidden layers, a linear output
+
+    def weights_and_biases():
+        return ([np.array([[w.data for w in n.w] for n in layer.neurons]).T
+                 for layer in net.layers],
+                [np.array([n.b.data for n in layer.neurons]) for layer in net.layers])
+
+    start = weights_and_biases()
     rows = xor_rows(SAMPLES)
 
+    epochs_run = []  # the warm-up round trains too
+
     def epoch():
+        epochs_run.append(1)
         for a, b, target in rows:
             loss = (net([a, b]) - target) ** 2
             net.zero_grad()
@@ -102,3 +147,6 @@ def test_micrograd_mlp_per_sample(benchmark, record):
 
     benchmark.pedantic(epoch, rounds=3, warmup_rounds=1)
     record("mlp per sample micrograd", scale=1 / SAMPLES, note="per sample")
+    for got, expected in zip(weights_and_biases(), numpy_sgd(
+            *start, rows, len(epochs_run), lambda z: np.maximum(z, 0.0), lambda a: (a > 0) * 1.0)):
+        assert_weights_close(got, expected, "micrograd")

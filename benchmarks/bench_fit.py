@@ -51,16 +51,28 @@ def bits(values):
     return [struct.pack("<d", v) for v in values]
 
 
-def ourdl_weights(data):
-    """Weights after one epoch of Tape.fit on data, from zero."""
-    x, w, y, _, result = tutorial_network(ourdl)
-    ourdl.compile(result).fit(data, x + [y])
-    return [node.value for node in w]
+def plain_python_epoch(rows, batch_size=1):
+    """One epoch of the tutorial's model from zero in plain Python floats, as ourdl.reference.fit
+    does it (the tutorial's order; gradients summed from -0.0 over each batch and averaged):
+    an oracle that shares no code with ourdl, about 2-4 s on the whole array."""
+    w, sums, count = [0.0] * 13, [-0.0] * 13, 0
+    for r, row in enumerate(rows):
+        p = row[0] * w[0]
+        for k in range(1, 13):
+            p = p + row[k] * w[k]
+        t = 2.0 * (p - row[13])  # MSENode's gradient; MulNode sends t * x to each weight
+        sums = [s + t * x for s, x in zip(sums, row)]  # zip stops at the 13 weights
+        count += 1
+        if count == batch_size or r == len(rows) - 1:
+            w = [w_k - LR * (s / count) for w_k, s in zip(w, sums)]
+            sums, count = [-0.0] * 13, 0
+    return w
 
 
 @pytest.fixture(scope="module")
 def fitted(pubg_train):
-    return ourdl_weights(pubg_train)
+    """The weights every linear benchmark must end with, computed without ourdl (about 2 s)."""
+    return plain_python_epoch(pubg_train.tolist())
 
 
 @pytest.mark.benchmark(group="epoch")
@@ -74,7 +86,7 @@ def test_ourdl_fit(benchmark, record, pubg_train, fitted):
 
     history = benchmark.pedantic(tape.fit, args=(pubg_train, x + [y]), setup=from_zero,
                                  rounds=20, warmup_rounds=2)
-    record("ourdl fit")
+    record("ourdl fit", rows=len(pubg_train))
     assert len(history) == 1 and np.isfinite(history[0].loss)
     assert bits(node.value for node in w) == bits(fitted)
 
@@ -96,18 +108,25 @@ def test_ourdl_fit_in_another_order_or_in_batches(benchmark, record, pubg_train,
     benchmark.pedantic(tape.fit, args=(pubg_train, x + [y]), kwargs=settings, setup=from_zero,
                        rounds=20, warmup_rounds=2)
     record(name)
+    rows = pubg_train
+    if settings.get("shuffle"):  # a shuffled fit visits the rows in numpy's permutation
+        rows = pubg_train[np.random.default_rng(settings["seed"]).permutation(len(pubg_train))]
+    expected = plain_python_epoch(rows.tolist(), settings.get("batch_size", 1))
+    assert bits(node.value for node in w) == bits(expected)
 
 
 @pytest.mark.benchmark(group="epoch")
 def test_numpy_permutation(benchmark, record, pubg_train):
     """What a shuffled epoch asks of numpy before it starts: a new order of the rows."""
     rng = np.random.default_rng(0)
-    benchmark.pedantic(rng.permutation, args=(len(pubg_train),), rounds=20, warmup_rounds=2)
+    order = benchmark.pedantic(rng.permutation, args=(len(pubg_train),), rounds=20,
+                               warmup_rounds=2)
     record("numpy permutation")
+    assert np.array_equal(np.sort(order), np.arange(len(pubg_train)))
 
 
 @pytest.mark.benchmark(group="epoch")
-def test_tutorial_loop_on_reference_nodes(benchmark, record, pubg_train):
+def test_tutorial_loop_on_reference_nodes(benchmark, record, pubg_train, fitted):
     n_rows = int(os.environ.get("OURDL_BENCH_REFERENCE_ROWS", len(pubg_train)))
     n_rows = max(1, min(n_rows, len(pubg_train)))
     subset = pubg_train[:n_rows]
@@ -115,9 +134,11 @@ def test_tutorial_loop_on_reference_nodes(benchmark, record, pubg_train):
     benchmark.pedantic(tutorial_loop, args=(subset, x, w, y, result), rounds=1, iterations=1)
     scale = len(pubg_train) / n_rows
     record("reference loop", scale,
-           None if n_rows == len(pubg_train) else f"{n_rows:,} rows, scaled x{scale:.1f}")
-    # Bit for bit: ourdl's fit ends with the reference's weights on the rows both ran.
-    assert bits(node.value for node in w) == bits(ourdl_weights(subset))
+           None if n_rows == len(pubg_train) else f"{n_rows:,} rows, scaled x{scale:.1f}",
+           rows=n_rows, of=len(pubg_train))
+    # Bit for bit: the reference ends with the plain-Python weights on the rows it ran.
+    expected = fitted if n_rows == len(pubg_train) else plain_python_epoch(subset.tolist())
+    assert bits(node.value for node in w) == bits(expected)
 
 
 @pytest.mark.benchmark(group="epoch")
@@ -196,6 +217,14 @@ def predict_rows(pubg_train):
     return np.ascontiguousarray(pubg_train[:PREDICT_ROWS, :13])
 
 
+def assert_linear_predict_is_right(got, X, w, every=997):
+    """Every 997th row against the tutorial's sum in plain Python floats."""
+    assert got.shape == (len(X),)
+    for r in range(0, len(X), every):
+        expected = sum(x * w_k for x, w_k in zip(X[r].tolist(), w))
+        np.testing.assert_allclose(got[r], expected, rtol=0, atol=1e-12, err_msg=f"row {r}")
+
+
 @pytest.mark.benchmark(group="predict")
 def test_ourdl_predict(benchmark, record, predict_rows, fitted):
     x, w, y, a, _ = tutorial_network(ourdl)
@@ -203,7 +232,7 @@ def test_ourdl_predict(benchmark, record, predict_rows, fitted):
         node.value = value
     predictor = ourdl.compile(a[-1])  # the prediction node: no target column needed
     got = benchmark(predictor.predict, predict_rows, x)
-    record("ourdl predict")
+    record("ourdl predict", rows=len(predict_rows))
     np.testing.assert_allclose(got, predict_rows @ np.array(fitted), rtol=0, atol=1e-12)
 
 
@@ -212,7 +241,7 @@ def test_numpy_predict(benchmark, record, predict_rows, fitted):
     w = np.array(fitted)
     got = benchmark(np.matmul, predict_rows, w)
     record("numpy predict")
-    assert got.shape == (PREDICT_ROWS,)
+    assert_linear_predict_is_right(got, predict_rows, fitted)
 
 
 @pytest.mark.benchmark(group="predict")
@@ -223,7 +252,7 @@ def test_numpy_predict_one_blas_thread(benchmark, record, predict_rows, fitted):
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         got = benchmark(np.matmul, predict_rows, w)
     record("numpy 1 thread")
-    assert got.shape == (PREDICT_ROWS,)
+    assert_linear_predict_is_right(got, predict_rows, fitted)
 
 
 def one_sample_network(M, pubg_train):
@@ -232,7 +261,7 @@ def one_sample_network(M, pubg_train):
     for i in range(13):
         x[i].value = sample[i]
     y.value = sample[-1]
-    return result
+    return result, w
 
 
 def forward_backward(result):
@@ -240,15 +269,24 @@ def forward_backward(result):
     result.backward()
 
 
+def bench_one_sample(benchmark, M, pubg_train):
+    """Time forward + backward (which updates the weights) on the first row, over and over;
+    then, from zero, one more step must give the plain-Python loop's weights."""
+    result, w = one_sample_network(M, pubg_train)
+    benchmark(forward_backward, result)
+    for node in w:
+        node.value = 0.0
+    forward_backward(result)
+    assert bits(node.value for node in w) == bits(plain_python_epoch([pubg_train[0].tolist()]))
+
+
 @pytest.mark.benchmark(group="one sample")
 def test_one_sample_compiled_nodes(benchmark, record, pubg_train):
-    result = one_sample_network(ourdl, pubg_train)
-    benchmark(forward_backward, result)
+    bench_one_sample(benchmark, ourdl, pubg_train)
     record("compiled sample")
 
 
 @pytest.mark.benchmark(group="one sample")
 def test_one_sample_reference_nodes(benchmark, record, pubg_train):
-    result = one_sample_network(ref, pubg_train)
-    benchmark(forward_backward, result)
+    bench_one_sample(benchmark, ref, pubg_train)
     record("reference sample")

@@ -1,7 +1,7 @@
 """MLPs on the PUBG training array, side by side: ourdl's fused tape against JAX and PyTorch.
 
 Per-sample SGD (batch of 1, lr 0.01 on every weight), squared error, tanh MLPs without biases:
-13-16-16-1 (the issue's target) and 13-64-64-1 (reported). Every system starts from the same
+13-16-16-1 (held to targets) and 13-64-64-1 (reported). Every system starts from the same
 weights, ``nn.MLP(..., seed=0).weights``:
 
 - ourdl ``Tape.fit``, fused (the default), one epoch over all rows; its time includes the loss
@@ -15,9 +15,11 @@ weights, ``nn.MLP(..., seed=0).weights``:
 - a bare numba loop doing ourdl's operations in ourdl's order and nothing else
   (bare_loops.bare_mlp_epoch), equal to ourdl's weights to the last bit: the floor.
 
-Times are per sample. Before any timing, each peer's weights after the first CHECK_ROWS rows
-must agree with ourdl's to 1e-9 relative (a wrong peer is worse than none), and ourdl's
-fused and unfused tapes must agree to the last bit.
+Times are per sample. Every benchmark checks its own result, whatever ran before it: ourdl's
+fused and unfused tapes against the bare loop to the last bit (against PyTorch to 1e-9 when
+numba is not installed), the bare loop and each peer against ourdl (a peer's weights after
+the first CHECK_ROWS rows to 1e-9 relative before any timing: a wrong peer is worse than
+none; the bare loop's and JAX's also after the whole epoch).
 
 Then forward only: ``Tape.predict`` of the network's output on 500,000 rows against numpy's
 batched ``tanh(tanh(X @ W1) @ W2) @ W3`` (with numpy's default BLAS threads and with one; the
@@ -76,6 +78,12 @@ class Network:
         self.reset()
         return weights
 
+    def whole_epoch(self, data):
+        """ourdl's weights after one epoch over all of data (computed once)."""
+        if not hasattr(self, "epoch_weights"):
+            self.epoch_weights = self.fit(data)
+        return self.epoch_weights
+
 
 @pytest.fixture(scope="module", params=list(SIZES))
 def network(request, pubg_train):
@@ -84,6 +92,47 @@ def network(request, pubg_train):
     # The reference every peer must meet: ourdl's weights after CHECK_ROWS rows.
     net.checked = net.fit(pubg_train[:CHECK_ROWS])
     return net
+
+
+class Independent:
+    """ourdl's result computed without ourdl: weights after CHECK_ROWS rows (check) and after
+    the whole epoch (epoch, or None), equal to ourdl's bits (exact) or to 1e-9 relative."""
+
+    def __init__(self, who, check, epoch, exact):
+        self.who, self.check, self.epoch, self.exact = who, check, epoch, exact
+
+    def assert_matches(self, got, rows_name):
+        expected = self.check if rows_name == "check" else self.epoch
+        if self.exact:
+            for k, (a, b) in enumerate(zip(got, expected)):
+                assert a.tobytes() == b.tobytes(), f"layer {k} differs from {self.who}'s bits"
+        else:
+            assert_weights_agree(got, expected, f"ourdl against {self.who}")
+
+
+@pytest.fixture(scope="module")
+def independent(network, pubg_train):
+    """The bare numba loop (the same bits, the whole epoch too), else PyTorch (the first rows)."""
+    try:
+        import bare_loops
+    except ImportError:
+        pass
+    else:
+        def bare(rows):
+            Ws = [w.copy() for w in network.start]
+            return list(bare_loops.bare_mlp_epoch(rows, *Ws))
+        return Independent("the bare loop", bare(pubg_train[:CHECK_ROWS]), bare(pubg_train),
+                           exact=True)
+    try:
+        import torch
+    except ImportError:
+        pytest.skip("nothing independent of ourdl to check it against: install numba or "
+                    "PyTorch (pip install '.[peers]')")
+    Ws = [torch.tensor(W, dtype=torch.float64, requires_grad=True) for W in network.start]
+    rows = pubg_train[:CHECK_ROWS]
+    torch_epoch(torch, Ws, torch.from_numpy(np.ascontiguousarray(rows[:, :N_FEATURES])),
+                torch.from_numpy(np.ascontiguousarray(rows[:, N_FEATURES])))
+    return Independent("PyTorch", [W.detach().numpy() for W in Ws], None, exact=False)
 
 
 def epoch_rounds(net):
@@ -98,7 +147,7 @@ def assert_weights_agree(got, expected, who):
 
 
 # ------------------------------------------------------------------------------------ ourdl
-def test_ourdl_fit_fused(benchmark, record, network, pubg_train):
+def test_ourdl_fit_fused(benchmark, record, network, pubg_train, independent):
     net = network
     benchmark.group = f"{net.name} per-sample SGD"
     assert any(line.startswith("dense") for line in net.tape.kernels)
@@ -106,23 +155,24 @@ def test_ourdl_fit_fused(benchmark, record, network, pubg_train):
     history = benchmark.pedantic(net.tape.fit, args=(pubg_train, net.x + [net.y]),
                                  setup=net.reset, rounds=epoch_rounds(net), warmup_rounds=1)
     record(f"{net.name} ourdl", 1.0 / len(pubg_train),
-           f"per sample, fused, {len(pubg_train):,} rows")
+           f"per sample, fused, {len(pubg_train):,} rows", rows=len(pubg_train))
     assert np.isfinite(history[0].loss)
-    net.fitted = [w.copy() for w in net.net.weights]  # every round starts from net.start
+    if independent.epoch is not None:  # every round starts from net.start
+        independent.assert_matches(net.net.weights, "epoch")
+    else:
+        independent.assert_matches(net.checked, "check")
     net.reset()
 
 
-def test_ourdl_fit_unfused(benchmark, record, network, pubg_train):
+def test_ourdl_fit_unfused(benchmark, record, network, pubg_train, independent):
     net = network
     benchmark.group = f"{net.name} per-sample SGD"
-    # The fused kernels are the general passes, faster: the same bits.
-    for a, b in zip(net.fit(pubg_train[:CHECK_ROWS], fuse=False), net.checked):
-        assert a.tobytes() == b.tobytes()
+    independent.assert_matches(net.fit(pubg_train[:CHECK_ROWS], fuse=False), "check")
     rows = pubg_train[:UNFUSED_ROWS]
     benchmark.pedantic(net.unfused.fit, args=(rows, net.x + [net.y]), setup=net.reset,
                        rounds=3, warmup_rounds=1)
     record(f"{net.name} ourdl unfused", 1.0 / len(rows),
-           f"per sample, fuse=False, {len(rows):,} rows")
+           f"per sample, fuse=False, {len(rows):,} rows", rows=len(rows), of=len(pubg_train))
     net.reset()
 
 
@@ -145,10 +195,10 @@ def test_bare_mlp_loop(benchmark, record, network, pubg_train):
     benchmark.pedantic(bare_loops.bare_mlp_epoch, setup=fresh, rounds=epoch_rounds(net),
                        warmup_rounds=1)
     record(f"{net.name} bare loop", 1.0 / len(pubg_train),
-           f"per sample, numba, ourdl's operations and order, {len(pubg_train):,} rows")
-    if hasattr(net, "fitted"):  # still the same bits after the whole epoch
-        for a, b in zip(Ws, net.fitted):
-            assert a.tobytes() == b.tobytes()
+           f"per sample, numba, ourdl's operations and order, {len(pubg_train):,} rows",
+           rows=len(pubg_train))
+    for a, b in zip(Ws, net.whole_epoch(pubg_train)):  # still the same bits after the epoch
+        assert a.tobytes() == b.tobytes()
 
 
 # -------------------------------------------------------------------------------------- JAX
@@ -196,9 +246,9 @@ def test_jax_fit(benchmark, record, network, pubg_train, jax_epoch):
     got, _ = benchmark.pedantic(jax_epoch, args=(Ws, data), rounds=epoch_rounds(net),
                                 warmup_rounds=1)
     record(f"{net.name} jax", 1.0 / len(pubg_train),
-           f"per sample, jit + lax.scan, {len(pubg_train):,} rows")
-    if hasattr(net, "fitted"):  # and still after the whole epoch (measured: ~5e-12 relative)
-        assert_weights_agree(got, net.fitted, "JAX, whole epoch")
+           f"per sample, jit + lax.scan, {len(pubg_train):,} rows", rows=len(pubg_train))
+    # and still after the whole epoch (measured: ~5e-12 relative)
+    assert_weights_agree(got, net.whole_epoch(pubg_train), "JAX, whole epoch")
 
 
 # ---------------------------------------------------------------------------------- PyTorch
@@ -238,7 +288,8 @@ def test_torch_eager_fit(benchmark, record, network, pubg_train, threads):
         rows = min(TORCH_ROWS, len(pubg_train))
         benchmark.pedantic(torch_epoch, setup=lambda: fresh(rows), rounds=3, warmup_rounds=1)
         record(f"{net.name} torch, {threads}", 1.0 / rows,
-               f"per sample, eager, {torch.get_num_threads()} thread(s), {rows:,} rows")
+               f"per sample, eager, {torch.get_num_threads()} thread(s), {rows:,} rows",
+               rows=rows, of=len(pubg_train))
     finally:
         torch.set_num_threads(before)
 
@@ -282,7 +333,7 @@ def test_torch_modules_fit(benchmark, record, network, pubg_train):
     benchmark.pedantic(torch_modules_epoch, setup=lambda: fresh(rows), rounds=3, warmup_rounds=1)
     record(f"{net.name} torch, nn + optim", 1.0 / rows,
            f"per sample, eager nn.Sequential + optim.SGD, {torch.get_num_threads()} thread(s), "
-           f"{rows:,} rows")
+           f"{rows:,} rows", rows=rows, of=len(pubg_train))
 
 
 # ---------------------------------------------------------------------------------- predict
@@ -297,12 +348,23 @@ def numpy_forward(X, W1, W2, W3):
     return (np.tanh(np.tanh(X @ W1) @ W2) @ W3)[:, 0]
 
 
+def assert_forward_is_right(got, X, Ws, every=997):
+    """Every 997th row against the same network in plain Python floats and libm's tanh."""
+    import math
+    for r in range(0, len(X), every):
+        h = X[r].tolist()
+        for W in Ws:
+            h = [sum(a * w for a, w in zip(h, column)) for column in W.T.tolist()]
+            h = [math.tanh(a) for a in h] if W is not Ws[-1] else h
+        np.testing.assert_allclose(got[r], h[0], rtol=1e-12, atol=1e-12, err_msg=f"row {r}")
+
+
 @pytest.mark.benchmark(group="mlp16 predict")
 def test_ourdl_mlp_predict(benchmark, record, predictor):
     net, X = predictor
     got = benchmark.pedantic(net.tape.predict, args=(X, net.x), kwargs={"output": net.out},
                              rounds=5, warmup_rounds=1)
-    record("mlp16 predict ourdl", note=f"{len(X):,} rows")
+    record("mlp16 predict ourdl", note=f"{len(X):,} rows", rows=len(X))
     np.testing.assert_allclose(got, numpy_forward(X, *net.start), rtol=0, atol=1e-12)
 
 
@@ -311,7 +373,7 @@ def test_numpy_mlp_predict(benchmark, record, predictor):
     net, X = predictor
     got = benchmark.pedantic(numpy_forward, args=(X, *net.start), rounds=5, warmup_rounds=1)
     record("mlp16 predict numpy", note=f"{len(X):,} rows, default BLAS threads")
-    assert got.shape == (len(X),)
+    assert_forward_is_right(got, X, net.start)
 
 
 @pytest.mark.benchmark(group="mlp16 predict")
@@ -321,7 +383,7 @@ def test_numpy_mlp_predict_one_blas_thread(benchmark, record, predictor):
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         got = benchmark.pedantic(numpy_forward, args=(X, *net.start), rounds=5, warmup_rounds=1)
     record("mlp16 predict numpy 1t", note=f"{len(X):,} rows, 1 BLAS thread")
-    assert got.shape == (len(X),)
+    assert_forward_is_right(got, X, net.start)
 
 
 @pytest.mark.benchmark(group="mlp16 predict")

@@ -1,8 +1,10 @@
 """Benchmark plumbing: collect bench_*.py, load the PUBG training array once, print ratios.
 
 `pytest benchmarks` collects every bench_*.py here (the default `pytest` run only looks in
-tests/). The benchmarks record their medians through the `record` fixture; at the end of the
-session a table puts side by side the ratios that the targets are stated in.
+tests/). The benchmarks record their medians through the `record` fixture, which also writes
+the name, scale and rows measured into the benchmark's extra_info: `--benchmark-json=FILE`
+keeps them, and benchmarks/report.py makes the README's tables from that file. At the end of
+the session a table puts side by side the ratios that the targets are stated in.
 """
 import os
 from pathlib import Path
@@ -27,7 +29,7 @@ def pytest_collect_file(file_path, parent):
     return None
 
 
-def seed_pipeline(frame):
+def tutorial_pipeline(frame):
     """The tutorial's preprocessing: drop incomplete rows, columns from the third on, / max."""
     data = frame.dropna(axis=0, how="any").iloc[:, 2:].values.astype(np.float64)
     return data / data.max(axis=0)
@@ -39,14 +41,14 @@ def load_training_array():
 
     path = Path(os.environ.get("OURDL_PUBG_TRAIN", "pubg_train.csv"))
     if path.exists():
-        return seed_pipeline(pd.read_csv(path)), f"the real PUBG training file ({path})"
+        return tutorial_pipeline(pd.read_csv(path)), f"the real PUBG training file ({path})"
     try:
         from ourdl.datasets import pubg
         frame = pubg.synthesize("train")
     except (ImportError, AttributeError):
         pass
     else:
-        return seed_pipeline(frame), "synthetic PUBG data (ourdl.datasets.pubg.synthesize)"
+        return tutorial_pipeline(frame), "synthetic PUBG data (ourdl.datasets.pubg.synthesize)"
     rng = np.random.default_rng(0)
     return rng.random((N_ROWS, N_COLUMNS)), "uniform random data in [0, 1) (no PUBG data found)"
 
@@ -62,15 +64,31 @@ def pubg_train():
 
 
 @pytest.fixture
-def record(benchmark):
-    """record(name, scale=1.0, note=None): keep this benchmark's median (times scale)."""
-    def keep(name, scale=1.0, note=None):
+def record(benchmark, request):
+    """record(name, scale=1.0, note=None, rows=None, of=None): keep this benchmark's median
+    (times scale), and put the same into its extra_info for the JSON report; rows is how many
+    rows were timed, of how many the whole array has (when a peer ran a slice)."""
+    def keep(name, scale=1.0, note=None, rows=None, of=None):
+        info = dict(name=name, scale=scale, note=note, rows=rows, of=of,
+                    data=SOURCE[-1] if "pubg_train" in request.fixturenames else None)
+        benchmark.extra_info.update({key: value for key, value in info.items()
+                                     if value is not None})
         if benchmark.disabled or benchmark.stats is None:
             return
         RESULTS[name] = benchmark.stats.stats.median * scale
         if note:
             NOTES[name] = note
     return keep
+
+
+@pytest.fixture
+def torch_on_one_thread():
+    """PyTorch, set to one thread for the test and set back after it (or the test skipped)."""
+    torch = pytest.importorskip("torch", reason="PyTorch is optional: pip install torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(before)
 
 
 def blas_threads():
@@ -92,7 +110,7 @@ RATIOS = [
     ("numpy's permutation of the rows / plain epoch", "numpy permutation", "ourdl fit", ""),
     ("ourdl fit: batch_size=64 / plain epoch", "ourdl fit batch 64", "ourdl fit", "<= 1.2"),
     ("reference loop / ourdl fit", "reference loop", "ourdl fit", ">= 500"),
-    ("reference loop / seed loop on compiled nodes", "reference loop", "compiled loop", ">= 6"),
+    ("reference loop / tutorial loop on compiled nodes", "reference loop", "compiled loop", ">= 6"),
     ("ourdl predict / numpy X @ w", "ourdl predict", "numpy predict", "<= 2"),
     ("ourdl predict / numpy X @ w on 1 BLAS thread", "ourdl predict", "numpy 1 thread", ""),
     ("one sample: reference / compiled nodes", "reference sample", "compiled sample", ""),
@@ -125,6 +143,8 @@ RATIOS = [
      ">= 50"),
     ("MLP built per sample: micrograd / ourdl", "mlp per sample micrograd",
      "mlp per sample ourdl", ">= 30"),
+    ("ourdl pubg, cached data / python -c 'import pandas'", "ourdl pubg, cached data",
+     "python -c 'import pandas'", ""),
 ]
 
 

@@ -1,4 +1,4 @@
-"""No Python code, however odd, crashes the compiled core (issue 8, items 1-7 and 12).
+"""No Python code, however odd, crashes the compiled core.
 
 Each reproducer runs in a fresh interpreter with a timeout (and a memory limit where memory
 is the point), so that a segfault, a hang or a runaway allocation fails one test instead of
@@ -49,7 +49,7 @@ def run(code, timeout=120, memory_mb=None):
     return done.stdout.splitlines()
 
 
-# ----------------------------------------------------------------------------- 1. objects that lie
+# ----------------------------------------------------------------------------- objects that lie
 
 def test_inputs_whose_len_lies_are_read_once_and_checked():
     out = run("""
@@ -116,7 +116,7 @@ def test_counts_that_lie_are_converted_before_their_range_is_checked():
                    "ValueError: epochs must be at least 1, not -5"]
 
 
-# ----------------------------------------------------------------------------- 2. half-built and cleared
+# ----------------------------------------------------------------------------- half-built and cleared
 
 def test_an_unbuilt_node_cannot_be_a_parent_so_no_cycle_can_be_made():
     out = run("""
@@ -208,7 +208,7 @@ def test_a_finaliser_in_a_collected_cycle_can_use_the_graph_safely():
     assert out == ["forward 0.0 tape 0.0"] * 3 + ["done"]
 
 
-# ----------------------------------------------------------------------------- 3. errors leave nothing behind
+# ----------------------------------------------------------------------------- errors leave nothing behind
 
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_a_nan_weight_stops_at_row_0_with_every_node_as_it_was(shuffle):
@@ -230,7 +230,7 @@ def test_a_nan_weight_stops_at_row_0_with_every_node_as_it_was(shuffle):
     assert out[3] == "True"
 
 
-# ----------------------------------------------------------------------------- 4. unordered inputs
+# ----------------------------------------------------------------------------- unordered inputs
 
 def test_unordered_inputs_are_refused_with_a_hint_to_pass_a_list():
     out = run("""
@@ -248,7 +248,7 @@ def test_unordered_inputs_are_refused_with_a_hint_to_pass_a_list():
     assert out[5] == "no error no error"
 
 
-# ----------------------------------------------------------------------------- 5. bounded memory
+# ----------------------------------------------------------------------------- bounded memory
 
 def test_forward_on_each_step_of_a_growing_graph_keeps_memory_bounded():
     out = run("""
@@ -268,7 +268,7 @@ def test_forward_on_each_step_of_a_growing_graph_keeps_memory_bounded():
     assert learned == "True"
 
 
-# ----------------------------------------------------------------------------- 6. deep graphs
+# ----------------------------------------------------------------------------- deep graphs
 
 def test_a_deep_chain_pickles_and_deep_copies_with_its_sharing():
     out = run("""
@@ -300,7 +300,7 @@ def test_shallow_copy_shares_the_parents():
     assert out == ["True True True s 3.0"]
 
 
-# ----------------------------------------------------------------------------- 7. huge counts
+# ----------------------------------------------------------------------------- huge counts
 
 @pytest.mark.parametrize("setting", ["epochs", "batch_size"])
 def test_counts_beyond_a_c_integer_are_refused_by_name_before_any_work(setting):
@@ -316,7 +316,7 @@ def test_counts_beyond_a_c_integer_are_refused_by_name_before_any_work(setting):
     assert out[2] == "[0.1, 0.2, 0.30000000000000004]"
 
 
-# ----------------------------------------------------------------------------- 12. threads
+# ----------------------------------------------------------------------------- threads
 
 def test_threads_take_turns_on_a_nodes_own_tape():
     out = run("""
@@ -340,7 +340,7 @@ def test_threads_take_turns_on_a_nodes_own_tape():
     assert out == ["12001 []"]
 
 
-# ----------------------------------------------------------------------------- found by a hostile try
+# ------------------------- lying generators, re-entered constructors, pickles, hand-changed layers
 
 def test_a_seed_generator_that_lies_about_its_permutation_cannot_reach_the_loops():
     out = run("""
@@ -519,7 +519,7 @@ def test_layers_changed_by_hand_cannot_reach_the_fused_loops():
         assert line.startswith("ValueError: not a dense layer of this tape"), line
 
 
-# ----------------------------------------------------------------------------- a second hostile try
+# -------------------------------- frozen weights, lying optimizers, ops of your own, planning time
 
 def test_fixed_weights_stay_fixed_in_the_tutorials_model_fused_or_not():
     out = run("""
@@ -681,7 +681,7 @@ def test_a_huber_root_predicts_its_prediction_without_the_target():
     assert out == ["True"]
 
 
-# ----------------------------------------------------------------------------- a third hostile try
+# ----------------------------------- optimizer state, ops of your own, threads and the GIL, memory
 
 def test_the_optimizer_state_handed_out_is_a_copy_and_state_set_must_fit_the_graph():
     out = run("""
@@ -892,7 +892,7 @@ def test_freezing_and_unfreezing_between_fits_keeps_memory_flat():
     assert int(n_weights) == 193 and float(grown_mb) < 1.0, out  # kept forever: 10 MB
 
 
-# ----------------------------------------------------------------------------- a fourth hostile try
+# ----------------------------- failing derivatives, dropped tapes, pickles mid-call, planning time
 
 def test_the_fused_step_built_by_hand_refuses_arrays_of_other_lengths():
     out = run("""
@@ -1136,7 +1136,7 @@ def test_planning_a_chain_of_small_layers_read_early_is_linear():
     assert large < 4 * small + 2e-5, out  # 33,000 nodes used to take 48 s: 0.02 s now
 
 
-# ----------------------------------------------------------------------------- a fifth hostile try
+# --------------------------------------- finalisers, threads of ops of your own, Ctrl-C in predict
 
 def test_a_finaliser_that_runs_a_node_while_its_tape_is_kept_does_not_deadlock():
     out = run("""

@@ -77,7 +77,7 @@ def test_numeric_values_become_floats(lib, given, stored):
 
 
 @LIBS
-def test_unary_and_binary_classes_take_the_seed_names(lib):
+def test_unary_and_binary_classes_take_the_tutorials_names(lib):
     x, y = lib.Node(Value=0.5), lib.Node(Value=0.25)
     for name in BINARY:
         node = getattr(lib, name)(Papa=x, Mama=y)

@@ -286,7 +286,7 @@ def test_pubg_progress_line(capsys):
 
 # ----------------------------------------------------------------------------- long chains
 
-def test_seed_classes_fail_on_a_long_chain():
+def test_the_tutorials_classes_fail_on_a_long_chain():
     """What ourdl fixes: the tutorial recurses once per node, so 1,500 nodes are too many."""
     c = Node(Value=1.0)
     n = Node(Value=0.5, Flag=1)
