@@ -141,6 +141,35 @@ ROWS = [
         "2-16-16-1 MLP，每个样本：ourdl"),
     row("mlp per sample micrograd", "micrograd", "micrograd",
         ("mlp per sample micrograd", "mlp per sample ourdl", "{r} slower", "慢 {r}")),
+    head("Digits (8x8, 1,347 training images): MLP 64-32-10 tanh, softmax cross-entropy, "
+         "per-sample SGD, time per sample",
+         "手写数字（8x8，1,347 张训练图片）：MLP 64-32-10 tanh，softmax 交叉熵，逐样本 SGD，每个样本的用时"),
+    row("digits mlp 64-32-10 ourdl", "`Tape.fit` (fused layers)", "`Tape.fit`（融合层）"),
+    row("digits mlp 64-32-10 jax", "JAX `jit` + `lax.scan`, float64", "JAX `jit` + `lax.scan`，float64",
+        ("digits mlp 64-32-10 ourdl", "digits mlp 64-32-10 jax", "ourdl takes {r}",
+         "ourdl 用时为它的 {r}"), key="digits mlp / jax"),
+    row("digits mlp 64-32-10 ourdl unfused", "ourdl with `fuse=False`", "ourdl 加 `fuse=False`",
+        ("digits mlp 64-32-10 ourdl unfused", "digits mlp 64-32-10 ourdl", "{r} slower", "慢 {r}")),
+    row("digits mlp 64-32-10 torch eager", "PyTorch eager (1 thread)", "PyTorch eager（单线程）",
+        ("digits mlp 64-32-10 torch eager", "digits mlp 64-32-10 ourdl", "{r} slower", "慢 {r}"),
+        key="digits mlp torch / ourdl"),
+    head("Digits CNN (conv 1->8 3x3 + relu, max-pool 2, dense 128->10), time per sample",
+         "手写数字 CNN（卷积 1->8 3x3 + relu，最大池化 2，全连接层 128->10），每个样本的用时"),
+    row("digits cnn ourdl", "`Tape.fit` (fused convolution and dense layer)",
+        "`Tape.fit`（融合的卷积层和全连接层）"),
+    row("digits cnn jax", "JAX `jit` + `lax.scan`, float64", "JAX `jit` + `lax.scan`，float64",
+        ("digits cnn ourdl", "digits cnn jax", "ourdl takes {r}", "ourdl 用时为它的 {r}"),
+        key="digits cnn / jax"),
+    row("digits cnn ourdl unfused", "ourdl with `fuse=False`", "ourdl 加 `fuse=False`",
+        ("digits cnn ourdl unfused", "digits cnn ourdl", "{r} slower", "慢 {r}")),
+    row("digits cnn torch eager", "PyTorch eager (1 thread)", "PyTorch eager（单线程）",
+        ("digits cnn torch eager", "digits cnn ourdl", "{r} slower", "慢 {r}"),
+        key="digits cnn torch / ourdl"),
+    head("A sweep of 12 PUBG models (`examples/sweep.py`, 200,000 rows)",
+         "12 个 PUBG 模型的参数搜索（`examples/sweep.py`，200,000 行）"),
+    row("sweep, 1 process(es)", "one local process", "一个本地进程"),
+    row("sweep, 2 process(es)", "two local processes (joblib)", "两个本地进程（joblib）",
+        ("sweep, 1 process(es)", "sweep, 2 process(es)", "{r} faster", "快 {r}")),
     head("`ourdl pubg` and its data", "`ourdl pubg` 及其数据"),
     row("pubg synthesize", "synthesizing the default 1,500,000 + 500,000 rows",
         "合成默认的 150 万 + 50 万行"),
@@ -292,7 +321,25 @@ def table(run, seen, lang):
                 ratio = r["ratio"][2 if lang == "en" else 3].format(r=times(top / bottom, lang))
         lines.append(f"| {what} | {' / '.join(seconds(v) for v in shown)} | {ratio} | "
                      f"{range_seen(r.get('key'), this_run, current, seen, lang)} |")
+    accuracy = infos.get("digits accuracy")
+    if accuracy:
+        scores = [f"{label} {accuracy[key]:.3f}" for key, label in ACCURACY[lang]["scores"]
+                  if key in accuracy]
+        lines += ["", ACCURACY[lang]["line"].format(scores=("，" if lang == "zh" else ", ").join(scores))]
     return "\n".join(lines)
+
+
+# What benchmarks/bench_digits.py records of held-out accuracy (not a speed) in the same run.
+ACCURACY = {
+    "en": {"line": "Held-out accuracy on the digits (25%, stratified) in the same run: {scores}.",
+           "scores": [("cnn (ourdl)", "the CNN"),
+                      ("ourdl.Classifier(hidden=(32,))", "`ourdl.Classifier(hidden=(32,))`"),
+                      ("sklearn MLPClassifier(32,)", "scikit-learn's `MLPClassifier((32,))`")]},
+    "zh": {"line": "同一次运行中，手写数字验证集（25%，分层抽样）上的准确率：{scores}。",
+           "scores": [("cnn (ourdl)", "CNN"),
+                      ("ourdl.Classifier(hidden=(32,))", "`ourdl.Classifier(hidden=(32,))`"),
+                      ("sklearn MLPClassifier(32,)", "scikit-learn 的 `MLPClassifier((32,))`")]},
+}
 
 
 def range_seen(key, this_run, current, seen, lang):
