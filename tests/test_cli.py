@@ -286,8 +286,8 @@ def test_epochs_0_says_at_least_1(workdir, capsys):
     for argv, message in ((["--lr", "0"], "argument --lr: must be a positive number, not 0.0"),
                           (["--max-memory", "-1"], "argument --max-memory: must be a positive "
                                                    "number, not -1.0"),
-                          (["--holdout", "1"], "argument --holdout: must be at least 0 and "
-                                               "below 1, not 1.0")):
+                          (["--holdout", "1"], "argument --holdout: must be a number from 0 "
+                                               "up to (not including) 1, not 1.0")):
         code, out, err = run(capsys, *argv)
         assert code == 2 and err.splitlines()[-1] == f"ourdl pubg: error: {message}", argv
 
@@ -368,11 +368,12 @@ def test_the_application_runs_from_python_as_the_command_does(workdir, capsys):
     report = app.run(app.Options(rows=3000, out=workdir / "mine.csv", epochs=2), said.append)
     assert report.lines == said and said[4].startswith("epoch 2/2: training loss")
     assert report.held_out_mae < report.baseline_mae
+    assert len(report.held_out_curve) == 2 and report.held_out_curve[-1] == report.held_out_mae
     assert pd.read_csv(workdir / "mine.csv")["team_placement"].tolist() == \
         report.placements.tolist()
     code, out, _ = run(capsys, "--rows", "3000", "--epochs", "2", "--out", "mine.csv")
     def untimed(lines):
-        return [re.sub(r"\(.* s, .*\)$", "", line) for line in lines[:-2]]
+        return [re.sub(r"\([\d.]+ s, [\d,]+ samples/s\)", "", line) for line in lines[:-2]]
     assert code == 0 and untimed(out.splitlines()) == untimed(said)  # the same report
     with pytest.raises(app.OptionsError, match="--test without --train"):
         app.run(app.Options(test=workdir / "mine.csv"))

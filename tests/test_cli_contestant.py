@@ -96,15 +96,29 @@ def test_plot_writes_the_format_its_extension_names(workdir, capsys, name, start
     assert (workdir / name).read_bytes().startswith(start)
 
 
-def test_the_figure_shows_zero_the_diagonal_and_the_error():
+def test_the_figure_shows_zero_the_diagonal_the_error_and_the_held_out_curve():
     history = [ourdl.EpochStats(1, 0.02, 1.0, 1.0), ourdl.EpochStats(2, 0.015, 1.0, 1.0)]
     truth, guesses = np.array([1, 5, 9]), np.array([2, 5, 7])
-    loss_axes, placement_axes, _ = app.figure(history, truth, guesses, 5.0).axes
-    assert loss_axes.get_ylim()[0] == 0
+    loss_axes, placement_axes, mae_axes, _ = app.figure(history, [1.5, 1.0], truth, guesses,
+                                                        5.0).axes
+    assert loss_axes.get_ylim()[0] == 0 and mae_axes.get_ylim()[0] == 0
+    assert mae_axes.get_lines()[0].get_ydata().tolist() == [1.5, 1.0]
+    assert [t.get_text() for t in loss_axes.get_legend().get_texts()] == [
+        "training loss", "held-out MAE"]
     assert [text.get_text() for text in placement_axes.get_legend().get_texts()] == [
         "perfect prediction"]
     assert "MAE 1.00 placements" in placement_axes.get_title()
     assert "training mean: 2.67" in placement_axes.get_title()
+    assert len(app.figure(history, [], truth, guesses, 5.0).axes) == 3  # no held-out: no curve
+
+
+def test_the_held_out_mae_is_said_after_every_epoch_and_ends_as_the_final_one(workdir, capsys):
+    code, out, _ = run(capsys, "--rows", "3000", "--epochs", "3", "--shuffle")
+    assert code == 0
+    curve = [float(line.rsplit("held-out MAE ", 1)[1]) for line in out.splitlines()
+             if line.startswith("epoch ")]
+    final = float(out.split("held-out MAE: ", 1)[1].split()[0])
+    assert len(curve) == 3 and curve[-1] == round(final, 3)
 
 
 def test_help_speaks_to_a_contestant_and_version(capsys):

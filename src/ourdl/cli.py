@@ -129,8 +129,8 @@ def _checked(check, kind=int, description="a whole number", **limits):
     return parse
 
 
-_count = _checked(_checks.count)
-_seed = _checked(_checks.count, least=0)
+_count = _checked(_checks.count, most=_checks.LARGEST_COUNT)
+_seed = _checked(_checks.count, least=0, most=_checks.LARGEST_COUNT)
 _rows = _checked(_checks.count, most=LARGEST_ROWS)
 _layer = _checked(_checks.count, most=LARGEST_LAYER)
 _positive_number = _checked(_checks.positive_number, float, "a number")

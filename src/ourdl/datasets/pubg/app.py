@@ -82,11 +82,12 @@ class Options:
 class Report:
     """What a run found and did: the lines said, the placements written, and the held-out
     mean absolute error of the model and of always predicting the training mean (None
-    without held-out matches or training)."""
+    without held-out matches or training), and the model's after each epoch."""
     lines: list
     placements: np.ndarray
     held_out_mae: float | None = None
     baseline_mae: float | None = None
+    held_out_curve: list = dataclasses.field(default_factory=list)  # the MAE after each epoch
 
 
 class OptionsError(ValueError):
@@ -130,18 +131,22 @@ def run(options: Options, say=None) -> Report:
 
     model = _model(options)
     features, target = data[:, :-1], data[:, -1]
+    truth = held_out[TARGET].to_numpy()
+    guesses = np.empty(0, dtype=np.int64)
+    report = Report(lines, None)
     for epoch in range(1, options.epochs + 1):
         # One epoch per call, so each line is said as its epoch ends; the model's own
         # generator carries the shuffling on, as fit(epochs=N) would.
         stats = model.partial_fit(features, target).history_[-1]
-        tell(f"epoch {epoch}/{options.epochs}: training loss {stats.loss:.6g} "
-             f"({stats.seconds:.3f} s, {stats.samples_per_second:,.0f} samples/s)")
+        line = (f"epoch {epoch}/{options.epochs}: training loss {stats.loss:.6g} "
+                f"({stats.seconds:.3f} s, {stats.samples_per_second:,.0f} samples/s)")
+        if len(held_out):  # the held-out error after every epoch: how training is going
+            guesses = placements(model.predict, held_out, maxima, means)
+            report.held_out_curve.append(float(abs(guesses - truth).mean()))
+            line += f", held-out MAE {report.held_out_curve[-1]:.3f}"
+        tell(line)
 
-    truth = held_out[TARGET].to_numpy()
-    guesses = (placements(model.predict, held_out, maxima, means) if len(held_out)
-               else np.empty(0, dtype=np.int64))
     baseline = training_matches[TARGET].mean()
-    report = Report(lines, None)
     if len(held_out):
         report.held_out_mae = float(abs(guesses - truth).mean())
         report.baseline_mae = float(abs(baseline - truth).mean())
@@ -159,8 +164,8 @@ def run(options: Options, say=None) -> Report:
              f"{' -> '.join(map(str, sizes))} network")
 
     report.placements = placements(model.predict, test, maxima, means)
-    picture = (_render_plot(model.history_, truth, guesses, baseline, options.plot)
-               if options.plot else None)
+    picture = (_render_plot(model.history_, report.held_out_curve, truth, guesses, baseline,
+                            options.plot) if options.plot else None)
     kept = ((options.save_model, model.tape_.root, model.inputs_, maxima, means)
             if options.save_model else None)
     _write_outputs(report.placements, options.out, picture, options.plot, kept)
@@ -409,16 +414,18 @@ def plot_format(path) -> str:
 
 # --- the outputs ------------------------------------------------------------------------------
 
-def _render_plot(history, truth, guesses, baseline, path) -> bytes:
+def _render_plot(history, curve, truth, guesses, baseline, path) -> bytes:
     """The picture in the format path's extension names, rendered in memory so that a
     plotting failure writes nothing."""
     buffer = io.BytesIO()
-    figure(history, truth, guesses, baseline).savefig(buffer, format=plot_format(path), dpi=100)
+    figure(history, curve, truth, guesses, baseline).savefig(buffer, format=plot_format(path),
+                                                             dpi=100)
     return buffer.getvalue()
 
 
-def figure(history, truth, guesses, baseline):
-    """The training loss per epoch, and predicted vs true placement on the held-out rows."""
+def figure(history, curve, truth, guesses, baseline):
+    """The training loss and the held-out MAE (curve) per epoch, and predicted vs true
+    placement on the held-out rows."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -426,12 +433,18 @@ def figure(history, truth, guesses, baseline):
     loss_axes, placement_axes = drawing.subplots(1, 2)
     epochs = range(1, len(history) + 1)
     losses = [stats.loss for stats in history]
-    loss_axes.plot(epochs, losses, marker="o")
+    loss_axes.plot(epochs, losses, marker="o", label="training loss")
     loss_axes.set_xlim(0.5, len(history) + 0.5)
     loss_axes.set_ylim(0, 1.1 * max(losses))  # from zero, so that a drop reads at its true size
     loss_axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     title = "Training loss" if len(history) > 1 else "Training loss (--epochs N for a curve)"
     loss_axes.set(title=title, xlabel="epoch", ylabel="mean squared error (normalized placement)")
+    if curve:  # in placements, on an axis of its own
+        mae_axes = loss_axes.twinx()
+        mae_axes.plot(epochs, curve, marker="s", color="tab:orange", label="held-out MAE")
+        mae_axes.set_ylim(0, 1.1 * max(curve))
+        mae_axes.set_ylabel("held-out MAE (placements)")
+        loss_axes.legend(handles=loss_axes.get_lines() + mae_axes.get_lines(), loc="upper right")
     if len(truth):
         cells = placement_axes.hexbin(truth, guesses, gridsize=HEXBIN_GRID, bins="log", mincnt=1)
         drawing.colorbar(cells, ax=placement_axes, label="players")
