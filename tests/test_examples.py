@@ -119,6 +119,7 @@ def test_tutorial_pubg_example_trains_and_writes_a_submission(tmp_path):
     ("Softplus", ["0.114506"]),
     ("loss = MSENode(MulNode(x, w), y)", ["1.4998"]),
     ("ourdl.Regressor(hidden=(16, 16)", ["True"]),
+    ("validation=data[:2_000]", ["6"]),
 ])
 def test_readme_blocks_print_what_their_comments_say(readme, marker, expected, capsys):
     block = next(b for b in BLOCKS[readme] if marker in b)

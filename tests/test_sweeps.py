@@ -88,6 +88,25 @@ def test_a_grid_search_on_a_dask_cluster_equals_the_sequential_one_and_runs_in_i
     assert ran_in and ran_in <= workers
 
 
+def test_a_classifier_search_on_a_dask_cluster_equals_the_sequential_one(cluster):
+    import joblib
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    grid = {"hidden": [(), (4,)], "lr": [0.01, 0.03]}
+
+    def search():
+        return GridSearchCV(ourdl.Classifier(epochs=5, tol=None, seed=1), grid,
+                            cv=KFold(3, shuffle=True, random_state=0)).fit(X / 8.0, y)
+    with joblib.parallel_config(backend="dask"):
+        on_dask = search()
+    sequential = search()
+    assert on_dask.cv_results_["mean_test_score"].tobytes() == \
+        sequential.cv_results_["mean_test_score"].tobytes()
+    assert on_dask.best_estimator_.predict_proba(X / 8.0).tobytes() == \
+        sequential.best_estimator_.predict_proba(X / 8.0).tobytes()
+
+
 def test_the_sweep_example_runs_on_a_dask_scheduler_with_the_same_table(cluster):
     local, _ = cluster
     sweep = example("sweep")
