@@ -444,7 +444,8 @@ def figure(history, curve, truth, guesses, baseline):
         mae_axes.plot(epochs, curve, marker="s", color="tab:orange", label="held-out MAE")
         mae_axes.set_ylim(0, 1.1 * max(curve))
         mae_axes.set_ylabel("held-out MAE (placements)")
-        loss_axes.legend(handles=loss_axes.get_lines() + mae_axes.get_lines(), loc="upper right")
+        loss_axes.legend(handles=loss_axes.get_lines() + mae_axes.get_lines(), loc="lower left")
+        loss_axes.set_title(title.replace("Training loss", "Training loss and held-out MAE"))
     if len(truth):
         cells = placement_axes.hexbin(truth, guesses, gridsize=HEXBIN_GRID, bins="log", mincnt=1)
         drawing.colorbar(cells, ax=placement_axes, label="players")
