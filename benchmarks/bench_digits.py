@@ -139,6 +139,25 @@ def test_ourdl_fit_unfused(benchmark, record, model, data):
     record(f"digits {m.name} ourdl unfused", 1.0 / len(rows), f"per sample, {len(rows):,} images")
 
 
+def test_bare_loop(benchmark, record, model, data):
+    """The floor: ourdl's operations for the MLP in a bare numba loop, nothing else."""
+    if model.name != "mlp 64-32-10":
+        pytest.skip("the bare loop is written for the MLP")
+    bare_loops = pytest.importorskip("bare_loops", reason="numba is not installed")
+    m = model
+    benchmark.group = f"digits {m.name} per-sample SGD"
+
+    def fresh(rows):
+        return (rows,) + tuple(a.copy() for a in m.start_arrays) + (LR,)
+    check = m.rows(data[0][:CHECK_ROWS], data[2][:CHECK_ROWS])
+    assert_agree(bare_loops.bare_digits_mlp_epoch(*fresh(check)), m.checked, "bare loop")
+    rows = np.tile(m.rows(data[0], data[2]), (REPEATS, 1))
+    benchmark.pedantic(bare_loops.bare_digits_mlp_epoch, setup=lambda: (fresh(rows), {}),
+                       rounds=3)
+    record(f"digits {m.name} bare loop", 1.0 / len(rows),
+           f"per sample, {REPEATS} epochs of {len(rows) // REPEATS:,} images")
+
+
 # -------------------------------------------------------------------------------------- JAX
 @pytest.fixture(scope="module")
 def jax_fit():
