@@ -18,6 +18,8 @@ import ourdl
 from ourdl import nn
 from ourdl import reference as ref
 
+from helpers import mirror
+
 ACTIVATIONS = [None, "tanh", "relu", "sigmoid"]
 ACT_NODE = {"tanh": "TanhNode", "relu": "ReluNode", "sigmoid": "SigmoidNode"}
 DEVIATIONS = [None, None, "weight read elsewhere", "pixel read elsewhere", "output read twice"]
@@ -195,16 +197,6 @@ def test_predict_and_passes_fused_equal_unfused_bit_for_bit(spec):
         tape.forward()
         tape.backward()
     assert state(froot) == state(proot)
-
-
-def mirror(root, M):
-    """The same graph built from module M's classes, with the same values, flags and lrs."""
-    made = {}
-    for node in ourdl.topological_order(root):
-        cls = getattr(M, type(node).__name__)
-        parents = [made[id(p)] for p in (node.Papa, node.Mama) if p is not None]
-        made[id(node)] = cls(*parents, Value=node.value, Flag=node.Flag, lr=node.lr)
-    return made
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -216,15 +216,8 @@ def _plan(opcodes, papa, mama, flags, fed):
                     bias=bias, activation=act, out=out,
                     nodes=inner | {t[1] for t in terms} | ({bias} if bias is not None else set()))
 
-    units, used = [], set()
     candidates = np.flatnonzero(np.isin(op_a, list(ACTIVATIONS | {ADD, MUL})))
-    for out in candidates[::-1].tolist():  # a unit's output comes after its other nodes
-        if out in used:
-            continue
-        found = unit(out)
-        if found is not None:
-            units.append(found)
-            used |= found["nodes"]
+    units = _units(candidates[::-1].tolist(), set(), unit)
 
     groups = {}
     for u in reversed(units):
@@ -242,6 +235,17 @@ def _plan(opcodes, papa, mama, flags, fed):
         found = _in_tape_order(_never_waited_for(layers, op_a, papa_a, mama_a, binary),
                                op_a, papa_a, mama_a, binary)
     return found
+
+
+def _units(candidates, used, unit):
+    """unit(out) for each candidate output, latest in the tape first (a unit's output comes
+    after its other nodes), skipping nodes that an earlier unit took; used grows with them."""
+    units = []
+    for out in candidates:
+        if out not in used and (found := unit(out)) is not None:
+            units.append(found)
+            used |= found["nodes"]
+    return units
 
 
 class _Walk:
@@ -507,14 +511,7 @@ def _shared_layers(candidates, used, ops, papa, mama, flags, fed, n_children, ch
         return dict(out=out, terms=terms, products=products, bias=bias, bias_add=bias_add,
                     activation=act, nodes=inner)
 
-    units = []
-    for out in candidates:  # latest first: a unit's output comes after its other nodes
-        if out in used or ops[out] == MUL:
-            continue
-        found = unit(out)
-        if found is not None:
-            units.append(found)
-            used |= found["nodes"]
+    units = _units([out for out in candidates if ops[out] != MUL], used, unit)
 
     # Units sharing a weight or an input belong together (union-find over what they read):
     # a convolution's output channels share its inputs, its positions share its weights.
