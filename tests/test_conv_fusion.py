@@ -1,9 +1,10 @@
 """Fused convolutions change no bit: fused and unfused tapes, and the reference, agree exactly.
 
 Random small CNNs (1-4 channels, kernels 1-4, strides 1-2, padding 0-1, odd image sizes,
-one or two convolutions, with or without pooling, every activation, with and without biases,
+one or two convolutions, every activation, with and without biases,
 built by ``nn.Conv2d`` or wired by hand in either operand order) end in a softmax
-cross-entropy head. Deviations are mixed in (a convolution weight or an input pixel read
+cross-entropy head, with max-pooling by chains of MaxNodes (side by side or overlapping) or
+by a tree of them. Deviations are mixed in (a convolution weight or an input pixel read
 elsewhere too, an output read twice). Each network is trained and run twice, once with the
 fused kernels and once with the general passes, and every node must end bit for bit equal.
 """
@@ -22,7 +23,8 @@ from helpers import mirror
 
 ACTIVATIONS = [None, "tanh", "relu", "sigmoid"]
 ACT_NODE = {"tanh": "TanhNode", "relu": "ReluNode", "sigmoid": "SigmoidNode"}
-DEVIATIONS = [None, None, "weight read elsewhere", "pixel read elsewhere", "output read twice"]
+DEVIATIONS = [None, None, "weight read elsewhere", "pixel read elsewhere", "output read twice",
+              "pooled feature read elsewhere"]
 
 
 def bits(x):
@@ -91,11 +93,16 @@ def network(spec, M=ourdl):
     if spec["second"] and len(features[0]) >= 2 and len(features[0][0]) >= 2:
         features, more = conv(M, spec, features, 2, 2, 1, 0, "tanh", rng, 1)
         params += more
+    convolved = features
     if spec["pool"] and len(features[0]) >= 2 and len(features[0][0]) >= 2:
-        features = [[[M.MaxNode(M.MaxNode(plane[i][j], plane[i][j + 1]),
-                                M.MaxNode(plane[i + 1][j], plane[i + 1][j + 1]))
-                      for j in range(0, len(plane[0]) - 1, 2)]
-                     for i in range(0, len(plane) - 1, 2)] for plane in features]
+        if spec["pool"] == "tree":  # not a chain: the general passes run it
+            features = [[[M.MaxNode(M.MaxNode(plane[i][j], plane[i][j + 1]),
+                                    M.MaxNode(plane[i + 1][j], plane[i + 1][j + 1]))
+                          for j in range(0, len(plane[0]) - 1, 2)]
+                         for i in range(0, len(plane) - 1, 2)] for plane in features]
+        else:  # chains of MaxNodes, side by side or overlapping
+            features = nn.MaxPool2d(2, stride=1 if spec["pool"] == "overlapping" else None)(
+                features)
     flat = [x for plane in features for line in plane for x in line]
     classes = 3
     logits = []
@@ -122,6 +129,8 @@ def network(spec, M=ourdl):
         loss = M.AddNode(loss, M.MulNode(pixels[0][0][0], M.Node(Value=0.1, Flag=1)))
     elif deviation == "output read twice":
         loss = M.AddNode(loss, M.MulNode(flat[0], flat[-1]))
+    elif deviation == "pooled feature read elsewhere":
+        loss = M.AddNode(loss, M.MulNode(convolved[0][0][0], M.Node(Value=0.1)))
     in_graph = {id(node) for node in ourdl.topological_order(loss)} if M is ourdl else None
     inputs = [x for plane in pixels for line in plane for x in line
               if in_graph is None or id(x) in in_graph]  # a stride may skip some pixels
@@ -140,7 +149,7 @@ specs = st.fixed_dictionaries({
     "swap_mul": st.booleans(),
     "swap_add": st.booleans(),
     "second": st.booleans(),
-    "pool": st.booleans(),
+    "pool": st.sampled_from([None, "tree", "chains", "overlapping"]),
     "deviation": st.sampled_from(DEVIATIONS),
     "seed": st.integers(0, 2**16),
 }).filter(lambda s: s["kernel"] <= min(s["image"][1:]) + 2 * s["padding"])
@@ -164,7 +173,7 @@ def twins(spec):
 
 
 def shared_layers(tape, inputs):
-    return [layer for layer in tape.layers(inputs) if hasattr(layer, "terms")]
+    return [layer for layer in tape.layers(inputs) if layer.kind == "shared"]
 
 
 @settings(settings.get_profile("conv fusion"))
@@ -203,7 +212,7 @@ def test_predict_and_passes_fused_equal_unfused_bit_for_bit(spec):
 def test_a_fused_cnn_epoch_equals_the_reference_loop_bit_for_bit(seed):
     spec = dict(image=(2, 5, 6), out=3, kernel=3, stride=1, padding=1, act="relu", bias=True,
                 by_nn=seed % 2 == 0, swap_mul=seed == 1, swap_add=seed == 3, second=seed >= 2,
-                pool=True, deviation=None, seed=seed)
+                pool=["chains", "overlapping", "tree", "chains"][seed], deviation=None, seed=seed)
     root, inputs = network(spec)
     copy = mirror(root, ref)
     tape = ourdl.compile(root)
@@ -220,16 +229,24 @@ def test_a_fused_cnn_epoch_equals_the_reference_loop_bit_for_bit(seed):
                             bits(n.Mama_grad)) for n in ref.topological_order(ref_root)]
 
 
-def test_conv2d_runs_as_one_kernel_and_deviations_fall_back():
+def test_conv2d_and_max_pooling_run_as_kernels_and_deviations_fall_back():
     spec = dict(image=(1, 8, 8), out=8, kernel=3, stride=1, padding=1, act="relu", bias=True,
-                by_nn=True, swap_mul=False, swap_add=False, second=False, pool=True,
+                by_nn=True, swap_mul=False, swap_add=False, second=False, pool="chains",
                 deviation=None, seed=0)
     root, inputs = network(spec)
     kernels = ourdl.compile(root).kernels
     assert kernels[0].startswith("shared weights: 512 units of 7 terms over 64 inputs and "
                                  "72 weights + bias, relu"), kernels
+    assert kernels[1].startswith("max-pooling: 128 windows of 4 over 512 inputs"), kernels
+    root, inputs = network({**spec, "pool": "overlapping"})
+    assert "max-pooling: 392 windows of 4 over 512 inputs" in " ".join(
+        ourdl.compile(root).kernels)
     for deviation in ("weight read elsewhere", "pixel read elsewhere"):
         root, inputs = network({**spec, "deviation": deviation})
         assert not shared_layers(ourdl.compile(root), inputs)
+    root, inputs = network({**spec, "deviation": "pooled feature read elsewhere"})
+    layers = ourdl.compile(root).layers(inputs)  # the window that reads it alone falls back
+    assert [layer.kind for layer in layers] == ["shared", "max", "dense"]
+    assert len(layers[1].outputs) == 127
     root, inputs = network({**spec, "deviation": "output read twice"})
     assert shared_layers(ourdl.compile(root), inputs)  # an output may have many readers

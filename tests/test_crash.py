@@ -967,6 +967,46 @@ def test_a_layer_of_shared_weights_changed_by_a_planner_cannot_reach_the_fused_l
         assert predict.startswith("ValueError: not a layer of shared weights"), line
 
 
+def test_a_layer_of_max_pooling_changed_by_a_planner_cannot_reach_the_fused_loops():
+    out = run("""
+        from ourdl import nn, _fusion
+        pixels = [[[Node() for _ in range(6)] for _ in range(6)]]
+        features = nn.flatten(nn.MaxPool2d(2)(pixels))
+        y = Node()
+        loss = MSENode(nn.Linear(len(features), 1, seed=1)(features)[0], y)
+        inputs = nn.flatten(pixels) + [y]
+        made, real = [], _fusion.plan
+        def plan(*args):
+            made.append(real(*args))
+            return made[-1]
+        _fusion.plan = plan
+        tape = ourdl.compile(loss)
+        data = np.random.default_rng(0).random((4, 37))
+        print(len(tape.fit(data, inputs)))
+        pool = next(layer for layer in made[-1][0] if layer.kind == "max")
+        good = {name: getattr(pool, name) for name in ("terms", "ends", "back", "outputs")}
+        lies = [("terms", good["terms"][:-1] + [10**7]),
+                ("terms", good["terms"][:-1] + [-1]),
+                ("terms", [float(t) for t in good["terms"]]),
+                ("ends", good["ends"][:-1] + [good["ends"][-1] + 3]),
+                ("ends", [1] + good["ends"][1:]),
+                ("ends", good["ends"][::-1]),
+                ("back", good["back"][:-1] + [good["back"][0]]),
+                ("outputs", good["outputs"][:-1] + [10**9]),
+                ("kind", "shared")]
+        for name, lie in lies:
+            setattr(pool, name, lie)
+            print(raises(tape.fit, data, inputs), "|", raises(tape.predict, data, inputs))
+            setattr(pool, name, good.get(name, "max"))
+        print(len(tape.fit(data, inputs)))
+    """)
+    assert out[0] == "1" and out[-1] == "1" and len(out) == 11
+    for line in out[1:-1]:
+        fit, predict = line.split(" | ")
+        assert fit.startswith("ValueError: not a layer of "), line
+        assert predict.startswith("ValueError: not a layer of "), line
+
+
 def test_a_failing_derivative_leaves_the_parameters_as_they_were():
     out = run("""
         class Bad(ourdl.CustomNode):

@@ -67,3 +67,15 @@ cdef struct Shared:
     double* out                   # this row's outputs
     double* delta                 # this row's gradients at the sums
     Ordered weight_grads, input_grads, bias_grads
+
+
+# Windows of max-pooling as the row loop sees them: each a chain of MaxNodes over its elements.
+cdef struct MaxPool:
+    Py_ssize_t n_units
+    const Py_ssize_t* ends        # per window: where its elements end
+    const Py_ssize_t* x           # per element, window after window: its tape index
+    const Py_ssize_t* outputs     # per window: tape index of the top of its chain
+    bint in_grads                 # the inputs' gradients are needed
+    double* running               # per element: the chain's value once it is taken in
+    double* contrib               # per element: what it receives from its MaxNode this row
+    Ordered input_grads

@@ -1,6 +1,6 @@
 # The fused kernels: dense layers run as whole loops, general nodes between them one by one.
 
-from ourdl._dense cimport Dense, LinearLoss, Ordered, Shared
+from ourdl._dense cimport Dense, LinearLoss, MaxPool, Ordered, Shared
 from ourdl._optim cimport Optimizer
 from ourdl._passes cimport Data, Graph, RunStatus
 
@@ -9,8 +9,10 @@ cdef class Fused:
     cdef Py_ssize_t n_layers
     cdef Shared* shared             # the layers of shared weights
     cdef Py_ssize_t n_shared
-    cdef Py_ssize_t[::1] which      # the plan's layer k: dense layer which[k] if >= 0, else
-                                    # shared layer -1 - which[k]
+    cdef MaxPool* pools             # the layers of max-pooling
+    cdef Py_ssize_t n_pools
+    cdef Py_ssize_t[::1] kinds      # the plan's layer k is of kind kinds[k] (KIND_DENSE, ...),
+    cdef Py_ssize_t[::1] index      # number index[k] among the layers of that kind
     cdef list _arrays               # what the pointers in layers point into
     cdef Py_ssize_t[::1] steps      # >= 0: a general node's tape index; < 0: layer -1 - s
     cdef Py_ssize_t[::1] zeroed     # nodes whose gradient restarts at -0.0 each row
@@ -28,7 +30,7 @@ cdef class Fused:
     cdef Py_ssize_t[::1] offsets
     cdef double[::1] residuals
 
-    cdef int _plan_settling(self, list checked, list shared, op, inside) except -1
+    cdef int _plan_settling(self, list every, op, inside) except -1
     cdef int _find_linear(self, const int[::1] opcodes, const Py_ssize_t[::1] papa,
                           const Py_ssize_t[::1] mama, list checked, const Py_ssize_t[::1] slots,
                           Py_ssize_t column_step) except -1
@@ -39,6 +41,9 @@ cdef class Fused:
     cdef int _build_shared(self, Shared* S, layer, const int[::1] opcodes,
                            const unsigned char[::1] flags) except -1
     cdef int _build_sums(self, Ordered* S, targets, units, factors) except -1
+    cdef int _build_max(self, MaxPool* P, layer, const int[::1] opcodes,
+                        const unsigned char[::1] flags) except -1
+    cdef void run_forward(self, Py_ssize_t k, const Graph* G) noexcept nogil
     cdef void gather(self, const Graph* G) noexcept nogil
     cdef void scatter(self, const Graph* G, bint before=*) noexcept nogil
     cdef void forward_row(self, const Graph* G) noexcept nogil

@@ -1,6 +1,5 @@
-"""ourdl's fused kernels: a tape's dense layers (found by ourdl._fusion) each run as a few
-loops over contiguous weights, and the nodes between them run one by one as in the general
-passes.
+"""ourdl's fused kernels: a tape's layers (found by ourdl._fusion) each run as a few loops
+over contiguous arrays, and the nodes between them run one by one as in the general passes.
 
 A row is the tutorial's step: write the row into the input nodes, forward, backward, update.
 Forward runs the steps in tape order (a layer at the place of its last node), backward in
@@ -16,6 +15,12 @@ the reverse order. Each layer computes exactly what its nodes would, in the same
   bias ``delta[j]``, and input i the sum of ``delta[j]*w[i][j]`` over the units in the
   order the general pass would visit them (``fold``), from the weights before the update;
 - update: ``w = w - lr*grad`` as update_pass does (with a batch, ``lr*(sum/count)``).
+
+Two more kinds of layers run the same way, their parameters left in the tape's arrays for
+the general update: layers of shared weights (convolutions), each unit a chain of
+``x * w`` terms whose weights other units read too, and max-pooling, each window a chain of
+MaxNodes. Their gradient sums run rank after rank (``Ordered``): every target's terms in
+the order the general backward pass sends them, the targets side by side.
 """
 
 cimport cython
@@ -201,7 +206,46 @@ cdef inline void shared_backward(Shared* S, const double* v, double* g) noexcept
         ordered_sums(&S.input_grads, S.delta, v, g)
 
 
+cdef inline void max_forward(MaxPool* P, double* v) noexcept nogil:
+    """Each window's chain: the running maximum, ties to the chain (Papa), as MaxNode has it."""
+    cdef Py_ssize_t u, t = 0, end
+    cdef double top, element
+    for u in range(P.n_units):
+        end = P.ends[u]
+        top = v[P.x[t]]
+        P.running[t] = top
+        t += 1
+        while t < end:
+            element = v[P.x[t]]
+            top = top if top >= element else element
+            P.running[t] = top
+            t += 1
+        v[P.outputs[u]] = top
+
+
+cdef inline void max_backward(MaxPool* P, const double* v, double* g) noexcept nogil:
+    """Down each chain, as its MaxNodes' backward: the gradient goes on to the chain (Papa)
+    where it was at least the element, else to the element; the other gets 0.0. Then each
+    element's sum, in the order the general backward pass visits its MaxNodes."""
+    cdef Py_ssize_t u, t, start = 0, end
+    cdef double d
+    for u in range(P.n_units):
+        end = P.ends[u]
+        d = g[P.outputs[u]]
+        for t in range(end - 1, start, -1):
+            if P.running[t - 1] >= v[P.x[t]]:
+                P.contrib[t] = 0.0
+            else:
+                P.contrib[t] = d
+                d = 0.0
+        P.contrib[start] = d
+        start = end
+    if P.in_grads:
+        ordered_sums(&P.input_grads, P.contrib, v, g)
+
+
 CheckedLayer = namedtuple("CheckedLayer", "inputs outputs weights biases fold activation nodes")
+CheckedMax = namedtuple("CheckedMax", "inputs outputs x ends back nodes")
 CheckedShared = namedtuple("CheckedShared",
                            "inputs outputs x w ends biases back bias_back activation nodes")
 
@@ -276,9 +320,39 @@ def checked_shared(layer, Py_ssize_t n):
                          activation, nodes)
 
 
+def checked_max(layer, Py_ssize_t n):
+    """A MaxLayer's indices as arrays (a CheckedMax), checked as checked_layer checks a dense
+    layer's."""
+    try:
+        inputs, outputs = _index_array(layer.inputs), _index_array(layer.outputs)
+        x, ends, back = _index_array(layer.terms), _index_array(layer.ends), _index_array(layer.back)
+        nodes = np.sort(_index_array(list(layer.nodes)))
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        raise ValueError(f"not a layer of max-pooling of this tape of {n} nodes: "
+                         f"{reprlib.repr(layer)}") from None
+    n_units, n_terms = outputs.shape[0], x.shape[0]
+    if (n_units < 1 or ends.shape[0] != n_units or (np.diff(ends, prepend=0) < 2).any()
+            or ends[n_units - 1] != n_terms
+            or sorted(back.tolist()) != list(range(n_terms))
+            or any(a.size and (a.min() < 0 or a.max() >= n) for a in (inputs, outputs, x, nodes))
+            or not set(outputs.tolist()) <= set(nodes.tolist())
+            or set(x.tolist()) != set(inputs.tolist())):
+        raise ValueError(f"not a layer of max-pooling of this tape of {n} nodes: "
+                         f"{reprlib.repr(layer)}")
+    return CheckedMax(inputs, outputs, x, ends, back, nodes)
+
+
+cdef enum:  # the kinds of fused layers
+    KIND_DENSE
+    KIND_SHARED
+    KIND_MAX
+CHECKS = {"shared": (KIND_SHARED, checked_shared), "max": (KIND_MAX, checked_max)}
+
+
 def checked_any(layer, Py_ssize_t n):
-    """checked_shared for a layer of shared weights, else checked_layer."""
-    return checked_shared(layer, n) if hasattr(layer, "terms") else checked_layer(layer, n)
+    """(kind, checked layer) of a layer of any kind, by its ``kind`` (dense by default)."""
+    kind, check = CHECKS.get(getattr(layer, "kind", "dense"), (KIND_DENSE, checked_layer))
+    return kind, check(layer, n)
 
 
 def _array(values, dtype=np.float64):
@@ -289,7 +363,8 @@ def _array(values, dtype=np.float64):
 
 @cython.final
 cdef class Fused:
-    """A tape's training and prediction step with its dense layers fused.
+    """A tape's training and prediction step with its layers fused (dense layers, layers of
+    shared weights such as convolutions, max-pooling).
 
     ``Fused(tape arrays, layers, steps, batch_size, root_grad, slots, column_step)``: ``layers``
     and ``steps`` come from ``ourdl._fusion.plan``; the arrays are the tape's op codes,
@@ -308,19 +383,23 @@ cdef class Fused:
         if not (papa.shape[0] == mama.shape[0] == values.shape[0] == lrs.shape[0]
                 == flags.shape[0] == n >= 1):
             raise ValueError("the tape's arrays must have one entry per node, all of them")
-        every = [checked_any(layer, n) for layer in layers]
-        checked = [c for c in every if isinstance(c, CheckedLayer)]
-        shared = [c for c in every if isinstance(c, CheckedShared)]
+        kinds, every = zip(*[checked_any(layer, n) for layer in layers]) if layers else ((), ())
+        every = list(every)
+        by_kind = [[c for kind, c in zip(kinds, every) if kind == k]
+                   for k in (KIND_DENSE, KIND_SHARED, KIND_MAX)]
+        checked, shared, pools = by_kind
         op = np.asarray(opcodes)
         inside = np.zeros(n, dtype=np.bool_)
         for c in every:
             inside[c.nodes] = True
         self.layers = <Dense*>PyMem_Malloc(max(1, len(checked)) * sizeof(Dense))
         self.shared = <Shared*>PyMem_Malloc(max(1, len(shared)) * sizeof(Shared))
-        if self.layers == NULL or self.shared == NULL:
+        self.pools = <MaxPool*>PyMem_Malloc(max(1, len(pools)) * sizeof(MaxPool))
+        if self.layers == NULL or self.shared == NULL or self.pools == NULL:
             raise MemoryError("cannot allocate the fused layers")
         memset(self.layers, 0, max(1, len(checked)) * sizeof(Dense))
         memset(self.shared, 0, max(1, len(shared)) * sizeof(Shared))
+        memset(self.pools, 0, max(1, len(pools)) * sizeof(MaxPool))
         self._arrays = []
         values_a, lrs_a = np.asarray(values), np.asarray(lrs)
         for k, c in enumerate(checked):
@@ -329,10 +408,12 @@ cdef class Fused:
         for k, c in enumerate(shared):
             self._build_shared(&self.shared[k], c, opcodes, flags)
         self.n_shared = len(shared)
-        dense_k, shared_k = iter(range(len(checked))), iter(range(len(shared)))
-        self.which = _array([next(dense_k) if isinstance(c, CheckedLayer) else -1 - next(shared_k)
-                             for c in every], np.intp)
-        self._plan_settling(checked, shared, op, inside)
+        for k, c in enumerate(pools):
+            self._build_max(&self.pools[k], c, opcodes, flags)
+        self.n_pools = len(pools)
+        self.kinds = _array(kinds, np.intp)
+        self.index = _array([kinds[:k].count(kind) for k, kind in enumerate(kinds)], np.intp)
+        self._plan_settling(every, op, inside)
 
         # The steps, in forward order: op nodes outside the layers, and layers (-1 - k), each
         # once (prediction runs only those its output needs).
@@ -365,19 +446,19 @@ cdef class Fused:
             # tutorial's model
             self._find_linear(opcodes, papa, mama, checked, slots, column_step)
 
-    cdef int _plan_settling(self, list checked, list shared, op, inside) except -1:
+    cdef int _plan_settling(self, list every, op, inside) except -1:
         """What settle_last_update computes: the op nodes inside the layers, in tape order,
         and the gradients it starts again from -0.0 for that: every node of a layer but its
         outputs (whose gradients come from outside), and its inputs (whose gradients come
         from the layer alone)."""
         reset = inside.copy()
-        for c in checked + shared:
+        for c in every:
             reset[c.outputs] = False
-        for c in checked + shared:
+        for c in every:
             reset[c.inputs] = True
-        for c in shared:  # their weights and biases are read by the layer alone
-            reset[c.w] = True
-            reset[c.biases] = True
+            if isinstance(c, CheckedShared):  # its weights and biases are read by it alone
+                reset[c.w] = True
+                reset[c.biases] = True
         inner = np.flatnonzero(inside & (op != OP_LEAF))
         self.n_inner, self.n_reset = len(inner), np.count_nonzero(reset)
         self.inner = _array(inner, np.intp)
@@ -511,9 +592,23 @@ cdef class Fused:
         S.acc = self._doubles(np.zeros(S.n_targets))
         return 0
 
+    cdef int _build_max(self, MaxPool* P, layer, const int[::1] opcodes,
+                        const unsigned char[::1] flags) except -1:
+        """P from a CheckedMax."""
+        P.n_units = layer.outputs.shape[0]
+        P.ends = self._indices(layer.ends)
+        P.x = self._indices(layer.x)
+        P.outputs = self._indices(layer.outputs)
+        P.in_grads = any(opcodes[i] != OP_LEAF or flags[i] for i in layer.inputs)
+        P.running = self._doubles(np.zeros(layer.x.shape[0]))
+        P.contrib = self._doubles(np.zeros(layer.x.shape[0]))
+        self._build_sums(&P.input_grads, layer.x[layer.back], layer.back, None)
+        return 0
+
     def __dealloc__(self):
         PyMem_Free(self.layers)
         PyMem_Free(self.shared)
+        PyMem_Free(self.pools)
 
     cdef void gather(self, const Graph* G) noexcept nogil:
         """The parameters from the tape's values into the layers."""
@@ -540,18 +635,24 @@ cdef class Fused:
                 for i in range(L.n_out):
                     G.values[L.b_slots[i]] = L.b_before[i] if before else L.b[i]
 
+    cdef void run_forward(self, Py_ssize_t k, const Graph* G) noexcept nogil:
+        """The forward of the plan's layer k."""
+        cdef Py_ssize_t kind = self.kinds[k], i = self.index[k]
+        if kind == KIND_DENSE:
+            dense_forward(&self.layers[i], G.values)
+        elif kind == KIND_SHARED:
+            shared_forward(&self.shared[i], G.values)
+        else:
+            max_forward(&self.pools[i], G.values)
+
     cdef void forward_row(self, const Graph* G) noexcept nogil:
-        cdef Py_ssize_t q, s, k
+        cdef Py_ssize_t q, s
         for q in range(self.steps.shape[0]):
             s = self.steps[q]
             if s >= 0:
                 node_forward(G, s)
             else:
-                k = self.which[-1 - s]
-                if k >= 0:
-                    dense_forward(&self.layers[k], G.values)
-                else:
-                    shared_forward(&self.shared[-1 - k], G.values)
+                self.run_forward(-1 - s, G)
 
     cdef RunStatus train(self, const Graph* G, const Data* D, Optimizer* O, Py_ssize_t start,
                          Py_ssize_t stop, Py_ssize_t epoch_rows, double* loss_sum,
@@ -604,12 +705,12 @@ cdef class Fused:
                 s = steps[q]
                 if s >= 0:
                     node_backward(G, s)
+                elif self.kinds[-1 - s] == KIND_DENSE:
+                    ok = dense_backward(&self.layers[self.index[-1 - s]], g, one_row) and ok
+                elif self.kinds[-1 - s] == KIND_SHARED:
+                    shared_backward(&self.shared[self.index[-1 - s]], v, g)
                 else:
-                    k = self.which[-1 - s]
-                    if k >= 0:
-                        ok = dense_backward(&self.layers[k], g, one_row) and ok
-                    else:
-                        shared_backward(&self.shared[-1 - k], v, g)
+                    max_backward(&self.pools[self.index[-1 - s]], v, g)
             if G.aborted[0]:  # (a layer that stepped in its backward is taken back)
                 for k in range(self.n_layers):
                     if one_row:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ourdl._nodes import ARITY, OP_NAMES
 
-LEAF, ADD, MUL = OP_NAMES.index("leaf"), OP_NAMES.index("add"), OP_NAMES.index("mul")
+LEAF, ADD, MUL, MAX = (OP_NAMES.index(name) for name in ("leaf", "add", "mul", "max"))
 ACTIVATIONS = {OP_NAMES.index(name) for name in ("tanh", "relu", "sigmoid")}
 BINARY = {op for op, arity in enumerate(ARITY) if arity == 2}
 # Rounds of sorting out which steps wait for which layers before planning gives up waiting.
@@ -41,6 +41,7 @@ WAITING_ROUNDS = 8
 @dataclass
 class Layer:
     """One dense layer, as tape indices."""
+    kind = "dense"
     inputs: list          # the nodes it reads, in the chain's order
     outputs: list         # per unit: what it hands on (the activation, else the sum)
     weights: list         # [input][unit]
@@ -71,6 +72,7 @@ class SharedLayer:
     gradients they and the inputs receive are summed in the order the general backward pass
     visits the products (``back``, term indices) and the bias additions (``bias_back``, unit
     indices)."""
+    kind = "shared"
     inputs: list          # the nodes it reads, each once
     outputs: list         # per unit: what it hands on
     terms: list           # [(input, weight)], unit after unit
@@ -92,6 +94,31 @@ class SharedLayer:
         return (f"shared weights: {len(self.outputs)} units of {len(self.terms) // len(self.outputs)}"
                 f" terms over {len(self.inputs)} inputs and {weights} weights{bias}, {act} "
                 f"({len(self.nodes)} nodes from {min(self.nodes)} to {self.last})")
+
+
+@dataclass
+class MaxLayer:
+    """Windows of max-pooling (``ourdl.nn.MaxPool2d``, or the same chains by hand), as tape
+    indices: unit u is the chain ``max(max(max(x0, x1), x2), ...)`` over its elements
+    ``terms[ends[u - 1]:ends[u]]``, each MaxNode's Papa the chain so far and its Mama the next
+    element. An element's gradient is summed over the windows that read it in the order the
+    general backward pass visits their MaxNodes (``back``, term indices)."""
+    kind = "max"
+    inputs: list          # the nodes it reads, each once
+    outputs: list         # per unit: the top of its chain
+    terms: list           # the elements, unit after unit, each chain's order
+    ends: list            # per unit: where its elements end
+    back: list            # the terms in the order their gradients are summed
+    nodes: set = field(repr=False)  # its MaxNodes
+
+    @property
+    def last(self):
+        return max(self.nodes)
+
+    def describe(self):
+        return (f"max-pooling: {len(self.outputs)} windows of {len(self.terms) // len(self.outputs)}"
+                f" over {len(self.inputs)} inputs ({len(self.nodes)} nodes from "
+                f"{min(self.nodes)} to {self.last})")
 
 
 def plan(opcodes, papa, mama, flags, fed=()):
@@ -226,6 +253,9 @@ def _plan(opcodes, papa, mama, flags, fed):
     used = set().union(*(layer.nodes for layer in layers))
     layers += _shared_layers(candidates[::-1].tolist(), used, ops, papa, mama, flags, fed,
                              n_children, children)
+    used = set().union(used, *(layer.nodes for layer in layers))
+    layers += _max_layers(np.flatnonzero(op_a == MAX)[::-1].tolist(), used, ops, papa, mama,
+                          flags, n_children)
     if not layers:
         return [], []
     layers.sort(key=lambda layer: layer.last)
@@ -513,10 +543,17 @@ def _shared_layers(candidates, used, ops, papa, mama, flags, fed, n_children, ch
 
     units = _units([out for out in candidates if ops[out] != MUL], used, unit)
 
-    # Units sharing a weight or an input belong together (union-find over what they read):
-    # a convolution's output channels share its inputs, its positions share its weights.
-    group_of = {}
-    owner = list(range(len(units)))
+    # Units sharing a weight or an input belong together: a convolution's output channels
+    # share its inputs, its positions share its weights.
+    groups = _grouped(units, lambda u: [i for read in u["terms"] for i in read])
+    return [layer for group in groups
+            if len(group) > 1 and (layer := _shared_layer(group, n_children, ops))]
+
+
+def _grouped(units, reads):
+    """The units in groups: two units that read a node in common (reads(unit) lists what a
+    unit reads) are in the same group (union-find)."""
+    first_reader, owner = {}, list(range(len(units)))
 
     def root(k):
         while owner[k] != k:
@@ -524,17 +561,15 @@ def _shared_layers(candidates, used, ops, papa, mama, flags, fed, n_children, ch
             k = owner[k]
         return k
     for k, u in enumerate(units):
-        for read in u["terms"]:
-            for i in read:
-                if i in group_of:
-                    owner[root(k)] = root(group_of[i])
-                else:
-                    group_of[i] = k
+        for i in reads(u):
+            if i in first_reader:
+                owner[root(k)] = root(first_reader[i])
+            else:
+                first_reader[i] = k
     groups = {}
     for k in range(len(units)):
         groups.setdefault(root(k), []).append(units[k])
-    return [layer for group in groups.values()
-            if len(group) > 1 and (layer := _shared_layer(group, n_children, ops))]
+    return list(groups.values())
 
 
 def _shared_layer(units, n_children, ops):
@@ -571,5 +606,64 @@ def _shared_layer(units, n_children, ops):
         back=np.argsort(-np.asarray(products), kind="stable").tolist(),
         bias_back=(np.argsort(-np.asarray([u["bias_add"] for u in units]), kind="stable").tolist()
                    if has_bias else []),
+        nodes=nodes,
+    )
+
+
+def _max_layers(candidates, used, ops, papa, mama, flags, n_children):
+    """The MaxLayers among the nodes no other layer took: chains of MaxNodes, each reading
+    the chain so far as Papa and an element as Mama, grouped by the elements they share
+    (overlapping windows). A group is fused only if nothing outside it reads its elements or
+    its inner MaxNodes."""
+    def unit(out):
+        chain, i = [], out
+        while (ops[i] == MAX and i not in used and not flags[i]
+               and (i == out or n_children[i] == 1)):
+            chain.append(i)
+            i = papa[i]
+        if not chain:
+            return None
+        elements = [i] + [mama[c] for c in reversed(chain)]
+        if len(set(elements)) != len(elements) or set(elements) & set(chain):
+            return None
+        # The MaxNode that reads each element: the lowest reads two.
+        readers = [chain[-1]] + list(reversed(chain))
+        return dict(out=out, elements=elements, readers=readers, nodes=set(chain))
+
+    # Windows that share elements (overlapping windows) go together, and so do groups at the
+    # same depth (a pooling of a pooling's outputs is one deeper): one layer per depth.
+    groups = [g for g in _grouped(_units(candidates, used, unit), lambda u: u["elements"])
+              if _reads_alone(g, n_children)]
+    depth_of = {}  # a window's output -> its group's depth
+    layers = {}
+    for group in sorted(groups, key=lambda g: min(u["out"] for u in g)):
+        depth = 1 + max((depth_of.get(x, 0) for u in group for x in u["elements"]), default=0)
+        for u in group:
+            depth_of[u["out"]] = depth
+        layers.setdefault(depth, []).extend(group)
+    return [_max_layer(units) for units in layers.values() if len(units) > 1]
+
+
+def _reads_alone(units, n_children):
+    """Whether nothing outside these windows reads their elements or inner nodes."""
+    reads = {}
+    for u in units:
+        for x in u["elements"]:
+            reads[x] = reads.get(x, 0) + 1
+    nodes = set().union(*(u["nodes"] for u in units))
+    return all(n_children[x] == count for x, count in reads.items()) and not set(reads) & nodes
+
+
+def _max_layer(units):
+    units.sort(key=lambda u: u["out"])
+    reads = dict.fromkeys(x for u in units for x in u["elements"])
+    nodes = set().union(*(u["nodes"] for u in units))
+    readers = [m for u in units for m in u["readers"]]
+    return MaxLayer(
+        inputs=list(reads),
+        outputs=[u["out"] for u in units],
+        terms=[x for u in units for x in u["elements"]],
+        ends=np.cumsum([len(u["elements"]) for u in units]).tolist(),
+        back=np.argsort(-np.asarray(readers), kind="stable").tolist(),
         nodes=nodes,
     )

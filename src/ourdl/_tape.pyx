@@ -545,8 +545,10 @@ cdef class Tape:
         return i
 
     def layers(self, inputs=()):
-        """The dense layers that run as fused kernels when ``inputs`` are fed from data (a
-        layer's weights are never fed), as ``ourdl._fusion.Layer``s of tape indices."""
+        """The layers that run as fused kernels when ``inputs`` are fed from data (a layer's
+        weights are never fed), as ``ourdl._fusion`` layers of tape indices: ``Layer`` (dense),
+        ``SharedLayer`` (shared weights: convolutions) and ``MaxLayer`` (max-pooling), each
+        with its ``kind``."""
         if self.nodes is None:
             return []
         inputs = checks.node_list("inputs", inputs, "the leaves data feeds")

@@ -3,7 +3,7 @@
 - ``dump(tape)`` (also ``Tape.dump()`` and ``print(tape)``): one row per node in execution
   order, with the fused kernel each node runs in.
 - ``to_dot(root)`` and ``draw(root, path)``: the graph in Graphviz's DOT language, and
-  rendered to a picture; large networks are drawn one box per dense layer.
+  rendered to a picture; large networks are drawn one box per fused layer.
 - ``gradcheck(root)``: the gradients of ``backward`` against central finite differences.
 - ``named(root)``: the nodes of a graph by name (after ``ourdl.load``, say).
 - ``mimebundle(obj)``: what a notebook shows for a node (its graph), a tape (its table) and
@@ -60,7 +60,8 @@ def dump(tape, limit=60):
     Columns: tape index, op, name (an unnamed node's label, such as ``mul#5``: its op and
     tape index), the tape indices of Papa and Mama, value, grad, Flag, lr (shown for
     trainable nodes only: it moves nothing else), and the fused kernel the node runs in
-    (``dense0``, ... as listed under the table; blank: the general passes). A tape of more
+    (``dense0``, ``shared1``, ``max2``, ... as listed under the table; blank: the general
+    passes). A tape of more
     than ``limit`` nodes shows its first and last ``limit // 2`` rows and says how many it
     left out; ``limit=None`` shows every row.
     """
@@ -94,7 +95,7 @@ def _table(tape, limit):
     kernel = {}
     for k, layer in enumerate(layers):
         for i in layer.nodes:
-            kernel[i] = f"dense{k}"
+            kernel[i] = f"{layer.kind}{k}"
     shown = range(n) if limit is None or n <= limit else [
         *range(limit // 2), None, *range(n - limit // 2, n)]
 
@@ -111,7 +112,8 @@ def _table(tape, limit):
     title = f"Tape of {n:,} node{'s' * (n != 1)}, root {type(root).__name__} {label}"
     gap = f"... {n - len(shown) + 1:,} rows left out (dump(tape, limit=None) shows all) ..."
     rows = [HEADER] + [row(i) if i is not None else None for i in shown]
-    return title, rows, gap, [f"dense{k}: {layer.describe()}" for k, layer in enumerate(layers)]
+    return title, rows, gap, [f"{layer.kind}{k}: {layer.describe()}"
+                              for k, layer in enumerate(layers)]
 
 
 def _table_html(tape, limit=60):
@@ -165,7 +167,7 @@ def to_dot(root, layers=None, values=True):
     tape index, as in ``dump``), and (with ``values``) the value and grad; trainable
     nodes (``Flag == 1``) are yellow and leaves ellipses. Edges from Papa are solid blue,
     from Mama dashed red. With ``layers`` (default: for graphs of ``LAYERS_ABOVE`` nodes or
-    more) each dense layer the compiler fuses (see ``Tape.kernels``) is one green box and
+    more) each layer the compiler fuses (see ``Tape.kernels``) is one green box and
     edges between the same two boxes are drawn once. A graph that would still need more than
     ``MOST_BOXES`` boxes is refused with a ValueError.
     """
