@@ -250,3 +250,20 @@ def test_conv2d_and_max_pooling_run_as_kernels_and_deviations_fall_back():
     assert len(layers[1].outputs) == 127
     root, inputs = network({**spec, "deviation": "output read twice"})
     assert shared_layers(ourdl.compile(root), inputs)  # an output may have many readers
+
+
+def test_a_bias_that_is_also_a_weight_is_left_to_the_general_passes():
+    def build():
+        x, w = [ourdl.Node() for _ in range(4)], [ourdl.Node(Value=0.1 * k, Flag=1) for k in (1, 2)]
+        outs = [ourdl.AddNode(ourdl.AddNode(ourdl.MulNode(x[j], w[0]), ourdl.MulNode(x[j + 1], w[1])),
+                              w[0]) for j in range(3)]  # w[0] is also every unit's bias
+        total = ourdl.AddNode(ourdl.AddNode(outs[0], outs[1]), outs[2])
+        y = ourdl.Node()
+        return ourdl.MSENode(total, y), x + [y]
+    (fused_root, fused_inputs), (plain_root, plain_inputs) = build(), build()
+    fused = ourdl.compile(fused_root)
+    assert fused.kernels == ["general passes: 22 nodes, one by one"]
+    data = np.random.default_rng(0).random((20, 5))
+    fused.fit(data, fused_inputs)
+    ourdl.compile(plain_root, fuse=False).fit(data, plain_inputs)
+    assert state(fused_root) == state(plain_root)

@@ -252,7 +252,7 @@ def _plan(opcodes, papa, mama, flags, fed):
     layers = [layer for group in groups.values() if (layer := _layer(group, n_children, flags))]
     used = set().union(*(layer.nodes for layer in layers))
     layers += _shared_layers(candidates[::-1].tolist(), used, ops, papa, mama, flags, fed,
-                             n_children, children)
+                             n_children)
     used = set().union(used, *(layer.nodes for layer in layers))
     layers += _max_layers(np.flatnonzero(op_a == MAX)[::-1].tolist(), used, ops, papa, mama,
                           flags, n_children)
@@ -472,12 +472,12 @@ def _steps(layers, ops, papa, mama):
     return steps, blame
 
 
-def _shared_layers(candidates, used, ops, papa, mama, flags, fed, n_children, children):
+def _shared_layers(candidates, used, ops, papa, mama, flags, fed, n_children):
     """The SharedLayers among the nodes no dense layer took: units whose products read a
-    weight that other units' products read too, grouped by the weights and inputs they share.
-    A group is
-    fused only if nothing outside it reads its weights, biases, inputs or inner nodes, so that
-    every gradient it sums is summed from its own products alone, in the tape's order."""
+    weight that other units' products read too, grouped by the weights and inputs they
+    share. A group is fused only if nothing outside it reads its weights, biases, inputs or
+    inner nodes, so that every gradient it sums is summed from its own products alone, in
+    the tape's order."""
     fed = set(fed)
 
     def is_param(i):
@@ -547,7 +547,7 @@ def _shared_layers(candidates, used, ops, papa, mama, flags, fed, n_children, ch
     # share its inputs, its positions share its weights.
     groups = _grouped(units, lambda u: [i for read in u["terms"] for i in read])
     return [layer for group in groups
-            if len(group) > 1 and (layer := _shared_layer(group, n_children, ops))]
+            if len(group) > 1 and (layer := _shared_layer(group, n_children))]
 
 
 def _grouped(units, reads):
@@ -572,7 +572,7 @@ def _grouped(units, reads):
     return list(groups.values())
 
 
-def _shared_layer(units, n_children, ops):
+def _shared_layer(units, n_children):
     """A SharedLayer from units that share weights, if nothing outside them reads their
     weights, biases or inputs, and they agree on the activation and on having biases."""
     units.sort(key=lambda u: u["out"])
@@ -587,9 +587,12 @@ def _shared_layer(units, n_children, ops):
         if u["bias"] is not None:
             reads[u["bias"]] = reads.get(u["bias"], 0) + 1
     inputs = list(dict.fromkeys(x for u in units for x, _ in u["terms"]))
-    params = {w for u in units for _, w in u["terms"]} | {u["bias"] for u in units} - {None}
+    weights = {w for u in units for _, w in u["terms"]}
+    biases = {u["bias"] for u in units} - {None}
+    params = weights | biases
     nodes = set().union(*(u["nodes"] for u in units))
-    if (any(n_children[i] != count for i, count in reads.items())
+    # Inputs, weights and biases each get their gradient from one sum: no node may be two.
+    if (any(n_children[i] != count for i, count in reads.items()) or weights & biases
             or params & set(inputs) or params & nodes or set(inputs) & nodes):
         return None
     terms = [t for u in units for t in u["terms"]]
