@@ -5,6 +5,7 @@ when it was given ``validation``). ``plot_history`` draws them; ``LiveCurve`` is
 for ``fit`` that redraws them as every epoch ends: in place under the cell in a notebook,
 into a file elsewhere. Both need matplotlib (``pip install "ourdl[plot]"``).
 """
+from pathlib import Path
 
 
 def _matplotlib():
@@ -79,8 +80,14 @@ class LiveCurve:
         figure = Figure(figsize=(6, 4), layout="constrained")
         _draw(figure.subplots(), self.history)
         self.figure = figure
-        if self.path is not None:
-            figure.savefig(self.path)
+        if self.path is not None:  # rendered first, then written whole (never half a file)
+            import io
+
+            from ourdl import _files
+            picture = io.BytesIO()
+            figure.savefig(picture, format=Path(self.path).suffix[1:] or "png")
+            with _files.open_output(self.path) as file:
+                file.write(picture.getvalue())
         display = _notebook_display()
         if display is not None:
             if self._shown is None:
