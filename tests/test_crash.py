@@ -1007,6 +1007,46 @@ def test_a_layer_of_max_pooling_changed_by_a_planner_cannot_reach_the_fused_loop
         assert predict.startswith("ValueError: not a layer of "), line
 
 
+def test_the_planner_and_the_data_checks_cannot_hand_the_loops_what_would_crash_them():
+    out = run("""
+        from ourdl import _checks, _fusion
+        def net():
+            x, w, t = Node(), Node(Value=0.5, Flag=1), Node()
+            return ourdl.compile(MSENode(MulNode(x, w), t)), [x, t]
+        # A planner that writes into the arrays it is given: they are copies.
+        real_plan = _fusion.plan
+        def writing_plan(opcodes, papa, mama, flags, fed=()):
+            found = real_plan(opcodes, papa, mama, flags, fed)
+            np.asarray(mama)[-1] = 1 << 40
+            np.asarray(opcodes)[-1] = 10**6
+            return found
+        _fusion.plan = writing_plan
+        tape, inputs = net()
+        print(len(tape.fit(np.ones((4, 2)), inputs)), tape.ops[-1])
+        _fusion.plan = real_plan
+        # Checks replaced by ones that lie: re-checked where the loops use what they give.
+        _checks.permutation = lambda rng, n: np.full(n, 1 << 40, dtype=np.int64)
+        tape, inputs = net()
+        print(raises(tape.fit, np.ones((4, 2)), inputs, shuffle=True))
+        real_data = _checks.as_data
+        def lying_data(data, n):
+            A, names = real_data(data, n)
+            return np.lib.stride_tricks.as_strided(A, shape=(1 << 30, n), strides=A.strides), names
+        _checks.as_data = lying_data
+        print(raises(tape.predict, np.ones((4, 2)), inputs))
+        print(raises(tape.fit, np.ones((4, 2)), inputs))
+        _checks.as_data = real_data
+        # A user's own view past its array's end.
+        past = np.lib.stride_tricks.as_strided(np.ones((4, 2)), shape=(1 << 20, 2), strides=(16, 8))
+        print(raises(tape.predict, past, inputs))
+    """)
+    assert out[0] == "1 mse"
+    assert out[1].startswith("SystemError: ourdl: the row order is not one of the data's rows")
+    for line in out[2:4]:
+        assert line.startswith("ValueError: data is a view that reaches outside the memory"), line
+    assert out[4].startswith("ValueError: data is a view that reaches outside the memory")
+
+
 def test_a_failing_derivative_leaves_the_parameters_as_they_were():
     out = run("""
         class Bad(ourdl.CustomNode):

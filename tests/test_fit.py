@@ -361,6 +361,75 @@ def test_an_error_in_the_callback_stops_training_and_reaches_the_caller():
     tape.fit(data, net.inputs)  # and the tape trains again
 
 
+def mlp_net():
+    x, t = [ourdl.Node() for _ in range(3)], ourdl.Node()
+    hidden = ourdl.nn.Linear(3, 4, seed=0, activation="tanh")
+    out = ourdl.nn.Linear(4, 1, seed=1)
+    return Net(ourdl.MSENode(out(hidden(x))[0], t), x + [t],
+               hidden.parameters() + out.parameters())
+
+
+def test_what_a_callback_sees_and_sets_is_the_same_fused_or_not():
+    data = np.random.default_rng(0).normal(size=(30, 4))
+    seen = {True: [], False: []}
+
+    def schedule(fuse):
+        def callback(stats):  # halves every lr, watches a weight's gradient, sets a value
+            net = current[fuse]
+            seen[fuse].append((bits(net.params[0].grad), bits(net.root.value)))
+            for p in net.params:
+                p.lr *= 0.5
+            net.params[-1].value = 0.125
+        return callback
+    current = {}
+    states = []
+    for fuse in (True, False):
+        current[fuse] = net = mlp_net()
+        tape = ourdl.compile(net.root, fuse=fuse)
+        tape.fit(data, net.inputs, epochs=3, callback=schedule(fuse))
+        states.append([(bits(n.value), bits(n.grad), bits(n.lr)) for n in tape.nodes])
+    assert seen[True] == seen[False] and states[0] == states[1]
+
+
+def test_data_changed_by_the_callback_after_the_last_epoch_changes_nothing_trained():
+    def halve_after(data):
+        def callback(stats):
+            data[:] = data * 0.5
+        return callback
+    results = []
+    for build in (lambda: tutorial_net(ourdl, 3), mlp_net):
+        for fuse in (True, False):
+            data = np.random.default_rng(1).normal(size=(6, 4))
+            net = build()
+            ourdl.compile(net.root, fuse=fuse).fit(data, net.inputs, callback=halve_after(data))
+            results.append([bits(n.value) for n in ourdl.topological_order(net.root)])
+    assert results[0] == results[1] and results[2] == results[3]
+
+
+def test_the_held_out_rows_feed_the_inputs_given_when_fit_began():
+    data = np.random.default_rng(0).random((50, 4))
+    losses = []
+    for reverse in (False, True):
+        net = tutorial_net(ourdl, 3)
+        inputs = list(net.inputs)
+        callback = (lambda stats: inputs.reverse()) if reverse else None
+        history = ourdl.compile(net.root).fit(data, inputs, epochs=2, validation=(data[:10], inputs),
+                                              callback=callback)
+        losses.append([h.validation_loss for h in history])
+    assert losses[0] == losses[1]
+
+
+def test_malformed_validation_is_named_in_the_error():
+    data = data_for(tutorial_net, 20)
+    net, tape = compiled(tutorial_net)
+    with pytest.raises(TypeError, match="a tuple \\(data, inputs\\), not a tuple of 3"):
+        tape.fit(data, net.inputs, validation=(data, net.inputs, 1))
+    bad = data.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="validation data"):
+        tape.fit(data, net.inputs, validation=bad)
+
+
 @pytest.mark.parametrize("validation, exc, match", [
     (lambda d, net: (d[:, :3], net.inputs[:3]), ValueError, "fed from data"),
     (lambda d, net: d[:, :5], ValueError, "column"),

@@ -66,3 +66,10 @@ def test_without_matplotlib_the_error_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"ourdl\[plot\]"):
         ourdl.LiveCurve()
+
+
+def test_live_curve_refuses_a_path_it_could_not_write_before_training(tmp_path):
+    with pytest.raises(TypeError, match="path must be a file name"):
+        ourdl.LiveCurve(path=3)
+    with pytest.raises(OSError):
+        ourdl.LiveCurve(path=tmp_path / "no such folder" / "curve.png")

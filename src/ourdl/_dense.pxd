@@ -15,11 +15,11 @@ cdef struct Dense:
     double* w
     double* w_before              # before the last update, to undo it or settle on it
     double* w_sum                 # gradients summed over the current batch
-    const double* w_lr
+    double* w_lr                  # the weights' lrs, read again from the tape with them
     double* b
     double* b_before
     double* b_sum
-    const double* b_lr
+    double* b_lr
     double* x                     # this row's inputs
     double* pre                   # this row's sums (before the activation)
     double* out                   # this row's outputs

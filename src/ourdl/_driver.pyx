@@ -24,6 +24,10 @@ import time
 from collections import namedtuple
 
 import numpy as np
+try:
+    from numpy.lib.array_utils import byte_bounds
+except ImportError:  # numpy before 2.0
+    from numpy import byte_bounds
 
 from ourdl import _checks as checks
 from ourdl._fused import checked_layer
@@ -65,6 +69,43 @@ def predict(Tape tape, data, inputs, output):
         return _predict(tape, data, inputs, output)
     finally:
         tape._busy = False
+
+
+cdef object _rows_of(data, Py_ssize_t n_inputs):
+    """checks.as_data, and then what the loops rely on, checked here in compiled code where no
+    caller can replace it: a float64 array of n_inputs columns that lies inside the memory of
+    the array that owns it."""
+    X, names = checks.as_data(data, n_inputs)
+    if (type(X) is not np.ndarray or X.dtype != np.float64 or X.ndim != 2
+            or X.shape[1] != n_inputs):
+        raise SystemError("ourdl: the data checks returned an array the loops cannot read")
+    if not _inside_its_memory(X):
+        raise ValueError("data is a view that reaches outside the memory of the array it views "
+                         "(made by numpy.lib.stride_tricks.as_strided?): pass a copy of the "
+                         "rows it should hold")
+    return X, names
+
+
+cdef bint _inside_its_memory(X):
+    """Whether every element of X lies inside the memory of the array that owns it (a view
+    made with as_strided may claim more); true when its memory is not a numpy array's."""
+    owner = X
+    while getattr(owner, "base", None) is not None:  # as_strided's views hold theirs too
+        owner = owner.base
+    if not isinstance(owner, np.ndarray) or X.size == 0:
+        return True
+    low, high = byte_bounds(X)
+    owner_low, owner_high = byte_bounds(owner)
+    return owner_low <= low and high <= owner_high
+
+
+cdef object _checked_order(order, Py_ssize_t n_rows):
+    """A row order as the loops read it: n_rows int64 row numbers, each in range."""
+    if (type(order) is not np.ndarray or order.dtype != np.int64 or order.shape != (n_rows,)
+            or not order.flags.c_contiguous
+            or (n_rows and not (0 <= order.min() and order.max() < n_rows))):
+        raise SystemError("ourdl: the row order is not one of the data's rows")
+    return order
 
 
 cdef Data _data_view(const double[:, :] X, Py_ssize_t[::1] slots):
@@ -130,7 +171,7 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
     shuffle, progress = checks.switch("shuffle", shuffle), checks.switch("progress", progress)
     rng = checks.generator(seed) if shuffle else None
     settings = checks.optimizer_settings(optimizer)
-    X, names = checks.as_data(data, slots.shape[0])
+    X, names = _rows_of(data, slots.shape[0])
     state_before = tape._opt_state
     cdef Optimizer O = tape._optimizer(settings)
     state = tape._opt_state  # what O points into stays alive for the whole run
@@ -156,12 +197,14 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
         state_before = [np.copy(a) if isinstance(a, np.ndarray) else a for a in state_before]
     bar = checks.progress_bar(n_epochs * n_rows) if progress else None
     history = []
+    settled = False  # the nodes settled after the last epoch (and no row trained since)
     try:
         for epoch in range(n_epochs):
+            settled = False
             t0 = time.perf_counter()
             loss_sum = 0.0
             if rng is not None:
-                order = checks.permutation(rng, n_rows)
+                order = _checked_order(checks.permutation(rng, n_rows), n_rows)
                 D.rows = &order[0]
             for start in range(0, n_rows, chunk):
                 stop = min(start + chunk, n_rows)
@@ -178,8 +221,11 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
             if status != RUN_OK:
                 break
             seconds = time.perf_counter() - t0
-            # The held-out loss from the parameters as the epoch left them (the step wrote
-            # them back into the tape's values at the end of its last chunk).
+            if held_out is not None or callback is not None:
+                # Every node as the general passes leave it after this epoch: what the
+                # held-out loss is computed from and what the callback sees.
+                step.settle_last_update(&G, &D, last_row)
+                settled = True
             validation_loss = None
             if held_out is not None:
                 validation_loss = float(np.mean(_predict(tape, held_out[0], held_out[1],
@@ -192,8 +238,11 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
                     bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / n_rows:.4g}",
                                     held_out=f"{validation_loss:.4g}", refresh=False)
                 bar.refresh()  # every epoch shows its loss, however fast it ran
-            if callback is not None and callback(stats):
-                break  # asked to stop: the run ends as after its last epoch
+            if callback is not None:
+                asked_to_stop = callback(stats)
+                step.gather(&G)  # the parameters and lrs as the callback left them
+                if asked_to_stop:
+                    break  # asked to stop: the run ends as after its last epoch
     except BaseException:
         if last_row >= 0:
             _settle(tape, &D, last_row, root_grad)
@@ -202,7 +251,8 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
         if bar is not None:
             bar.close()
     if status == RUN_OK:
-        step.settle_last_update(&G, &D, last_row)  # as the general passes leave the nodes
+        if not settled:
+            step.settle_last_update(&G, &D, last_row)  # as the general passes leave the nodes
         return history
 
     # A stop part-way, at row at of this epoch: which row the nodes are left computed on
@@ -286,22 +336,25 @@ def _run_rows(_Rows rows not None, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t
 
 cdef object _held_out(Tape tape, validation, inputs):
     """(data, inputs, root) for the held-out loss of every epoch, checked; None without.
-    ``validation`` is ``(data, inputs)`` or data whose columns feed fit's own inputs."""
+    ``validation`` is ``(data, inputs)`` (a tuple), or data whose columns feed fit's own
+    inputs."""
     if validation is None:
         return None
-    if (isinstance(validation, tuple) and len(validation) == 2
-            and isinstance(validation[1], (list, tuple)) and len(validation[1])
-            and all(isinstance(x, Node) for x in validation[1])):
+    if isinstance(validation, tuple):
+        if len(validation) != 2:
+            raise TypeError(f"validation must be held-out data, or a tuple (data, inputs), not "
+                            f"a tuple of {len(validation)}")
         data, inputs = validation
     else:
         data = validation
+    inputs = checks.node_list("validation's inputs", inputs, "the leaves its columns feed")
     cdef Py_ssize_t[::1] slots = tape._input_slots(inputs)
     root = tape.nodes[tape.n - 1]
     _output(tape, root, slots)  # every leaf the loss reads that fit feeds must have a column
-    X, names = checks.as_data(data, slots.shape[0])
+    X, names = _rows_of(data, slots.shape[0])
     if X.shape[0] == 0:
         raise ValueError("validation data has no rows")
-    bad = checks.nonfinite_error(X, names)
+    bad = checks.nonfinite_error(X, names, what="validation data")
     if bad is not None:
         raise bad
     return X, inputs, root
@@ -312,7 +365,7 @@ cdef object _predict(Tape tape, data, inputs, output):
     cdef Py_ssize_t[::1] slots = tape._input_slots(inputs)
     cdef Py_ssize_t out
     out, needed = _output(tape, output, slots)  # needed: what out depends on
-    X, names = checks.as_data(data, slots.shape[0])
+    X, names = _rows_of(data, slots.shape[0])
     cdef Py_ssize_t n_rows = X.shape[0], n = tape.n, start, stop, k
     result = np.empty(n_rows)
     cdef Data D = _data_view(X, slots)

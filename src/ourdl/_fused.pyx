@@ -611,16 +611,19 @@ cdef class Fused:
         PyMem_Free(self.pools)
 
     cdef void gather(self, const Graph* G) noexcept nogil:
-        """The parameters from the tape's values into the layers."""
+        """The parameters and their lrs from the tape into the layers (a callback between
+        epochs may have changed either)."""
         cdef Py_ssize_t k, i
         cdef Dense* L
         for k in range(self.n_layers):
             L = &self.layers[k]
             for i in range(L.n_in * L.n_out):
                 L.w[i] = G.values[L.w_slots[i]]
+                L.w_lr[i] = G.lrs[L.w_slots[i]]
             if L.b != NULL:
                 for i in range(L.n_out):
                     L.b[i] = G.values[L.b_slots[i]]
+                    L.b_lr[i] = G.lrs[L.b_slots[i]]
 
     cdef void scatter(self, const Graph* G, bint before=False) noexcept nogil:
         """The parameters from the layers back into the tape's values (with before, those

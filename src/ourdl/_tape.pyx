@@ -476,8 +476,10 @@ cdef class Tape:
         ``validation``: held-out data, ``(data, inputs)`` or data laid out as ``data``; after
         every epoch the mean root value over its rows (the held-out loss, computed as
         ``predict`` would) goes into that epoch's ``EpochStats.validation_loss``.
-        ``callback(stats)`` is called after every epoch with its ``EpochStats``; returning
-        True stops training there, as if that epoch were the last.
+        ``callback(stats)`` is called after every epoch with its ``EpochStats`` and every
+        node as the general passes leave it; returning True stops training there, as if
+        that epoch were the last. Values and lrs it sets are used from the next epoch on; a
+        Flag it changes, from the next fit.
 
         Bad input raises before anything changes. Divergence raises ``FloatingPointError``
         with the parameters (and the optimizer's state) as they were before the bad update.
@@ -541,7 +543,8 @@ cdef class Tape:
             self._index = {id(node): i for i, node in enumerate(self.nodes)}
         i = self._index.get(id(node), -1)
         if i < 0:
-            raise ValueError(f"{what} ({node!r}) is not a node of this tape")
+            raise ValueError(f"{what} ({node!r}) is not a node of this tape: the root's graph "
+                             f"never reads it")
         return i
 
     def layers(self, inputs=()):
@@ -573,7 +576,9 @@ cdef class Tape:
         plan = self._layers.pop(key, None)  # and put back last: the most recently used
         if plan is None:
             from ourdl import _fusion
-            plan = _fusion.plan(self.opcodes, self.papa, self.mama, self.flags, fed)
+            # Copies: the planner is Python, and must not reach the tape's own arrays.
+            plan = _fusion.plan(np.array(self.opcodes), np.array(self.papa),
+                                np.array(self.mama), np.array(self.flags), fed)
             while len(self._layers) >= KEPT_PLANS:
                 del self._layers[next(iter(self._layers))]
         self._layers[key] = plan

@@ -5,6 +5,7 @@ when it was given ``validation``). ``plot_history`` draws them; ``LiveCurve`` is
 for ``fit`` that redraws them as every epoch ends: in place under the cell in a notebook,
 into a file elsewhere. Both need matplotlib (``pip install "ourdl[plot]"``).
 """
+import os
 from pathlib import Path
 
 
@@ -70,6 +71,11 @@ class LiveCurve:
         _matplotlib()
         if stop is not None and not callable(stop):
             raise TypeError(f"stop must be a function of an EpochStats, not {stop!r}")
+        if path is not None:  # a path that cannot be written is said before training
+            from ourdl import _files
+            if not isinstance(path, (str, os.PathLike)):
+                raise TypeError(f"path must be a file name, not {type(path).__name__}")
+            _files.check_output(path)
         self.path, self.stop, self.history = path, stop, []
         self._shown = None
 
