@@ -37,8 +37,12 @@ def test_a_closed_stdout_never_costs_the_submission(workdir):
 
 
 def test_epoch_lines_arrive_as_each_epoch_ends(workdir):
+    # Ctrl-C as a terminal sends it, whatever the test runner's own SIGINT disposition (a
+    # shell's background job ignores it, and a child would inherit that).
     with subprocess.Popen(command("--epochs", "200000"), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as process:
+                          stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+                          ) as process:
         try:
             for line in process.stdout:
                 if line.startswith("epoch 2/200000:"):

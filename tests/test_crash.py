@@ -1290,6 +1290,7 @@ def test_nodes_of_a_running_call_are_not_taken_by_another_tape():
 def test_ctrl_c_while_predict_waits_for_its_threads_leaves_nothing_running_on_freed_memory():
     out = run("""
         import os, signal, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
         x = Node(Value=0.0)
         h = ourdl.SinNode(x)
         for k in range(30):
