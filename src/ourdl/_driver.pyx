@@ -31,7 +31,6 @@ except ImportError:  # numpy before 2.0
 
 from ourdl import _checks as checks
 from ourdl._fused import checked_layer
-from ourdl._nodes import Node
 
 EpochStats = namedtuple("EpochStats", "epoch loss seconds samples_per_second validation_loss",
                         defaults=(None,), module="ourdl")
