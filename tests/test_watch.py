@@ -42,7 +42,9 @@ def test_plot_history_draws_the_training_and_held_out_losses():
 
 
 def test_plot_history_refuses_what_is_not_a_history():
-    for bad in ([], [1.0, 2.0], None):
+    junk = [ourdl.EpochStats(1, "0.5", 1.0, 1.0), ourdl.EpochStats(1, 0.5, 1.0, 1.0, "x"),
+            ourdl.EpochStats(None, 0.5, 1.0, 1.0)]
+    for bad in ([], [1.0, 2.0], None, *([stats] for stats in junk)):
         with pytest.raises((ValueError, TypeError), match="history"):
             ourdl.plot_history(bad)
 

@@ -5,6 +5,7 @@ when it was given ``validation``). ``plot_history`` draws them; ``LiveCurve`` is
 for ``fit`` that redraws them as every epoch ends: in place under the cell in a notebook,
 into a file elsewhere. Both need matplotlib (``pip install "ourdl[plot]"``).
 """
+import numbers
 import os
 from pathlib import Path
 
@@ -34,13 +35,22 @@ def plot_history(history, ax=None):
     """
     _matplotlib()
     history = list(history) if isinstance(history, (list, tuple)) else []
-    if not history or not all(hasattr(s, "loss") and hasattr(s, "epoch") for s in history):
+    if not history or not all(hasattr(s, "loss") and hasattr(s, "epoch")
+                              and _number(s.loss) and _number(s.epoch)
+                              and _number(getattr(s, "validation_loss", None), or_none=True)
+                              for s in history):
         raise ValueError("history must be a non-empty list of EpochStats, as Tape.fit returns")
     if ax is None:
         import matplotlib.pyplot as plt
         _, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     _draw(ax, history)
     return ax
+
+
+def _number(value, or_none=False):
+    """Whether value is a real number (or None, when allowed): what a curve can plot."""
+    return (value is None and or_none) or (isinstance(value, numbers.Real)
+                                           and not isinstance(value, bool))
 
 
 def _draw(ax, history):
