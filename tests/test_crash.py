@@ -1047,6 +1047,51 @@ def test_the_planner_and_the_data_checks_cannot_hand_the_loops_what_would_crash_
     assert out[4].startswith("ValueError: data is a view that reaches outside the memory")
 
 
+def test_a_softmax_head_changed_by_a_planner_cannot_reach_the_fused_loops():
+    out = run("""
+        from ourdl import nn, _fusion
+        x, t = [Node() for _ in range(4)], [Node() for _ in range(3)]
+        loss = nn.cross_entropy(nn.Linear(4, 3, seed=0)(x), t)
+        made, real = [], _fusion.plan
+        def plan(*args):
+            made.append(real(*args))
+            return made[-1]
+        _fusion.plan = plan
+        tape = ourdl.compile(loss)
+        data = np.column_stack([np.random.default_rng(0).random((5, 4)), np.eye(3)[[0, 1, 2, 0, 1]]])
+        print(len(tape.fit(data, x + t)))
+        head = next(layer for layer in made[-1][0] if layer.kind == "softmax")
+        good = {name: getattr(head, name) for name in
+                ("logits", "targets", "outputs", "lp_order", "d_order", "d_from_lp_first")}
+        lies = [("logits", good["logits"][:-1] + [10**8]),
+                ("logits", good["logits"][:-1]),
+                ("targets", good["targets"][:-1] + [-5]),
+                ("outputs", [10**9]),
+                ("outputs", good["outputs"] * 2),
+                ("lp_order", [0, 0, 1]),
+                ("d_order", [0, 1, 7]),
+                ("d_from_lp_first", [True]),
+                ("logits", [0.5, 1.5, 2.5])]
+        expected = tape.predict(data, x + t)
+        for name, lie in lies:
+            setattr(head, name, lie)
+            try:
+                same = (tape.predict(data, x + t) == expected).all()  # by the general passes
+                predicted = "same" if same else "different"
+            except ValueError as error:
+                predicted = f"ValueError: {error}"
+            print(raises(tape.fit, data, x + t), "|", predicted)
+            setattr(head, name, good[name])
+        print(len(tape.fit(data, x + t)))
+    """)
+    assert out[0] == "1" and out[-1] == "1" and len(out) == 11
+    for line in out[1:-1]:
+        fit, predict = line.split(" | ")
+        assert fit.startswith("ValueError: not a softmax head of this tape"), line
+        # A head whose output is not the loss any more is left out of predict's plan.
+        assert predict.startswith("ValueError: not a softmax head") or predict == "same", line
+
+
 def test_a_failing_derivative_leaves_the_parameters_as_they_were():
     out = run("""
         class Bad(ourdl.CustomNode):

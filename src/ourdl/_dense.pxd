@@ -79,3 +79,25 @@ cdef struct MaxPool:
     double* running               # per element: the chain's value once it is taken in
     double* contrib               # per element: what it receives from its MaxNode this row
     Ordered input_grads
+
+
+# A softmax cross-entropy head as the row loop sees it: K logits and targets, and the orders
+# in which its shared nodes sum their gradients.
+cdef struct Softmax:
+    Py_ssize_t k
+    const Py_ssize_t* z           # the logits' tape indices
+    const Py_ssize_t* t           # the targets'
+    Py_ssize_t out                # the loss's
+    const Py_ssize_t* lp_order    # classes, latest log-probability first
+    const Py_ssize_t* d_order     # classes, latest z_k - m first
+    const Py_ssize_t* d_from_lp_first   # per class: 1 if the log-probability reaches
+    const Py_ssize_t* z_from_d_first    # z_k - m before its exp does; 1 if z_k - m reaches
+                                  # z_k before the MaxNode reading it does
+    double* top                   # per class: the running maximum after it (class 0: z_0)
+    double* d                     # z_k - m
+    double* e                     # exp(z_k - m)
+    double* lp                    # z_k - m - ln(total)
+    double* g_lp                  # this row's gradients
+    double* g_d
+    double* g_z_max               # what the MaxNodes send each logit
+    double total, log_total, acc  # sum of exps, its ln, the sum of t_k * lp_k

@@ -375,7 +375,8 @@ cdef object _predict(Tape tape, data, inputs, output):
     if any(out in layer.nodes and out not in layer.outputs for layer in layers):
         layers = []  # a node inside a layer: only the general passes compute it
     column = {slots[j]: j for j in range(slots.shape[0])}
-    unit = next((layer for layer in layers if layer.outputs == [out]), None)
+    unit = next((layer for layer in layers
+                 if getattr(layer, "kind", "dense") == "dense" and layer.outputs == [out]), None)
     if unit is not None:
         unit = checked_layer(unit, n)  # what the loop reads, and nothing else of the layer
     if (unit is not None and unit.activation == OP_LEAF and unit.outputs.shape[0] == 1

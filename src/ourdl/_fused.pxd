@@ -1,6 +1,6 @@
 # The fused kernels: dense layers run as whole loops, general nodes between them one by one.
 
-from ourdl._dense cimport Dense, LinearLoss, MaxPool, Ordered, Shared
+from ourdl._dense cimport Dense, LinearLoss, MaxPool, Ordered, Shared, Softmax
 from ourdl._optim cimport Optimizer
 from ourdl._passes cimport Data, Graph, RunStatus
 
@@ -11,6 +11,8 @@ cdef class Fused:
     cdef Py_ssize_t n_shared
     cdef MaxPool* pools             # the layers of max-pooling
     cdef Py_ssize_t n_pools
+    cdef Softmax* heads             # the softmax cross-entropy heads
+    cdef Py_ssize_t n_heads
     cdef Py_ssize_t[::1] kinds      # the plan's layer k is of kind kinds[k] (KIND_DENSE, ...),
     cdef Py_ssize_t[::1] index      # number index[k] among the layers of that kind
     cdef list _arrays               # what the pointers in layers point into
@@ -43,6 +45,7 @@ cdef class Fused:
     cdef int _build_sums(self, Ordered* S, targets, units, factors) except -1
     cdef int _build_max(self, MaxPool* P, layer, const int[::1] opcodes,
                         const unsigned char[::1] flags) except -1
+    cdef int _build_softmax(self, Softmax* H, layer) except -1
     cdef void run_forward(self, Py_ssize_t k, const Graph* G) noexcept nogil
     cdef void gather(self, const Graph* G) noexcept nogil
     cdef void scatter(self, const Graph* G, bint before=*) noexcept nogil

@@ -16,11 +16,12 @@ the reverse order. Each layer computes exactly what its nodes would, in the same
   order the general pass would visit them (``fold``), from the weights before the update;
 - update: ``w = w - lr*grad`` as update_pass does (with a batch, ``lr*(sum/count)``).
 
-Two more kinds of layers run the same way, their parameters left in the tape's arrays for
+Three more kinds of layers run the same way, their parameters left in the tape's arrays for
 the general update: layers of shared weights (convolutions), each unit a chain of
 ``x * w`` terms whose weights other units read too, and max-pooling, each window a chain of
-MaxNodes. Their gradient sums run rank after rank (``Ordered``): every target's terms in
-the order the general backward pass sends them, the targets side by side.
+MaxNodes: their gradient sums run rank after rank (``Ordered``), every target's terms in
+the order the general backward pass sends them, the targets side by side; and the softmax
+cross-entropy head, a loop over the classes with each node's own op arithmetic.
 """
 
 cimport cython
@@ -244,8 +245,83 @@ cdef inline void max_backward(MaxPool* P, const double* v, double* g) noexcept n
         ordered_sums(&P.input_grads, P.contrib, v, g)
 
 
+cdef inline void softmax_forward(Softmax* H, double* v) noexcept nogil:
+    """The head's nodes in order, each with its own op's arithmetic (op_value)."""
+    cdef Py_ssize_t c, k = H.k
+    cdef double m = v[H.z[0]], acc
+    H.top[0] = m
+    for c in range(1, k):
+        m = op_value(OP_MAX, m, v[H.z[c]], 0.0)
+        H.top[c] = m
+    for c in range(k):
+        H.d[c] = op_value(OP_SUB, v[H.z[c]], m, 0.0)
+        H.e[c] = op_value(OP_EXP, H.d[c], 0.0, 0.0)
+    H.total = H.e[0]
+    for c in range(1, k):
+        H.total = op_value(OP_ADD, H.total, H.e[c], 0.0)
+    H.log_total = op_value(OP_LN, H.total, 0.0, 0.0)
+    for c in range(k):
+        H.lp[c] = op_value(OP_SUB, H.d[c], H.log_total, 0.0)
+    acc = op_value(OP_MUL, v[H.t[0]], H.lp[0], 0.0)
+    for c in range(1, k):
+        acc = op_value(OP_ADD, acc, op_value(OP_MUL, v[H.t[c]], H.lp[c], 0.0), 0.0)
+    H.acc = acc
+    v[H.out] = op_value(OP_NEG, acc, 0.0, 0.0)
+
+
+cdef inline double sum_of_two(double first, double second) noexcept nogil:
+    """A gradient that two children send, in the order they send it, from -0.0."""
+    return (-0.0 + first) + second
+
+
+cdef inline void softmax_backward(Softmax* H, const double* v, double* g) noexcept nogil:
+    """The head's nodes latest first, each with its own op's gradients (op_grads); a node
+    read by several sums what they send in the order the general backward pass visits them."""
+    cdef Py_ssize_t q, c, k = H.k
+    cdef double to_papa, to_mama, g_acc, g_node, g_log_total, g_total, g_m, from_exp
+    op_grads(OP_NEG, H.acc, 0.0, v[H.out], g[H.out], 0.0, &to_papa, &to_mama)
+    g_acc = -0.0 + to_papa
+    # The chain of sums over t_k * lp_k: each product receives g_acc; then each product
+    # sends t_k and lp_k their parts.
+    for c in range(k):
+        op_grads(OP_MUL, v[H.t[c]], H.lp[c], 0.0, -0.0 + g_acc, 0.0, &to_papa, &to_mama)
+        g[H.t[c]] = -0.0 + to_papa
+        H.g_lp[c] = -0.0 + to_mama
+    g_log_total = -0.0
+    for q in range(k):
+        c = H.lp_order[q]
+        op_grads(OP_SUB, H.d[c], H.log_total, 0.0, H.g_lp[c], 0.0, &to_papa, &to_mama)
+        g_log_total = g_log_total + to_mama
+    op_grads(OP_LN, H.total, 0.0, H.log_total, g_log_total, 0.0, &to_papa, &to_mama)
+    g_total = -0.0 + to_papa
+    for c in range(k):  # each exp receives g_total through the chain of sums
+        op_grads(OP_EXP, H.d[c], 0.0, H.e[c], -0.0 + g_total, 0.0, &from_exp, &to_mama)
+        op_grads(OP_SUB, H.d[c], H.log_total, 0.0, H.g_lp[c], 0.0, &to_papa, &to_mama)
+        H.g_d[c] = (sum_of_two(to_papa, from_exp) if H.d_from_lp_first[c]
+                    else sum_of_two(from_exp, to_papa))
+    g_m = -0.0
+    for q in range(k):
+        c = H.d_order[q]
+        op_grads(OP_SUB, v[H.z[c]], H.top[k - 1], 0.0, H.g_d[c], 0.0, &to_papa, &to_mama)
+        g_m = g_m + to_mama
+    # Down the chain of MaxNodes: the gradient goes on to the chain where it was at least
+    # the logit, else to the logit.
+    g_node = g_m
+    for c in range(k - 1, 0, -1):
+        op_grads(OP_MAX, H.top[c - 1], v[H.z[c]], H.top[c], g_node, 0.0, &to_papa, &to_mama)
+        H.g_z_max[c] = to_mama
+        g_node = -0.0 + to_papa
+    H.g_z_max[0] = g_node
+    for c in range(k):
+        op_grads(OP_SUB, v[H.z[c]], H.top[k - 1], 0.0, H.g_d[c], 0.0, &to_papa, &to_mama)
+        g[H.z[c]] = (sum_of_two(to_papa, H.g_z_max[c]) if H.z_from_d_first[c]
+                     else sum_of_two(H.g_z_max[c], to_papa))
+
+
 CheckedLayer = namedtuple("CheckedLayer", "inputs outputs weights biases fold activation nodes")
 CheckedMax = namedtuple("CheckedMax", "inputs outputs x ends back nodes")
+CheckedSoftmax = namedtuple("CheckedSoftmax", "inputs outputs z t lp_order d_order "
+                                              "d_from_lp_first z_from_d_first nodes")
 CheckedShared = namedtuple("CheckedShared",
                            "inputs outputs x w ends biases back bias_back activation nodes")
 
@@ -342,11 +418,38 @@ def checked_max(layer, Py_ssize_t n):
     return CheckedMax(inputs, outputs, x, ends, back, nodes)
 
 
+def checked_softmax(layer, Py_ssize_t n):
+    """A SoftmaxLayer's indices as arrays (a CheckedSoftmax), checked as checked_layer checks
+    a dense layer's."""
+    try:
+        z, t = _index_array(layer.logits), _index_array(layer.targets)
+        outputs = _index_array(layer.outputs)
+        lp_order, d_order = _index_array(layer.lp_order), _index_array(layer.d_order)
+        d_first = _index_array([int(bool(b)) for b in layer.d_from_lp_first])
+        z_first = _index_array([int(bool(b)) for b in layer.z_from_d_first])
+        nodes = np.sort(_index_array(list(layer.nodes)))
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        raise ValueError(f"not a softmax head of this tape of {n} nodes: "
+                         f"{reprlib.repr(layer)}") from None
+    k = z.shape[0]
+    if (k < 2 or t.shape[0] != k or outputs.shape[0] != 1
+            or sorted(lp_order.tolist()) != list(range(k))
+            or sorted(d_order.tolist()) != list(range(k))
+            or d_first.shape[0] != k or z_first.shape[0] != k
+            or any(a.size and (a.min() < 0 or a.max() >= n) for a in (z, t, outputs, nodes))
+            or not set(outputs.tolist()) <= set(nodes.tolist())):
+        raise ValueError(f"not a softmax head of this tape of {n} nodes: {reprlib.repr(layer)}")
+    return CheckedSoftmax(np.concatenate([z, t]), outputs, z, t, lp_order, d_order, d_first,
+                          z_first, nodes)
+
+
 cdef enum:  # the kinds of fused layers
     KIND_DENSE
     KIND_SHARED
     KIND_MAX
-CHECKS = {"shared": (KIND_SHARED, checked_shared), "max": (KIND_MAX, checked_max)}
+    KIND_SOFTMAX
+CHECKS = {"shared": (KIND_SHARED, checked_shared), "max": (KIND_MAX, checked_max),
+          "softmax": (KIND_SOFTMAX, checked_softmax)}
 
 
 def checked_any(layer, Py_ssize_t n):
@@ -364,7 +467,7 @@ def _array(values, dtype=np.float64):
 @cython.final
 cdef class Fused:
     """A tape's training and prediction step with its layers fused (dense layers, layers of
-    shared weights such as convolutions, max-pooling).
+    shared weights such as convolutions, max-pooling, softmax cross-entropy heads).
 
     ``Fused(tape arrays, layers, steps, batch_size, root_grad, slots, column_step)``: ``layers``
     and ``steps`` come from ``ourdl._fusion.plan``; the arrays are the tape's op codes,
@@ -386,8 +489,8 @@ cdef class Fused:
         kinds, every = zip(*[checked_any(layer, n) for layer in layers]) if layers else ((), ())
         every = list(every)
         by_kind = [[c for kind, c in zip(kinds, every) if kind == k]
-                   for k in (KIND_DENSE, KIND_SHARED, KIND_MAX)]
-        checked, shared, pools = by_kind
+                   for k in (KIND_DENSE, KIND_SHARED, KIND_MAX, KIND_SOFTMAX)]
+        checked, shared, pools, heads = by_kind
         op = np.asarray(opcodes)
         inside = np.zeros(n, dtype=np.bool_)
         for c in every:
@@ -395,11 +498,14 @@ cdef class Fused:
         self.layers = <Dense*>PyMem_Malloc(max(1, len(checked)) * sizeof(Dense))
         self.shared = <Shared*>PyMem_Malloc(max(1, len(shared)) * sizeof(Shared))
         self.pools = <MaxPool*>PyMem_Malloc(max(1, len(pools)) * sizeof(MaxPool))
-        if self.layers == NULL or self.shared == NULL or self.pools == NULL:
+        self.heads = <Softmax*>PyMem_Malloc(max(1, len(heads)) * sizeof(Softmax))
+        if (self.layers == NULL or self.shared == NULL or self.pools == NULL
+                or self.heads == NULL):
             raise MemoryError("cannot allocate the fused layers")
         memset(self.layers, 0, max(1, len(checked)) * sizeof(Dense))
         memset(self.shared, 0, max(1, len(shared)) * sizeof(Shared))
         memset(self.pools, 0, max(1, len(pools)) * sizeof(MaxPool))
+        memset(self.heads, 0, max(1, len(heads)) * sizeof(Softmax))
         self._arrays = []
         values_a, lrs_a = np.asarray(values), np.asarray(lrs)
         for k, c in enumerate(checked):
@@ -411,6 +517,9 @@ cdef class Fused:
         for k, c in enumerate(pools):
             self._build_max(&self.pools[k], c, opcodes, flags)
         self.n_pools = len(pools)
+        for k, c in enumerate(heads):
+            self._build_softmax(&self.heads[k], c)
+        self.n_heads = len(heads)
         self.kinds = _array(kinds, np.intp)
         self.index = _array([kinds[:k].count(kind) for k, kind in enumerate(kinds)], np.intp)
         self._plan_settling(every, op, inside)
@@ -605,10 +714,26 @@ cdef class Fused:
         self._build_sums(&P.input_grads, layer.x[layer.back], layer.back, None)
         return 0
 
+    cdef int _build_softmax(self, Softmax* H, layer) except -1:
+        """H from a CheckedSoftmax."""
+        k = layer.z.shape[0]
+        H.k = k
+        H.z, H.t = self._indices(layer.z), self._indices(layer.t)
+        H.out = layer.outputs[0]
+        H.lp_order, H.d_order = self._indices(layer.lp_order), self._indices(layer.d_order)
+        H.d_from_lp_first = self._indices(layer.d_from_lp_first)
+        H.z_from_d_first = self._indices(layer.z_from_d_first)
+        H.top, H.d, H.e = (self._doubles(np.zeros(k)), self._doubles(np.zeros(k)),
+                           self._doubles(np.zeros(k)))
+        H.lp, H.g_lp = self._doubles(np.zeros(k)), self._doubles(np.zeros(k))
+        H.g_d, H.g_z_max = self._doubles(np.zeros(k)), self._doubles(np.zeros(k))
+        return 0
+
     def __dealloc__(self):
         PyMem_Free(self.layers)
         PyMem_Free(self.shared)
         PyMem_Free(self.pools)
+        PyMem_Free(self.heads)
 
     cdef void gather(self, const Graph* G) noexcept nogil:
         """The parameters and their lrs from the tape into the layers (a callback between
@@ -645,8 +770,10 @@ cdef class Fused:
             dense_forward(&self.layers[i], G.values)
         elif kind == KIND_SHARED:
             shared_forward(&self.shared[i], G.values)
-        else:
+        elif kind == KIND_MAX:
             max_forward(&self.pools[i], G.values)
+        else:
+            softmax_forward(&self.heads[i], G.values)
 
     cdef void forward_row(self, const Graph* G) noexcept nogil:
         cdef Py_ssize_t q, s
@@ -712,8 +839,10 @@ cdef class Fused:
                     ok = dense_backward(&self.layers[self.index[-1 - s]], g, one_row) and ok
                 elif self.kinds[-1 - s] == KIND_SHARED:
                     shared_backward(&self.shared[self.index[-1 - s]], v, g)
-                else:
+                elif self.kinds[-1 - s] == KIND_MAX:
                     max_backward(&self.pools[self.index[-1 - s]], v, g)
+                else:
+                    softmax_backward(&self.heads[self.index[-1 - s]], v, g)
             if G.aborted[0]:  # (a layer that stepped in its backward is taken back)
                 for k in range(self.n_layers):
                     if one_row:

@@ -31,7 +31,8 @@ import numpy as np
 
 from ourdl._nodes import ARITY, OP_NAMES
 
-LEAF, ADD, MUL, MAX = (OP_NAMES.index(name) for name in ("leaf", "add", "mul", "max"))
+LEAF, ADD, SUB, MUL, MAX, EXP, LN, NEG = (OP_NAMES.index(name) for name in (
+    "leaf", "add", "sub", "mul", "max", "exp", "ln", "neg"))
 ACTIVATIONS = {OP_NAMES.index(name) for name in ("tanh", "relu", "sigmoid")}
 BINARY = {op for op, arity in enumerate(ARITY) if arity == 2}
 # Rounds of sorting out which steps wait for which layers before planning gives up waiting.
@@ -119,6 +120,39 @@ class MaxLayer:
         return (f"max-pooling: {len(self.outputs)} windows of {len(self.terms) // len(self.outputs)}"
                 f" over {len(self.inputs)} inputs ({len(self.nodes)} nodes from "
                 f"{min(self.nodes)} to {self.last})")
+
+
+@dataclass
+class SoftmaxLayer:
+    """A softmax cross-entropy head, as ``ourdl.nn.cross_entropy`` wires it (or by hand in
+    the same shape), as tape indices: over K logits z and targets t,
+    ``-sum_k t_k * ((z_k - m) - ln(sum_k exp(z_k - m)))`` with m the chain of MaxNodes over
+    z. A node read by several of its nodes sums their gradients in the order the general
+    backward pass visits them: ``lp_order`` and ``d_order`` (classes, latest first) for the
+    ln and the maximum, and per class whether the log-probability's subtraction reaches
+    z_k - m before its exp does (``d_from_lp_first``), and whether z_k - m reaches z_k
+    before the MaxNode that reads z_k does (``z_from_d_first``)."""
+    kind = "softmax"
+    logits: list
+    targets: list
+    outputs: list         # [the loss]
+    lp_order: list
+    d_order: list
+    d_from_lp_first: list
+    z_from_d_first: list
+    nodes: set = field(repr=False)
+
+    @property
+    def inputs(self):
+        return self.logits + self.targets
+
+    @property
+    def last(self):
+        return max(self.nodes)
+
+    def describe(self):
+        return (f"softmax cross-entropy over {len(self.logits)} classes ({len(self.nodes)} nodes "
+                f"from {min(self.nodes)} to {self.last})")
 
 
 def plan(opcodes, papa, mama, flags, fed=()):
@@ -253,6 +287,9 @@ def _plan(opcodes, papa, mama, flags, fed):
     used = set().union(*(layer.nodes for layer in layers))
     layers += _shared_layers(candidates[::-1].tolist(), used, ops, papa, mama, flags, fed,
                              n_children)
+    used = set().union(used, *(layer.nodes for layer in layers))
+    layers += [head for out in np.flatnonzero(op_a == NEG).tolist()
+               if (head := _softmax_head(out, used, ops, papa, mama, flags, n_children))]
     used = set().union(used, *(layer.nodes for layer in layers))
     layers += _max_layers(np.flatnonzero(op_a == MAX)[::-1].tolist(), used, ops, papa, mama,
                           flags, n_children)
@@ -669,4 +706,62 @@ def _max_layer(units):
         ends=np.cumsum([len(u["elements"]) for u in units]).tolist(),
         back=np.argsort(-np.asarray(readers), kind="stable").tolist(),
         nodes=nodes,
+    )
+
+
+def _softmax_head(out, used, ops, papa, mama, flags, n_children):
+    """The SoftmaxLayer whose loss is the NegNode out, or None. Each node's op is checked
+    before its parents are read (a leaf has none)."""
+    nodes = [out]
+
+    def chain(top, op):
+        """The parts of a chain of op nodes from the lowest (its Papa) up (each one's Mama),
+        every node but the top read once; None if top is not an op node."""
+        if top < 0 or ops[top] != op:
+            return None
+        parts, i = [], top
+        while ops[i] == op and (i == top or n_children[i] == 1):
+            parts.append(mama[i])
+            nodes.append(i)
+            i = papa[i]
+        parts.append(i)
+        return parts[::-1]
+
+    def all_of(items, op):
+        return all(ops[i] == op for i in items)
+
+    products = chain(papa[out], ADD)
+    if products is None or not all_of(products, MUL):
+        return None
+    k = len(products)
+    targets, lps = [papa[p] for p in products], [mama[p] for p in products]
+    if not all_of(lps, SUB):
+        return None
+    ds, log_total = [papa[lp] for lp in lps], mama[lps[0]]
+    if not all_of(ds, SUB) or ops[log_total] != LN or any(mama[lp] != log_total for lp in lps):
+        return None
+    logits, largest, total = [papa[d] for d in ds], mama[ds[0]], papa[log_total]
+    exps = chain(total, ADD)
+    if (exps is None or len(exps) != k or not all_of(exps, EXP) or [papa[e] for e in exps] != ds
+            or any(mama[d] != largest for d in ds) or chain(largest, MAX) != logits):
+        return None
+    nodes += products + lps + ds + exps + [log_total]
+    inner = set(nodes)
+    readers = {papa[out]: 1, log_total: k, largest: k, total: 1}
+    readers.update({i: 1 for i in products + lps + exps + targets})
+    readers.update({i: 2 for i in ds + logits})
+    if (len(inner) != len(nodes) or inner & used or any(flags[i] for i in inner)
+            or any(n_children[i] != count for i, count in readers.items())
+            or len(set(logits + targets)) != 2 * k or set(logits + targets) & inner):
+        return None
+    # The MaxNode that reads each logit (the lowest reads the first two), bottom first.
+    maxima = sorted(i for i in inner if ops[i] == MAX)
+    max_reader = [maxima[0]] + maxima
+    return SoftmaxLayer(
+        logits=logits, targets=targets, outputs=[out],
+        lp_order=sorted(range(k), key=lambda c: -lps[c]),
+        d_order=sorted(range(k), key=lambda c: -ds[c]),
+        d_from_lp_first=[lps[c] > exps[c] for c in range(k)],
+        z_from_d_first=[ds[c] > max_reader[c] for c in range(k)],
+        nodes=inner,
     )

@@ -550,8 +550,8 @@ cdef class Tape:
     def layers(self, inputs=()):
         """The layers that run as fused kernels when ``inputs`` are fed from data (a layer's
         weights are never fed), as ``ourdl._fusion`` layers of tape indices: ``Layer`` (dense),
-        ``SharedLayer`` (shared weights: convolutions) and ``MaxLayer`` (max-pooling), each
-        with its ``kind``."""
+        ``SharedLayer`` (shared weights: convolutions), ``MaxLayer`` (max-pooling) and
+        ``SoftmaxLayer`` (a softmax cross-entropy head), each with its ``kind``."""
         if self.nodes is None:
             return []
         inputs = checks.node_list("inputs", inputs, "the leaves data feeds")
