@@ -16,7 +16,7 @@ PRELUDE = """
 import ctypes, gc, pickle, copy, resource, sys, threading
 import numpy as np
 import ourdl
-from ourdl import Node, AddNode, MulNode, MSENode, TanhNode
+from ourdl import Node, AddNode, MulNode, MSENode, NegNode, TanhNode
 
 def tutorial_net(n=3):
     x = [Node(name=f"x{i}") for i in range(n)]
@@ -868,6 +868,35 @@ def test_planning_a_chain_of_products_of_one_input_is_linear():
     per_product = dict(line.split() for line in out)
     smallest = min(float(t) for t in per_product.values())
     assert float(per_product["64000"]) < 4 * smallest, per_product  # quadratic: 32x
+
+
+def test_planning_many_negations_of_one_long_sum_is_linear():
+    # Each NegNode could be a softmax head's loss: the sum under it is walked once, not once
+    # per NegNode that reads it.
+    out = run("""
+        import time
+        def graph(k):
+            x = Node(Value=1.0)
+            s = MulNode(x, Node(Value=0.5))
+            for _ in range(k - 1):
+                s = AddNode(s, MulNode(x, Node(Value=0.5)))
+            root = NegNode(s)
+            for _ in range(k - 1):
+                root = AddNode(root, NegNode(s))
+            return x, root
+        for k in (1000, 4000, 16000):
+            x, root = graph(k)
+            seconds = []
+            for _ in range(2):
+                tape = ourdl.compile(root)
+                start = time.perf_counter()
+                tape.fit(np.ones((1, 1)), [x])
+                seconds.append(time.perf_counter() - start)
+            print(k, min(seconds) / k)
+    """, timeout=300)
+    per_node = dict(line.split() for line in out)
+    smallest = min(float(t) for t in per_node.values())
+    assert float(per_node["16000"]) < 4 * smallest, per_node  # quadratic: 16x
 
 
 def test_freezing_and_unfreezing_between_fits_keeps_memory_flat():

@@ -346,7 +346,7 @@ def checked_layer(layer, Py_ssize_t n):
         biases, fold = _index_array(layer.biases), _index_array(layer.fold)
         nodes = np.sort(_index_array(list(layer.nodes)))
         activation = layer.activation
-    except (AttributeError, TypeError, ValueError, OverflowError):
+    except Exception:  # whatever a changed layer's fields raise when read
         raise ValueError(f"not a dense layer of this tape of {n} nodes: {reprlib.repr(layer)}") from None
     n_in, n_out = inputs.shape[0], outputs.shape[0]
     if (n_in < 1 or n_out < 1 or w_slots.shape != (n_in, n_out)
@@ -372,7 +372,7 @@ def checked_shared(layer, Py_ssize_t n):
         back, bias_back = _index_array(layer.back), _index_array(layer.bias_back)
         nodes = np.sort(_index_array(list(layer.nodes)))
         activation = layer.activation
-    except (AttributeError, TypeError, ValueError, OverflowError):
+    except Exception:  # whatever a changed layer's fields raise when read
         raise ValueError(f"not a layer of shared weights of this tape of {n} nodes: "
                          f"{reprlib.repr(layer)}") from None
     n_units = outputs.shape[0]
@@ -403,7 +403,7 @@ def checked_max(layer, Py_ssize_t n):
         inputs, outputs = _index_array(layer.inputs), _index_array(layer.outputs)
         x, ends, back = _index_array(layer.terms), _index_array(layer.ends), _index_array(layer.back)
         nodes = np.sort(_index_array(list(layer.nodes)))
-    except (AttributeError, TypeError, ValueError, OverflowError):
+    except Exception:  # whatever a changed layer's fields raise when read
         raise ValueError(f"not a layer of max-pooling of this tape of {n} nodes: "
                          f"{reprlib.repr(layer)}") from None
     n_units, n_terms = outputs.shape[0], x.shape[0]
@@ -428,7 +428,7 @@ def checked_softmax(layer, Py_ssize_t n):
         d_first = _index_array([int(bool(b)) for b in layer.d_from_lp_first])
         z_first = _index_array([int(bool(b)) for b in layer.z_from_d_first])
         nodes = np.sort(_index_array(list(layer.nodes)))
-    except (AttributeError, TypeError, ValueError, OverflowError):
+    except Exception:  # whatever a changed layer's fields raise when read
         raise ValueError(f"not a softmax head of this tape of {n} nodes: "
                          f"{reprlib.repr(layer)}") from None
     k = z.shape[0]

@@ -730,6 +730,10 @@ def _softmax_head(out, used, ops, papa, mama, flags, n_children):
     def all_of(items, op):
         return all(ops[i] == op for i in items)
 
+    # The loss reads a sum that nothing else reads: each chain is walked once (planning
+    # stays linear, however many NegNodes read one sum).
+    if n_children[papa[out]] != 1:
+        return None
     products = chain(papa[out], ADD)
     if products is None or not all_of(products, MUL):
         return None
