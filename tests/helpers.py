@@ -240,3 +240,21 @@ def mirror(root, M):
         parents = [made[id(p)] for p in (node.Papa, node.Mama) if p is not None]
         made[id(node)] = cls(*parents, Value=node.value, Flag=node.Flag, lr=node.lr)
     return made
+
+
+def fit_alike(fused, plain, data, fused_inputs, plain_inputs, **kwargs):
+    """Fit a fused and an unfused tape of twin graphs the same way: both give the same loss
+    history to the bit, or both diverge with the same message."""
+    import struct
+
+    import pytest
+
+    def bits(history):
+        return [struct.pack("<d", h.loss) for h in history]
+    try:
+        expected = plain.fit(data, plain_inputs, **kwargs)
+    except FloatingPointError as error:
+        with pytest.raises(FloatingPointError, match=str(error)[:60]):
+            fused.fit(data, fused_inputs, **kwargs)
+    else:
+        assert bits(fused.fit(data, fused_inputs, **kwargs)) == bits(expected)

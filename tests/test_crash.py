@@ -27,6 +27,17 @@ def tutorial_net(n=3):
     y = Node(name="y")
     return x, w, y, MSENode(s, y)
 
+def kept_plans():
+    # The planner replaced by one that keeps the plans it hands the tapes and changes
+    # nothing: the list they go to, for a test to change them afterwards.
+    from ourdl import _fusion
+    made, real = [], _fusion.plan
+    def plan(*args):
+        made.append(real(*args))
+        return made[-1]
+    _fusion.plan = plan
+    return made
+
 def raises(fn, *args, **kwargs):
     try:
         fn(*args, **kwargs)
@@ -487,11 +498,7 @@ def test_layers_changed_by_hand_cannot_reach_the_fused_loops():
         handed[0].weights[0][0] = 10**9       # a copy: the tape's own are untouched
         print(len(tape.fit(np.ones((4, 4)), x + [y])))
         # A planner replaced on purpose keeps the layers it hands the tape, and changes them.
-        made, real = [], _fusion.plan
-        def plan(*args):
-            made.append(real(*args))
-            return made[-1]
-        _fusion.plan = plan
+        made = kept_plans()
         tape = ourdl.compile(loss)
         print(len(tape.fit(np.ones((4, 4)), x + [y])))
         made[-1][0][0].weights[0][0] = 10**9
@@ -962,11 +969,7 @@ def test_a_layer_of_shared_weights_changed_by_a_planner_cannot_reach_the_fused_l
         y = Node()
         loss = MSENode(nn.Linear(len(features), 1, seed=1)(features)[0], y)
         inputs = nn.flatten(pixels) + [y]
-        made, real = [], _fusion.plan
-        def plan(*args):
-            made.append(real(*args))
-            return made[-1]
-        _fusion.plan = plan
+        made = kept_plans()
         tape = ourdl.compile(loss)
         data = np.random.default_rng(0).random((4, 26))
         print(len(tape.fit(data, inputs)))
@@ -1004,11 +1007,7 @@ def test_a_layer_of_max_pooling_changed_by_a_planner_cannot_reach_the_fused_loop
         y = Node()
         loss = MSENode(nn.Linear(len(features), 1, seed=1)(features)[0], y)
         inputs = nn.flatten(pixels) + [y]
-        made, real = [], _fusion.plan
-        def plan(*args):
-            made.append(real(*args))
-            return made[-1]
-        _fusion.plan = plan
+        made = kept_plans()
         tape = ourdl.compile(loss)
         data = np.random.default_rng(0).random((4, 37))
         print(len(tape.fit(data, inputs)))
@@ -1081,11 +1080,7 @@ def test_a_softmax_head_changed_by_a_planner_cannot_reach_the_fused_loops():
         from ourdl import nn, _fusion
         x, t = [Node() for _ in range(4)], [Node() for _ in range(3)]
         loss = nn.cross_entropy(nn.Linear(4, 3, seed=0)(x), t)
-        made, real = [], _fusion.plan
-        def plan(*args):
-            made.append(real(*args))
-            return made[-1]
-        _fusion.plan = plan
+        made = kept_plans()
         tape = ourdl.compile(loss)
         data = np.column_stack([np.random.default_rng(0).random((5, 4)), np.eye(3)[[0, 1, 2, 0, 1]]])
         print(len(tape.fit(data, x + t)))
