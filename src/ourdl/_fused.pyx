@@ -335,6 +335,16 @@ def _index_array(values, ndim=1):
     return a.astype(np.intp)
 
 
+def _not_a(what, layer, Py_ssize_t n):
+    """The error for a layer that is not what its kind says, on a tape of n nodes."""
+    return ValueError(f"not a {what} of this tape of {n} nodes: {reprlib.repr(layer)}")
+
+
+def _outside(Py_ssize_t n, *arrays):
+    """Whether any index in the arrays falls outside a tape of n nodes."""
+    return any(a.size and (a.min() < 0 or a.max() >= n) for a in arrays)
+
+
 def checked_layer(layer, Py_ssize_t n):
     """A Layer's indices as arrays (a CheckedLayer), every index checked against a tape of n
     nodes and every shape against the others. Each user of a plan takes this snapshot before
@@ -347,17 +357,16 @@ def checked_layer(layer, Py_ssize_t n):
         nodes = np.sort(_index_array(list(layer.nodes)))
         activation = layer.activation
     except Exception:  # whatever a changed layer's fields raise when read
-        raise ValueError(f"not a dense layer of this tape of {n} nodes: {reprlib.repr(layer)}") from None
+        raise _not_a("dense layer", layer, n) from None
     n_in, n_out = inputs.shape[0], outputs.shape[0]
     if (n_in < 1 or n_out < 1 or w_slots.shape != (n_in, n_out)
             or biases.shape[0] not in (0, n_out)
             or sorted(fold.tolist()) != list(range(n_out))
             or type(activation) is not int
             or activation not in (OP_LEAF, OP_TANH, OP_RELU, OP_SIGMOID)
-            or any(a.size and (a.min() < 0 or a.max() >= n)
-                   for a in (inputs, outputs, w_slots, biases, nodes))
+            or _outside(n, inputs, outputs, w_slots, biases, nodes)
             or not set(outputs.tolist()) | set(w_slots.ravel().tolist()) <= set(nodes.tolist())):
-        raise ValueError(f"not a dense layer of this tape of {n} nodes: {reprlib.repr(layer)}")
+        raise _not_a("dense layer", layer, n)
     return CheckedLayer(inputs, outputs, w_slots, biases, fold, activation, nodes)
 
 
@@ -373,8 +382,7 @@ def checked_shared(layer, Py_ssize_t n):
         nodes = np.sort(_index_array(list(layer.nodes)))
         activation = layer.activation
     except Exception:  # whatever a changed layer's fields raise when read
-        raise ValueError(f"not a layer of shared weights of this tape of {n} nodes: "
-                         f"{reprlib.repr(layer)}") from None
+        raise _not_a("layer of shared weights", layer, n) from None
     n_units = outputs.shape[0]
     n_terms = terms.shape[0] if terms.ndim == 2 else 0
     if (n_units < 1 or terms.shape != (n_terms, 2) or n_terms < n_units
@@ -385,12 +393,10 @@ def checked_shared(layer, Py_ssize_t n):
             or sorted(bias_back.tolist()) != (list(range(n_units)) if biases.shape[0] else [])
             or type(activation) is not int
             or activation not in (OP_LEAF, OP_TANH, OP_RELU, OP_SIGMOID)
-            or any(a.size and (a.min() < 0 or a.max() >= n)
-                   for a in (inputs, outputs, terms, biases, nodes))
+            or _outside(n, inputs, outputs, terms, biases, nodes)
             or not set(outputs.tolist()) <= set(nodes.tolist())
             or set(terms[:, 0].tolist()) != set(inputs.tolist())):
-        raise ValueError(f"not a layer of shared weights of this tape of {n} nodes: "
-                         f"{reprlib.repr(layer)}")
+        raise _not_a("layer of shared weights", layer, n)
     return CheckedShared(inputs, outputs, np.ascontiguousarray(terms[:, 0]),
                          np.ascontiguousarray(terms[:, 1]), ends, biases, back, bias_back,
                          activation, nodes)
@@ -404,17 +410,15 @@ def checked_max(layer, Py_ssize_t n):
         x, ends, back = _index_array(layer.terms), _index_array(layer.ends), _index_array(layer.back)
         nodes = np.sort(_index_array(list(layer.nodes)))
     except Exception:  # whatever a changed layer's fields raise when read
-        raise ValueError(f"not a layer of max-pooling of this tape of {n} nodes: "
-                         f"{reprlib.repr(layer)}") from None
+        raise _not_a("layer of max-pooling", layer, n) from None
     n_units, n_terms = outputs.shape[0], x.shape[0]
     if (n_units < 1 or ends.shape[0] != n_units or (np.diff(ends, prepend=0) < 2).any()
             or ends[n_units - 1] != n_terms
             or sorted(back.tolist()) != list(range(n_terms))
-            or any(a.size and (a.min() < 0 or a.max() >= n) for a in (inputs, outputs, x, nodes))
+            or _outside(n, inputs, outputs, x, nodes)
             or not set(outputs.tolist()) <= set(nodes.tolist())
             or set(x.tolist()) != set(inputs.tolist())):
-        raise ValueError(f"not a layer of max-pooling of this tape of {n} nodes: "
-                         f"{reprlib.repr(layer)}")
+        raise _not_a("layer of max-pooling", layer, n)
     return CheckedMax(inputs, outputs, x, ends, back, nodes)
 
 
@@ -429,16 +433,15 @@ def checked_softmax(layer, Py_ssize_t n):
         z_first = _index_array([int(bool(b)) for b in layer.z_from_d_first])
         nodes = np.sort(_index_array(list(layer.nodes)))
     except Exception:  # whatever a changed layer's fields raise when read
-        raise ValueError(f"not a softmax head of this tape of {n} nodes: "
-                         f"{reprlib.repr(layer)}") from None
+        raise _not_a("softmax head", layer, n) from None
     k = z.shape[0]
     if (k < 2 or t.shape[0] != k or outputs.shape[0] != 1
             or sorted(lp_order.tolist()) != list(range(k))
             or sorted(d_order.tolist()) != list(range(k))
             or d_first.shape[0] != k or z_first.shape[0] != k
-            or any(a.size and (a.min() < 0 or a.max() >= n) for a in (z, t, outputs, nodes))
+            or _outside(n, z, t, outputs, nodes)
             or not set(outputs.tolist()) <= set(nodes.tolist())):
-        raise ValueError(f"not a softmax head of this tape of {n} nodes: {reprlib.repr(layer)}")
+        raise _not_a("softmax head", layer, n)
     return CheckedSoftmax(np.concatenate([z, t]), outputs, z, t, lp_order, d_order, d_first,
                           z_first, nodes)
 
@@ -775,6 +778,20 @@ cdef class Fused:
         else:
             softmax_forward(&self.heads[i], G.values)
 
+    cdef bint run_backward(self, Py_ssize_t k, const Graph* G, bint step) noexcept nogil:
+        """The backward of the plan's layer k (a dense layer with step also updates); False
+        if a parameter became nan or inf."""
+        cdef Py_ssize_t kind = self.kinds[k], i = self.index[k]
+        if kind == KIND_DENSE:
+            return dense_backward(&self.layers[i], G.grads, step)
+        elif kind == KIND_SHARED:
+            shared_backward(&self.shared[i], G.values, G.grads)
+        elif kind == KIND_MAX:
+            max_backward(&self.pools[i], G.values, G.grads)
+        else:
+            softmax_backward(&self.heads[i], G.values, G.grads)
+        return True
+
     cdef void forward_row(self, const Graph* G) noexcept nogil:
         cdef Py_ssize_t q, s
         for q in range(self.steps.shape[0]):
@@ -835,14 +852,8 @@ cdef class Fused:
                 s = steps[q]
                 if s >= 0:
                     node_backward(G, s)
-                elif self.kinds[-1 - s] == KIND_DENSE:
-                    ok = dense_backward(&self.layers[self.index[-1 - s]], g, one_row) and ok
-                elif self.kinds[-1 - s] == KIND_SHARED:
-                    shared_backward(&self.shared[self.index[-1 - s]], v, g)
-                elif self.kinds[-1 - s] == KIND_MAX:
-                    max_backward(&self.pools[self.index[-1 - s]], v, g)
                 else:
-                    softmax_backward(&self.heads[self.index[-1 - s]], v, g)
+                    ok = self.run_backward(-1 - s, G, one_row) and ok
             if G.aborted[0]:  # (a layer that stepped in its backward is taken back)
                 for k in range(self.n_layers):
                     if one_row:

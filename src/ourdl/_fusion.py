@@ -39,8 +39,17 @@ BINARY = {op for op, arity in enumerate(ARITY) if arity == 2}
 WAITING_ROUNDS = 8
 
 
+class _Fused:
+    """What every kind of fused layer has: its nodes, and its place in the tape."""
+
+    @property
+    def last(self):
+        """Where the layer runs in the tape: at its last node."""
+        return max(self.nodes)
+
+
 @dataclass
-class Layer:
+class Layer(_Fused):
     """One dense layer, as tape indices."""
     kind = "dense"
     inputs: list          # the nodes it reads, in the chain's order
@@ -51,11 +60,6 @@ class Layer:
     fold: list            # units in the order their gradients reach each input
     nodes: set = field(repr=False)  # every node of the layer (its inputs excluded)
 
-    @property
-    def last(self):
-        """Where the layer runs in the tape: at its last node."""
-        return max(self.nodes)
-
     def describe(self):
         act = OP_NAMES[self.activation] if self.activation != LEAF else "linear"
         bias = " + bias" if self.biases else ""
@@ -64,7 +68,7 @@ class Layer:
 
 
 @dataclass
-class SharedLayer:
+class SharedLayer(_Fused):
     """Units whose weights are shared between them, as a convolution's are between its
     positions (``ourdl.nn.Conv2d``, or the same chains wired by hand), as tape indices. Unit u
     sums ``x * w`` over its terms ``terms[ends[u - 1]:ends[u]]`` (an (input, weight) pair
@@ -84,10 +88,6 @@ class SharedLayer:
     bias_back: list       # the units in the order their biases receive gradients
     nodes: set = field(repr=False)  # its op nodes: products, sums, activations
 
-    @property
-    def last(self):
-        return max(self.nodes)
-
     def describe(self):
         act = OP_NAMES[self.activation] if self.activation != LEAF else "linear"
         bias = " + bias" if self.biases else ""
@@ -98,7 +98,7 @@ class SharedLayer:
 
 
 @dataclass
-class MaxLayer:
+class MaxLayer(_Fused):
     """Windows of max-pooling (``ourdl.nn.MaxPool2d``, or the same chains by hand), as tape
     indices: unit u is the chain ``max(max(max(x0, x1), x2), ...)`` over its elements
     ``terms[ends[u - 1]:ends[u]]``, each MaxNode's Papa the chain so far and its Mama the next
@@ -112,10 +112,6 @@ class MaxLayer:
     back: list            # the terms in the order their gradients are summed
     nodes: set = field(repr=False)  # its MaxNodes
 
-    @property
-    def last(self):
-        return max(self.nodes)
-
     def describe(self):
         return (f"max-pooling: {len(self.outputs)} windows of {len(self.terms) // len(self.outputs)}"
                 f" over {len(self.inputs)} inputs ({len(self.nodes)} nodes from "
@@ -123,7 +119,7 @@ class MaxLayer:
 
 
 @dataclass
-class SoftmaxLayer:
+class SoftmaxLayer(_Fused):
     """A softmax cross-entropy head, as ``ourdl.nn.cross_entropy`` wires it (or by hand in
     the same shape), as tape indices: over K logits z and targets t,
     ``-sum_k t_k * ((z_k - m) - ln(sum_k exp(z_k - m)))`` with m the chain of MaxNodes over
@@ -145,10 +141,6 @@ class SoftmaxLayer:
     @property
     def inputs(self):
         return self.logits + self.targets
-
-    @property
-    def last(self):
-        return max(self.nodes)
 
     def describe(self):
         return (f"softmax cross-entropy over {len(self.logits)} classes ({len(self.nodes)} nodes "
