@@ -18,7 +18,9 @@ others may use:
 bit-for-bit equality.
 """
 
-from ourdl._ops cimport squared
+import numpy as np
+
+from ourdl._ops cimport ourdl_sure_squares, squared
 
 from ourdl._nodes import *  # every op's class, from the op registry
 from ourdl._nodes import OP_CLASSES, OP_NAMES, __all__ as _node_names
@@ -31,3 +33,12 @@ __all__ = _node_names + ["EpochStats", "Tape", "compile"]
 def _squared(double d):
     """Test shim for the compiled squared() of _ops.pxd."""
     return squared(d)
+
+
+def _sure_squares(const double[::1] d):
+    """Test shim for squares.h's vector loop: d * d where that is pow(d, 2.0), else nan."""
+    out = np.empty(d.shape[0])
+    cdef double[::1] sq = out
+    if d.shape[0]:
+        ourdl_sure_squares(&d[0], &sq[0], d.shape[0])
+    return out

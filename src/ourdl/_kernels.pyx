@@ -8,7 +8,7 @@ one before, so this module is compiled without vectorization (setup.py says why)
 were checked by the Tape before they get here.
 """
 
-from libc.math cimport fabs
+from libc.math cimport fabs, pow
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 from ourdl._ops cimport *
@@ -21,6 +21,8 @@ cdef enum:
     # In a shuffled epoch, the row this many rows ahead is asked of memory early: each row's
     # chain of updates would otherwise wait for its data to come from memory, one at a time.
     AHEAD = 16
+    # The squares of a chunk's residuals are computed this many at a time, in vectors.
+    SQUARES_BLOCK = 256
 
 
 cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const Data* D,
@@ -118,11 +120,30 @@ cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const 
             status = RUN_BAD_PARAM
     # The loss of each row, summed in order, off the chain of dependent operations above.
     done = stop - start if status == RUN_OK else at[0] - start
-    total = loss_sum[0]
-    for k in range(done):
-        total += squared(residual[k]) if is_mse else fabs(residual[k])
-    loss_sum[0] = total
+    loss_sum[0] = _sum_of_squares(residual, done, loss_sum[0]) if is_mse else \
+        _sum_of_magnitudes(residual, done, loss_sum[0])
     return status
+
+
+cdef double _sum_of_squares(const double* d, Py_ssize_t n, double total) noexcept nogil:
+    """total + pow(d[0], 2) + pow(d[1], 2) + ... in order: the squares a block at a time side
+    by side (squares.h), pow() only where they say so."""
+    cdef double sq[SQUARES_BLOCK]
+    cdef Py_ssize_t b = 0, k, m
+    while b < n:
+        m = min(<Py_ssize_t>SQUARES_BLOCK, n - b)
+        ourdl_sure_squares(d + b, sq, m)
+        for k in range(m):
+            total += sq[k] if sq[k] == sq[k] else pow(d[b + k], 2.0)
+        b += m
+    return total
+
+
+cdef double _sum_of_magnitudes(const double* d, Py_ssize_t n, double total) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(n):
+        total += fabs(d[k])
+    return total
 
 
 cdef inline bint _params_finite(const Dense* L) noexcept nogil:

@@ -3,8 +3,6 @@
 # operations in the same order (reference.py spells out the same rules in Python).
 
 from libc.math cimport cos, exp, fabs, log, log1p, pow, sin, sqrt, tan, tanh
-from libc.stdint cimport uint64_t
-from libc.string cimport memcpy
 
 # One code per op. The Python mirror is OP_NAMES in _nodes.pyx (same order).
 cdef enum Op:
@@ -51,31 +49,16 @@ cdef inline double sign(double a) noexcept nogil:
     return 1.0 if a > 0.0 else (-1.0 if a < 0.0 else 0.0)
 
 
+cdef extern from "squares.h":
+    double ourdl_sure_square(double d) noexcept nogil
+    void ourdl_sure_squares(const double* d, double* sq, Py_ssize_t n) noexcept nogil
+
+
 cdef inline double squared(double d) noexcept nogil:
     """``pow(d, 2.0)`` exactly as libm computes it (and so Python's ``d ** 2``), mostly without
-    calling pow().
-
-    d * d is correctly rounded, and glibc's pow() is within 0.54 ulp of the exact square (its
-    documented worst case), so the two can only differ when the exact square lies within
-    0.04 ulp of a point halfway between two doubles (0.46 ulp or more from d * d). Dekker's
-    exact product gives the rounding error of d * d; only near a halfway point (about one
-    time in ten), or for huge, tiny or special d, is pow() asked.
-    tests/test_reference_equivalence.py holds this to pow() on hundreds of thousands of values.
-    """
-    cdef double p = d * d, a = fabs(d), hi, lo, err, ulp
-    cdef uint64_t bits
-    if not (1e-140 < a < 1e140):
-        return pow(d, 2.0)
-    hi = 134217729.0 * d          # Veltkamp: d = hi + lo, each half fits in 26 bits
-    hi = hi - (hi - d)
-    lo = d - hi
-    err = ((hi * hi - p) + 2.0 * hi * lo) + lo * lo   # d*d - p, exactly
-    memcpy(&bits, &p, sizeof(double))
-    bits &= <uint64_t>0x7ff0000000000000ULL  # 2**exponent(p), so ulp(p) = that * 2**-52
-    memcpy(&ulp, &bits, sizeof(double))
-    if fabs(err) >= 0.44 * 2.220446049250313e-16 * ulp:
-        return pow(d, 2.0)
-    return p
+    calling pow() (squares.h says when d * d is its answer)."""
+    cdef double p = ourdl_sure_square(d)
+    return p if p == p else pow(d, 2.0)
 
 
 cdef inline double op_value(int op, double a, double b, double c) noexcept nogil:

@@ -12,11 +12,7 @@
 
 /* Included by the Cython module after Python.h, which defines Py_ssize_t. */
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define OURDL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define OURDL_CLONES
-#endif
+#include "clones.h"
 
 /* acc[j] = x[0]*w[0][j] + x[1]*w[1][j] + ... (left to right), w laid out [input][unit]. */
 OURDL_CLONES static void ourdl_dense_sums(const double *restrict x, const double *restrict w,
