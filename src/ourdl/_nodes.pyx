@@ -8,6 +8,9 @@ changes.
 """
 
 cimport cython
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.ref cimport PyObject
+from libc.string cimport memcpy
 from ourdl._ops cimport *
 
 import numbers
@@ -386,6 +389,11 @@ def _nothing():
 cdef unsigned long _last_stamp = 0
 
 
+cdef struct _Visit:
+    PyObject* node       # borrowed: the root's graph holds every node while the sort runs
+    bint parents_done    # its parents were visited: the node goes next into the order
+
+
 cpdef list topological_order(Node root):
     """The nodes of root's subgraph, parents first, root last: exactly reference.py's order."""
     if root is None:
@@ -394,33 +402,54 @@ cpdef list topological_order(Node root):
     _last_stamp += 1
     cdef unsigned long stamp = _last_stamp
     cdef list order = []
-    cdef list stack = [root]
-    cdef list parents_done = [False]
-    cdef Node node, parent
+    # A depth-first walk with its stack in C: no Python object is made meanwhile, so nothing
+    # (no garbage collection) can free a node it points to.
+    cdef _Visit small[64]
+    cdef _Visit* stack = small
+    cdef _Visit* grown
+    cdef Py_ssize_t top = 1, size = 64
+    cdef Node node
     cdef int arity
-    while stack:
-        node = stack.pop()
-        if not node._built:
-            raise TypeError(f"{node!r} was never built (its __init__ failed or never ran)")
-        if parents_done.pop():
-            if node._seen != stamp:
-                node._seen = stamp
-                order.append(node)
-            continue
-        if node._seen == stamp:
-            continue
-        arity = arity_of(node.opcode)
-        if (arity >= 1 and node.Papa is None) or (arity == 2 and node.Mama is None):
-            # Only the garbage collector unsets parents, while it frees a reference cycle.
-            raise RuntimeError(f"{node!r} lost its parents to the garbage collector (it is "
-                               f"being freed) and cannot be computed")
-        stack.append(node)
-        parents_done.append(True)
-        for parent in (node.Mama, node.Papa):  # Mama first so Papa is visited first
-            if parent is not None and parent._seen != stamp:
-                stack.append(parent)
-                parents_done.append(False)
-    return order
+    stack[0].node, stack[0].parents_done = <PyObject*>root, False
+    try:
+        while top:
+            top -= 1
+            node = <Node>stack[top].node
+            if not node._built:
+                raise TypeError(f"{node!r} was never built (its __init__ failed or never ran)")
+            if stack[top].parents_done:
+                if node._seen != stamp:
+                    node._seen = stamp
+                    order.append(node)
+                continue
+            if node._seen == stamp:
+                continue
+            arity = arity_of(node.opcode)
+            if (arity >= 1 and node.Papa is None) or (arity == 2 and node.Mama is None):
+                # Only the garbage collector unsets parents, while it frees a reference cycle.
+                raise RuntimeError(f"{node!r} lost its parents to the garbage collector (it is "
+                                   f"being freed) and cannot be computed")
+            if top + 3 > size:
+                grown = <_Visit*>PyMem_Malloc(2 * size * sizeof(_Visit))
+                if grown == NULL:
+                    raise MemoryError()
+                memcpy(grown, stack, top * sizeof(_Visit))
+                if stack != small:
+                    PyMem_Free(stack)
+                stack, size = grown, 2 * size
+            stack[top].node, stack[top].parents_done = <PyObject*>node, True
+            top += 1
+            # Mama first so Papa is visited first.
+            if node.Mama is not None and node.Mama._seen != stamp:
+                stack[top].node, stack[top].parents_done = <PyObject*>node.Mama, False
+                top += 1
+            if node.Papa is not None and node.Papa._seen != stamp:
+                stack[top].node, stack[top].parents_done = <PyObject*>node.Papa, False
+                top += 1
+        return order
+    finally:
+        if stack != small:
+            PyMem_Free(stack)
 
 
 cdef class AddNode(Node):

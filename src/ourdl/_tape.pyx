@@ -186,7 +186,7 @@ cdef class Tape:
         # Few allocations, sliced: a small graph built anew for every sample is flattened
         # in a few microseconds.
         cdef int[::1] opcodes = np.empty(n, dtype=np.intc)
-        cdef Py_ssize_t[::1] parents = np.full(2 * n, -1, dtype=np.intp)
+        cdef Py_ssize_t[::1] parents = np.empty(2 * n, dtype=np.intp)  # each set below
         cdef Py_ssize_t[::1] papa = parents[:n], mama = parents[n:]
         cdef double[::1] state = np.zeros(6 * n)
         cdef double[::1] values = state[:n], grads = state[n:2 * n]
@@ -198,10 +198,8 @@ cdef class Tape:
             node._slot = i
             opcodes[i] = node.opcode
             consts[i] = node.s.param
-            if node.Papa is not None:
-                papa[i] = _slot_before(node.Papa, i, order)
-            if node.Mama is not None:
-                mama[i] = _slot_before(node.Mama, i, order)
+            papa[i] = -1 if node.Papa is None else _slot_before(node.Papa, i, order)
+            mama[i] = -1 if node.Mama is None else _slot_before(node.Mama, i, order)
         nodes = tuple(order)  # immutable: the compiled loops trust its indices
         if self.nodes is not None:  # built meanwhile, from elsewhere
             raise TypeError("a Tape is built once; compile the new root instead")
