@@ -47,6 +47,8 @@ cdef extern from "dense.h":
     int ourdl_dense_step(const double* x, const double* d, const double* w, double* new_w,
                          const double* lr, double* check, Py_ssize_t n_in,
                          Py_ssize_t n_out) noexcept nogil
+    void ourdl_gathered_terms(double* acc, const double* a, const Py_ssize_t* ia,
+                              const double* b, const Py_ssize_t* ib, Py_ssize_t n) noexcept nogil
 
 
 cdef inline void dense_forward(Dense* L, double* v) noexcept nogil:
@@ -162,8 +164,7 @@ cdef inline void shared_forward(Shared* S, double* v) noexcept nogil:
         pre[p] = v[S.x[p]] * v[S.w[p]]
     for r in range(1, S.n_ranks):
         n = S.count[r]
-        for p in range(n):
-            pre[p] = pre[p] + v[S.x[o + p]] * v[S.w[o + p]]
+        ourdl_gathered_terms(pre, v, S.x + o, v, S.w + o, n)
         o += n
     for p in range(S.n_units):
         if S.b_slots != NULL:
@@ -182,8 +183,7 @@ cdef inline void ordered_sums(Ordered* S, const double* delta, const double* v,
     for r in range(S.n_ranks):
         n = S.count[r]
         if S.factor != NULL:
-            for p in range(n):
-                acc[p] = acc[p] + delta[S.unit[o + p]] * v[S.factor[o + p]]
+            ourdl_gathered_terms(acc, delta, S.unit + o, v, S.factor + o, n)
         else:
             for p in range(n):
                 acc[p] = acc[p] + delta[S.unit[o + p]]

@@ -1,13 +1,14 @@
 /* OURDL_CLONES: compile a loop in vectors (even in a module built without vectorization,
  * setup.py), for several instruction sets at once; the processor runs the widest version it
  * has (GCC's target_clones; one portable version elsewhere). Only for loops whose lanes are
- * independent, so that every version gives the same bits. */
+ * independent, so that every version gives the same bits; never an FMA (setup.py says why,
+ * and it is said here again in case a compiler lets the attribute reset it). */
 #ifndef OURDL_CLONES_H
 #define OURDL_CLONES_H
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define OURDL_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), \
-                                     optimize("tree-vectorize")))
+                                     optimize("tree-vectorize", "fp-contract=off")))
 #else
 #define OURDL_CLONES
 #endif

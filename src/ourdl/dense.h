@@ -74,4 +74,16 @@ OURDL_CLONES static int ourdl_dense_step(const double *restrict x, const double 
     return bad;
 }
 
+/* acc[p] = acc[p] + a[ia[p]] * b[ib[p]] for p < n: one rank of independent sums, each term
+ * gathered by index (a and b may be the same array: they are only read). */
+OURDL_CLONES static void ourdl_gathered_terms(double *restrict acc, const double *restrict a,
+                                              const Py_ssize_t *restrict ia,
+                                              const double *restrict b,
+                                              const Py_ssize_t *restrict ib, Py_ssize_t n)
+{
+    Py_ssize_t p;
+    for (p = 0; p < n; p++)
+        acc[p] = acc[p] + a[ia[p]] * b[ib[p]];
+}
+
 #endif
