@@ -21,15 +21,61 @@ Importing this module needs numba; the benchmarks skip the bare loops without it
 """
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 N_FEATURES = 13
 LR = 0.01
+AHEAD = 16  # rows ahead that a loop over rows in random order asks of memory (as ourdl's)
+
+
+@intrinsic
+def prefetch_row(typingctx, data, r):
+    """Ask memory for row r of the 2-d array data (all its cache lines): LLVM's prefetch."""
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        first = cgutils.get_item_pointer(context, builder, signature.args[0], array,
+                                         [args[1], context.get_constant(types.intp, 0)])
+        byte = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]),
+            "llvm.prefetch.p0i8")
+        start = builder.bitcast(first, byte)
+        for offset in range(0, 8 * (N_FEATURES + 1), 56):  # every line a 112-byte row touches
+            line = builder.gep(start, [ir.Constant(ir.IntType(64), offset)])
+            builder.call(fetch, [line, i32(0), i32(3), i32(1)])
+        last = builder.gep(start, [ir.Constant(ir.IntType(64), 8 * N_FEATURES)])
+        builder.call(fetch, [last, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.void(data, r), codegen
 
 
 @numba.njit(cache=False, fastmath=False)
 def bare_epoch(data, w):
     """One epoch over data (rows x 14: 13 features, target) on the weights w, in place."""
     for r in range(data.shape[0]):
+        p = data[r, 0] * w[0]
+        for k in range(1, N_FEATURES):
+            p = p + data[r, k] * w[k]
+        d = p - data[r, N_FEATURES]
+        t = 2.0 * d
+        for k in range(N_FEATURES):
+            w[k] = w[k] - LR * (t * data[r, k])
+    return w
+
+
+@numba.njit(cache=False, fastmath=False)
+def bare_epoch_in_order(data, w, order):
+    """bare_epoch over the rows in the given order, each row asked of memory AHEAD rows
+    before it is used (with the rows in random places, each would otherwise wait for memory)."""
+    n = order.shape[0]
+    for i in range(n):
+        if i + AHEAD < n:
+            prefetch_row(data, order[i + AHEAD])
+        r = order[i]
         p = data[r, 0] * w[0]
         for k in range(1, N_FEATURES):
             p = p + data[r, k] * w[k]

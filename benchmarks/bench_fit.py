@@ -51,11 +51,12 @@ def bits(values):
     return [struct.pack("<d", v) for v in values]
 
 
-def plain_python_epoch(rows, batch_size=1):
-    """One epoch of the tutorial's model from zero in plain Python floats, as ourdl.reference.fit
-    does it (the tutorial's order; gradients summed from -0.0 over each batch and averaged):
-    an oracle that shares no code with ourdl, about 2-4 s on the whole array."""
-    w, sums, count = [0.0] * 13, [-0.0] * 13, 0
+def plain_python_epoch(rows, batch_size=1, w=None):
+    """One epoch of the tutorial's model from w (from zero) in plain Python floats, as
+    ourdl.reference.fit does it (the tutorial's order; gradients summed from -0.0 over each
+    batch and averaged): an oracle that shares no code with ourdl, about 2-4 s on the whole
+    array."""
+    w, sums, count = w or [0.0] * 13, [-0.0] * 13, 0
     for r, row in enumerate(rows):
         p = row[0] * w[0]
         for k in range(1, 13):
@@ -93,11 +94,14 @@ def test_ourdl_fit(benchmark, record, pubg_train, fitted):
 
 @pytest.mark.parametrize("name, settings", [
     ("ourdl fit shuffled", dict(shuffle=True, seed=0)),
+    ("ourdl fit shuffled, 5 epochs", dict(shuffle=True, seed=0, epochs=5)),
     ("ourdl fit batch 64", dict(batch_size=64)),
 ])
 @pytest.mark.benchmark(group="epoch")
 def test_ourdl_fit_in_another_order_or_in_batches(benchmark, record, pubg_train, name, settings):
-    """The same epoch's arithmetic, the rows visited in a new order, or stepped on every 64."""
+    """The same epoch's arithmetic, the rows visited in a new order, or stepped on every 64.
+    Over several epochs, each epoch's order after the first is drawn while the one before
+    trains: the time recorded is per epoch."""
     x, w, y, _, result = tutorial_network(ourdl)
     tape = ourdl.compile(result)
 
@@ -107,11 +111,14 @@ def test_ourdl_fit_in_another_order_or_in_batches(benchmark, record, pubg_train,
 
     benchmark.pedantic(tape.fit, args=(pubg_train, x + [y]), kwargs=settings, setup=from_zero,
                        rounds=20, warmup_rounds=2)
-    record(name)
-    rows = pubg_train
-    if settings.get("shuffle"):  # a shuffled fit visits the rows in numpy's permutation
-        rows = pubg_train[np.random.default_rng(settings["seed"]).permutation(len(pubg_train))]
-    expected = plain_python_epoch(rows.tolist(), settings.get("batch_size", 1))
+    epochs = settings.get("epochs", 1)
+    record(name, 1.0 / epochs, "per epoch" if epochs > 1 else None)
+    expected, rng = None, np.random.default_rng(settings.get("seed"))
+    for _ in range(epochs):
+        rows = pubg_train
+        if settings.get("shuffle"):  # a shuffled fit visits the rows in numpy's permutations
+            rows = pubg_train[rng.permutation(len(pubg_train))]
+        expected = plain_python_epoch(rows.tolist(), settings.get("batch_size", 1), expected)
     assert bits(node.value for node in w) == bits(expected)
 
 
@@ -203,6 +210,25 @@ def test_bare_loop(benchmark, record, pubg_train, fitted):
     """The floor: weights in an array, the tutorial's operations in its order, nothing else."""
     bench_bare_loop(benchmark, pubg_train, fitted, bare_loop_module().bare_epoch)
     record("bare loop", note="numba, no loss history")
+
+
+@pytest.mark.benchmark(group="epoch")
+def test_bare_loop_in_another_order(benchmark, record, pubg_train):
+    """The floor of visiting the rows in another order: the bare loop over numpy's
+    permutation, given (the order is not drawn in the timing), the next rows asked of memory
+    early as ourdl's loop does."""
+    loops = bare_loop_module()
+    order = np.random.default_rng(0).permutation(len(pubg_train))
+    w = np.zeros(13)
+
+    def from_zero():
+        w[:] = 0.0
+        return (pubg_train, w, order), {}
+
+    loops.bare_epoch_in_order(pubg_train[:10], np.zeros(13), order[:0])  # compile
+    benchmark.pedantic(loops.bare_epoch_in_order, setup=from_zero, rounds=20, warmup_rounds=2)
+    record("bare loop shuffled", note="numba, rows in a given permutation")
+    assert bits(w) == bits(plain_python_epoch(pubg_train[order].tolist()))
 
 
 @pytest.mark.benchmark(group="epoch")

@@ -263,6 +263,35 @@ def test_shuffle_with_batches_follows_the_same_permutations():
     assert_same_nodes(net.root, oracle.root)
 
 
+def test_orders_drawn_ahead_for_many_rows_are_the_orders_drawn_one_by_one():
+    """With many rows the next epoch's order is drawn while an epoch trains: the same orders,
+    and a generator passed as seed is drawn from once per epoch that runs, as without."""
+    data = data_for(tutorial_net, 70_000, seed=3)  # enough rows to draw ahead
+
+    def run(seed, epochs=3, **kwargs):
+        net, tape = compiled(tutorial_net)
+        history = tape.fit(data, net.inputs, epochs=epochs, shuffle=True, seed=seed, **kwargs)
+        return param_values(net), [bits(h.loss) for h in history]
+
+    def stop(stats):
+        return True
+
+    mine = np.random.default_rng(4)
+    assert run(4) == run(mine)  # drawn ahead; drawn as the epochs ask
+    assert mine.bit_generator.state == drawn(4, len(data), 3).bit_generator.state
+    mine = np.random.default_rng(4)
+    assert run(mine, callback=stop) == run(4, callback=stop) == run(4, epochs=1)
+    assert mine.bit_generator.state == drawn(4, len(data), 1).bit_generator.state
+
+
+def drawn(seed, n_rows, n_epochs):
+    """numpy's generator of seed after n_epochs orders of n_rows."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_epochs):
+        rng.permutation(n_rows)
+    return rng
+
+
 def test_shuffle_is_reproducible_from_the_seed_and_differs_between_seeds():
     data = data_for(tutorial_net, 2000)
 
