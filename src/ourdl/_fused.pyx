@@ -77,7 +77,7 @@ cdef inline double activation_delta(int act, double grad, double pre, double out
     elif act == OP_SIGMOID:
         return grad * (out * (1.0 - out))
     elif act == OP_RELU:
-        return grad if pre > 0.0 else 0.0
+        return select(pre > 0.0, grad, 0.0)
     return grad
 
 
@@ -218,7 +218,7 @@ cdef inline void max_forward(MaxPool* P, double* v) noexcept nogil:
         t += 1
         while t < end:
             element = v[P.x[t]]
-            top = top if top >= element else element
+            top = select(top >= element, top, element)
             P.running[t] = top
             t += 1
         v[P.outputs[u]] = top
@@ -230,15 +230,14 @@ cdef inline void max_backward(MaxPool* P, const double* v, double* g) noexcept n
     element's sum, in the order the general backward pass visits its MaxNodes."""
     cdef Py_ssize_t u, t, start = 0, end
     cdef double d
+    cdef bint kept
     for u in range(P.n_units):
         end = P.ends[u]
         d = g[P.outputs[u]]
         for t in range(end - 1, start, -1):
-            if P.running[t - 1] >= v[P.x[t]]:
-                P.contrib[t] = 0.0
-            else:
-                P.contrib[t] = d
-                d = 0.0
+            kept = P.running[t - 1] >= v[P.x[t]]  # (no branch: either way about as often)
+            P.contrib[t] = select(kept, 0.0, d)
+            d = select(kept, d, 0.0)
         P.contrib[start] = d
         start = end
     if P.in_grads:

@@ -49,6 +49,10 @@ cdef inline double sign(double a) noexcept nogil:
     return 1.0 if a > 0.0 else (-1.0 if a < 0.0 else 0.0)
 
 
+cdef extern from "select.h":
+    double select "ourdl_select" (bint c, double a, double b) noexcept nogil  # c ? a : b
+
+
 cdef extern from "squares.h":
     double ourdl_sure_square(double d) noexcept nogil
     void ourdl_sure_squares(const double* d, double* sq, Py_ssize_t n) noexcept nogil
@@ -83,7 +87,7 @@ cdef inline double op_value(int op, double a, double b, double c) noexcept nogil
         d = a - b
         return 0.5 * d * d if fabs(d) <= c else c * (fabs(d) - 0.5 * c)
     elif op == OP_MAX:
-        return a if a >= b else b
+        return select(a >= b, a, b)
     elif op == OP_LOGLOSS:  # never exp of a positive number, never log(0)
         return ((a if a > 0.0 else 0.0) - a * b) + log1p(exp(-fabs(a)))
     elif op == OP_NEG:
@@ -103,7 +107,7 @@ cdef inline double op_value(int op, double a, double b, double c) noexcept nogil
     elif op == OP_SIGMOID:
         return 1.0 / (1.0 + exp(-a))
     elif op == OP_RELU:
-        return 0.0 if a <= 0.0 else a
+        return select(a <= 0.0, 0.0, a)
     elif op == OP_ABS:
         return fabs(a)
     else:  # OP_SQRT
@@ -145,8 +149,8 @@ cdef inline void op_grads(int op, double a, double b, double v, double g, double
         to_papa[0] = t
         to_mama[0] = -t
     elif op == OP_MAX:
-        to_papa[0] = g if a >= b else 0.0
-        to_mama[0] = 0.0 if a >= b else g
+        to_papa[0] = select(a >= b, g, 0.0)
+        to_mama[0] = select(a >= b, 0.0, g)
     elif op == OP_LOGLOSS:  # sigmoid(a) - b, the sigmoid without overflow either way
         t = exp(-fabs(a))
         to_papa[0] = g * ((1.0 / (1.0 + t) if a >= 0.0 else t / (1.0 + t)) - b)
@@ -168,7 +172,7 @@ cdef inline void op_grads(int op, double a, double b, double v, double g, double
     elif op == OP_SIGMOID:
         to_papa[0] = g * (v * (1.0 - v))
     elif op == OP_RELU:
-        to_papa[0] = g if a > 0.0 else 0.0
+        to_papa[0] = select(a > 0.0, g, 0.0)
     elif op == OP_ABS:
         to_papa[0] = g * sign(a)
     else:  # OP_SQRT
