@@ -282,6 +282,9 @@ def test_orders_drawn_ahead_for_many_rows_are_the_orders_drawn_one_by_one():
     mine = np.random.default_rng(4)
     assert run(mine, callback=stop) == run(4, callback=stop) == run(4, epochs=1)
     assert mine.bit_generator.state == drawn(4, len(data), 1).bit_generator.state
+    bits_of_mine = np.random.PCG64(4)  # a bit generator: also the caller's
+    assert run(bits_of_mine, callback=stop) == run(4, epochs=1)
+    assert bits_of_mine.state == drawn(4, len(data), 1).bit_generator.state
 
 
 def drawn(seed, n_rows, n_epochs):

@@ -166,8 +166,8 @@ class _RowOrders:
     always the same orders for the same seed. With many rows and a generator of the fit's
     own, the next epoch's order is drawn in a thread while an epoch trains (numpy's shuffle
     runs without the GIL): a new order of 635,716 rows costs more than half an epoch of the
-    tutorial's model. A generator passed in as seed is drawn from only as the epochs ask, so
-    that its state after fit is what it would be without the thread."""
+    tutorial's model. A generator passed in as seed (own is False) is drawn from only as the
+    epochs ask, so that its state after fit is what it would be without the thread."""
 
     def __init__(self, rng, n_rows, n_epochs, own):
         self.rng, self.n_rows, self.left = rng, n_rows, n_epochs
@@ -237,7 +237,9 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
     cdef Fused step = _step(tape, slots, batch, D.s1, O.kind == OPT_SGD and O.lr != O.lr)
     if state_before is tape._opt_state:  # the same state goes on: keep a copy to go back to
         state_before = [np.copy(a) if isinstance(a, np.ndarray) else a for a in state_before]
-    orders = _RowOrders(rng, n_rows, n_epochs, rng is not seed) if rng is not None else None
+    # A generator or bit generator passed as seed is the caller's: drawn from only as asked.
+    own = not isinstance(seed, (np.random.Generator, np.random.BitGenerator))
+    orders = _RowOrders(rng, n_rows, n_epochs, own) if rng is not None else None
     bar = checks.progress_bar(n_epochs * n_rows) if progress else None
     history = []
     settled = False  # the nodes settled after the last epoch (and no row trained since)
