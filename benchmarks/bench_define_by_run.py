@@ -6,10 +6,20 @@ the graph from fresh nodes, then forward and backward, every iteration.
 - a 2-16-16-1 tanh MLP called on new input nodes for every sample, its squared error,
   backward and an SGD step.
 
+Building one node (``Node()``, ``AddNode(a, b)``) is held to building a bare Cython extension
+object with a node's fields and no logic (bare_node.pyx, compiled here with Cython; skipped
+without Cython or a C compiler).
+
 micrograd (``pip install micrograd``) and PyTorch eager (``pip install torch``) are the peers,
 each skipped when it is not installed. The tiny graph's value is known by hand; each MLP's
 weights after its epochs are checked against the same SGD written in numpy.
 """
+import importlib.util
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -17,6 +27,54 @@ import ourdl
 from ourdl import nn
 
 SAMPLES = 300  # per round of the MLP loop
+
+
+@pytest.fixture(scope="session")
+def bare_node(tmp_path_factory):
+    """bare_node.pyx compiled with Cython into an extension module, and its class."""
+    out = tmp_path_factory.mktemp("bare_node")
+    source = out / "bare_node.pyx"
+    source.write_text(Path(__file__).with_name("bare_node.pyx").read_text())
+    done = subprocess.run([sys.executable, "-m", "cython", "-3", str(source)],
+                          capture_output=True, text=True)
+    if done.returncode == 0:
+        suffix = sysconfig.get_config_var("EXT_SUFFIX")
+        done = subprocess.run(
+            ["cc", "-O3", "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}",
+             str(out / "bare_node.c"), "-o", str(out / f"bare_node{suffix}")],
+            capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"no Cython or C compiler for the bare extension object: "
+                    f"{done.stderr[-300:]}")
+    spec = importlib.util.spec_from_file_location("bare_node", out / f"bare_node{suffix}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Bare
+
+
+def many_calls(*args):
+    """pedantic's settings: the call with args made (and its object dropped) 5,000 times a
+    round, so that the timer's own cost is spread over them."""
+    return dict(args=args, iterations=5_000, rounds=40, warmup_rounds=2)
+
+
+@pytest.mark.benchmark(group="building a node")
+def test_bare_extension_object(benchmark, record, bare_node):
+    benchmark.pedantic(bare_node, **many_calls())
+    record("bare extension object", note="a Cython class with a node's fields, no logic")
+
+
+@pytest.mark.benchmark(group="building a node")
+def test_ourdl_node(benchmark, record):
+    assert benchmark.pedantic(ourdl.Node, **many_calls()).value == 0.0
+    record("Node()")
+
+
+@pytest.mark.benchmark(group="building a node")
+def test_ourdl_add_node(benchmark, record):
+    a, b = ourdl.Node(Value=1.0), ourdl.Node(Value=2.0)
+    assert benchmark.pedantic(ourdl.AddNode, **many_calls(a, b)).Papa is a
+    record("AddNode(a, b)")
 
 
 def tiny(M):

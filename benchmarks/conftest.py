@@ -141,6 +141,9 @@ RATIOS = [
       f"tape {size} bare C", "<= 1.3") for size in ("1k", "10k", "100k", "1M")] + [
     (f"general tape, {size} nodes: PyTorch eager / ourdl", f"tape {size} torch eager",
      f"tape {size} ourdl", "reported") for size in ("1k", "10k")] + [
+    ("Node() / a bare extension object", "Node()", "bare extension object", "<= 3"),
+    ("AddNode(a, b) / a bare extension object", "AddNode(a, b)", "bare extension object",
+     "<= 3"),
     ("tiny graph built and run: micrograd / ourdl", "tiny micrograd", "tiny ourdl", ">= 10"),
     ("tiny graph built and run: PyTorch eager / ourdl", "tiny torch eager", "tiny ourdl",
      ">= 50"),

@@ -143,6 +143,12 @@ ROWS = [
           (f"tape {size} torch eager", f"tape {size} ourdl", "{r} slower", "慢 {r}"))
       for size, n in [("1k", "1,000"), ("10k", "10,000")]],
     head("Graphs built anew for every sample", "每个样本重新搭一张图"),
+    row("bare extension object", "building a bare Cython object with a node's fields",
+        "构造一个只有节点字段的 Cython 对象"),
+    row("Node()", "`Node()`", "`Node()`",
+        ("Node()", "bare extension object", "{r} the bare object", "裸对象的 {r}")),
+    row("AddNode(a, b)", "`AddNode(a, b)`", "`AddNode(a, b)`",
+        ("AddNode(a, b)", "bare extension object", "{r} the bare object", "裸对象的 {r}")),
     row("tiny ourdl", "the 11-node scalar graph: ourdl", "11 个节点的标量图：ourdl"),
     row("tiny micrograd", "micrograd", "micrograd",
         ("tiny micrograd", "tiny ourdl", "{r} slower", "慢 {r}")),
