@@ -38,6 +38,18 @@ cdef struct LinearLoss:
     double* residuals             # each row's Papa - Mama in a chunk, for the loss afterwards
 
 
+# Terms of sums laid rank after rank (see Ordered and Shared), taken as runs: in each run the
+# terms of consecutive sums share one factor (at scalar) and read the other from consecutive
+# places (from vector on). A convolution's runs are its output channels at one position, side
+# by side: whole vectors, without gathering a value term by term.
+cdef struct Runs:
+    Py_ssize_t n
+    const Py_ssize_t* acc         # per run: its first sum
+    const Py_ssize_t* scalar      # per run: where its shared factor is
+    const Py_ssize_t* vector      # per run: where its first sum's other factor is
+    const Py_ssize_t* length      # per run: how many sums
+
+
 # Sums of gradients, each target's terms in a fixed order, the targets side by side: the
 # terms are laid out rank after rank (every target's first term, then every second term, ...),
 # targets with more terms first, so that each rank's loop runs over independent sums.
@@ -48,6 +60,8 @@ cdef struct Ordered:
     const Py_ssize_t* unit        # per term, rank after rank: whose delta it carries
     const Py_ssize_t* factor      # per term: tape index of the value it multiplies; NULL: 1
     double* acc
+    bint by_runs                  # the terms as runs (delta from vector, factor at scalar)
+    Runs runs
 
 
 # Units sharing weights (a convolution) as the row loop sees them. Units are sorted by their
@@ -67,6 +81,11 @@ cdef struct Shared:
     double* out                   # this row's outputs
     double* delta                 # this row's gradients at the sums
     Ordered weight_grads, input_grads, bias_grads
+    bint by_runs                  # the terms as runs: input at scalar, weight in w_buf
+    Runs runs
+    Py_ssize_t n_w
+    const Py_ssize_t* w_slots     # tape index of each weight, in the runs' order
+    double* w_buf                 # their values this row
 
 
 # Windows of max-pooling as the row loop sees them: each a chain of MaxNodes over its elements.

@@ -1,6 +1,6 @@
 # The fused kernels: dense layers run as whole loops, general nodes between them one by one.
 
-from ourdl._dense cimport Dense, LinearLoss, MaxPool, Ordered, Shared, Softmax
+from ourdl._dense cimport Dense, LinearLoss, MaxPool, Ordered, Runs, Shared, Softmax
 from ourdl._optim cimport Optimizer
 from ourdl._passes cimport Data, Graph, RunStatus
 
@@ -42,7 +42,8 @@ cdef class Fused:
                           const unsigned char[::1] flags) except -1
     cdef int _build_shared(self, Shared* S, layer, const int[::1] opcodes,
                            const unsigned char[::1] flags) except -1
-    cdef int _build_sums(self, Ordered* S, targets, units, factors) except -1
+    cdef int _build_runs(self, Runs* R, runs) except -1
+    cdef int _build_sums(self, Ordered* S, targets, units, factors, key=*) except -1
     cdef int _build_max(self, MaxPool* P, layer, const int[::1] opcodes,
                         const unsigned char[::1] flags) except -1
     cdef int _build_softmax(self, Softmax* H, layer) except -1

@@ -49,6 +49,14 @@ cdef extern from "dense.h":
                          Py_ssize_t n_out) noexcept nogil
     void ourdl_gathered_terms(double* acc, const double* a, const Py_ssize_t* ia,
                               const double* b, const Py_ssize_t* ib, Py_ssize_t n) noexcept nogil
+    void ourdl_runs_scalar_first(double* acc, const double* sc, const double* vec,
+                                 const Py_ssize_t* a, const Py_ssize_t* scalar,
+                                 const Py_ssize_t* v, const Py_ssize_t* length,
+                                 Py_ssize_t n) noexcept nogil
+    void ourdl_runs_vector_first(double* acc, const double* sc, const double* vec,
+                                 const Py_ssize_t* a, const Py_ssize_t* scalar,
+                                 const Py_ssize_t* v, const Py_ssize_t* length,
+                                 Py_ssize_t n) noexcept nogil
 
 
 cdef inline void dense_forward(Dense* L, double* v) noexcept nogil:
@@ -160,12 +168,20 @@ cdef inline void shared_forward(Shared* S, double* v) noexcept nogil:
     was Papa does not matter)."""
     cdef Py_ssize_t r, p, n, o = S.n_units
     cdef double* pre = S.pre
-    for p in range(S.n_units):
-        pre[p] = v[S.x[p]] * v[S.w[p]]
-    for r in range(1, S.n_ranks):
-        n = S.count[r]
-        ourdl_gathered_terms(pre, v, S.x + o, v, S.w + o, n)
-        o += n
+    if S.by_runs:  # -0.0 + the first product is that product, bit for bit
+        for p in range(S.n_w):
+            S.w_buf[p] = v[S.w_slots[p]]
+        for p in range(S.n_units):
+            pre[p] = -0.0
+        ourdl_runs_scalar_first(pre, v, S.w_buf, S.runs.acc, S.runs.scalar, S.runs.vector,
+                                S.runs.length, S.runs.n)
+    else:
+        for p in range(S.n_units):
+            pre[p] = v[S.x[p]] * v[S.w[p]]
+        for r in range(1, S.n_ranks):
+            n = S.count[r]
+            ourdl_gathered_terms(pre, v, S.x + o, v, S.w + o, n)
+            o += n
     for p in range(S.n_units):
         if S.b_slots != NULL:
             pre[p] = pre[p] + v[S.b_slots[p]]
@@ -180,14 +196,18 @@ cdef inline void ordered_sums(Ordered* S, const double* delta, const double* v,
     cdef double* acc = S.acc
     for p in range(S.n_targets):
         acc[p] = -0.0
-    for r in range(S.n_ranks):
-        n = S.count[r]
-        if S.factor != NULL:
-            ourdl_gathered_terms(acc, delta, S.unit + o, v, S.factor + o, n)
-        else:
-            for p in range(n):
-                acc[p] = acc[p] + delta[S.unit[o + p]]
-        o += n
+    if S.by_runs:
+        ourdl_runs_vector_first(acc, v, delta, S.runs.acc, S.runs.scalar, S.runs.vector,
+                                S.runs.length, S.runs.n)
+    else:
+        for r in range(S.n_ranks):
+            n = S.count[r]
+            if S.factor != NULL:
+                ourdl_gathered_terms(acc, delta, S.unit + o, v, S.factor + o, n)
+            else:
+                for p in range(n):
+                    acc[p] = acc[p] + delta[S.unit[o + p]]
+            o += n
     for p in range(S.n_targets):
         g[S.targets[p]] = acc[p]
 
@@ -467,6 +487,21 @@ def _array(values, dtype=np.float64):
 
 
 @cython.final
+def _runs(acc, scalar, vector):
+    """Terms (laid out rank after rank: where each one's sum is, where its two factors are)
+    as runs of consecutive sums with one factor in common and the other at consecutive
+    places: (first sum, shared factor, first other factor, length) per run; None where the
+    runs would be short (under 4 terms on average), too short to beat gathering."""
+    n = acc.shape[0]
+    new = np.ones(n, dtype=bool)
+    new[1:] = ((acc[1:] != acc[:-1] + 1) | (scalar[1:] != scalar[:-1])
+               | (vector[1:] != vector[:-1] + 1))
+    first = np.flatnonzero(new)
+    if first.shape[0] * 4 > n:
+        return None
+    return acc[first], scalar[first], vector[first], np.diff(np.append(first, n))
+
+
 cdef class Fused:
     """A tape's training and prediction step with its layers fused (dense layers, layers of
     shared weights such as convolutions, max-pooling, softmax cross-entropy heads).
@@ -655,27 +690,49 @@ cdef class Fused:
 
     cdef int _build_shared(self, Shared* S, layer, const int[::1] opcodes,
                            const unsigned char[::1] flags) except -1:
-        """S from a CheckedShared: its terms and its gradient sums laid out rank after rank."""
+        """S from a CheckedShared: its terms and its gradient sums laid out rank after rank,
+        as runs where they make long enough runs (a convolution's do)."""
         terms = np.diff(layer.ends, prepend=0)
-        units = np.argsort(-terms, kind="stable")         # most terms first
+        starts = layer.ends - terms
+        S.n_units, S.n_ranks = terms.shape[0], int(terms.max())
+        # Units that read the same inputs in the same order (a convolution's output channels
+        # at one position) side by side, most terms first.
+        inputs = np.full((S.n_units, S.n_ranks), -1, dtype=np.intp)
+        unit_of = np.repeat(np.arange(S.n_units), terms)   # each term's unit
+        inputs[unit_of, np.arange(unit_of.shape[0]) - starts[unit_of]] = layer.x
+        same_inputs = np.unique(inputs, axis=0, return_inverse=True)[1].reshape(-1)
+        units = np.lexsort((np.arange(S.n_units), same_inputs, -terms))
         place = np.empty_like(units)
         place[units] = np.arange(units.shape[0])          # a unit's place in that order
-        starts = layer.ends - terms
-        S.n_units, S.n_ranks = units.shape[0], int(terms.max())
         count = (terms[units][None, :] > np.arange(S.n_ranks)[:, None]).sum(axis=1)
         order = np.concatenate([starts[units[:c]] + r for r, c in enumerate(count.tolist())])
         S.count = self._indices(count)
         S.x = self._indices(layer.x[order])
         S.w = self._indices(layer.w[order])
+        # The weights in the order the terms first use them: then a convolution's channels at
+        # one place of its kernel lie side by side, as its runs read them.
+        found, first, w_of = np.unique(layer.w[order], return_index=True, return_inverse=True)
+        by_first_use = np.argsort(first)
+        w_place = np.empty_like(by_first_use)
+        w_place[by_first_use] = np.arange(found.shape[0])
+        w_of = w_place[w_of.reshape(-1)]                    # each term's weight in w_buf
+        runs = _runs(np.concatenate([np.arange(c) for c in count.tolist()]), layer.x[order], w_of)
+        if runs is not None:
+            S.by_runs = True
+            self._build_runs(&S.runs, runs)
+            S.n_w = found.shape[0]
+            S.w_slots = self._indices(found[by_first_use])
+            S.w_buf = self._doubles(np.zeros(S.n_w))
         S.outputs = self._indices(layer.outputs[units])
         S.act = layer.activation
         S.in_grads = any(opcodes[i] != OP_LEAF or flags[i] for i in layer.inputs)
         S.pre = self._doubles(np.zeros(S.n_units))
         S.out = self._doubles(np.zeros(S.n_units))
         S.delta = self._doubles(np.zeros(S.n_units))
-        unit_of = np.repeat(np.arange(S.n_units), terms)   # each term's unit
         back = layer.back
-        self._build_sums(&S.weight_grads, layer.w[back], place[unit_of[back]], layer.x[back])
+        # The weights' gradient sums in w_buf's order: runs like the forward's.
+        self._build_sums(&S.weight_grads, layer.w[back], place[unit_of[back]], layer.x[back],
+                         w_place)
         self._build_sums(&S.input_grads, layer.x[back], place[unit_of[back]], layer.w[back])
         if layer.biases.shape[0]:
             S.b_slots = self._indices(layer.biases[units])
@@ -683,11 +740,23 @@ cdef class Fused:
                              place[layer.bias_back], None)
         return 0
 
-    cdef int _build_sums(self, Ordered* S, targets, units, factors) except -1:
+    cdef int _build_runs(self, Runs* R, runs) except -1:
+        acc, scalar, vector, length = runs
+        R.n = acc.shape[0]
+        R.acc, R.scalar = self._indices(acc), self._indices(scalar)
+        R.vector, R.length = self._indices(vector), self._indices(length)
+        return 0
+
+    cdef int _build_sums(self, Ordered* S, targets, units, factors, key=None) except -1:
         """S from the terms in the order they are summed: each one's target (a tape index),
-        the unit whose delta it carries, and the tape index of its factor (None: 1)."""
+        the unit whose delta it carries, and the tape index of its factor (None: 1). Targets
+        with as many terms go in the order of key (per target, in sorted order of their tape
+        indices), else of their tape indices; the terms as runs where they make long enough
+        runs."""
         found, target_of, terms = np.unique(targets, return_inverse=True, return_counts=True)
-        ranked = np.argsort(-terms, kind="stable")        # targets with most terms first
+        target_of = target_of.reshape(-1)
+        # Targets with most terms first.
+        ranked = np.lexsort((np.arange(found.shape[0]) if key is None else key, -terms))
         place = np.empty_like(ranked)
         place[ranked] = np.arange(ranked.shape[0])
         # Each term's rank among its target's terms: its place after grouping them by target.
@@ -701,6 +770,11 @@ cdef class Fused:
         S.unit = self._indices(units[order])
         S.factor = self._indices(factors[order]) if factors is not None else NULL
         S.acc = self._doubles(np.zeros(S.n_targets))
+        runs = None if factors is None else _runs(place[target_of][order], factors[order],
+                                                  units[order])
+        if runs is not None:
+            S.by_runs = True
+            self._build_runs(&S.runs, runs)
         return 0
 
     cdef int _build_max(self, MaxPool* P, layer, const int[::1] opcodes,
