@@ -647,7 +647,14 @@ cdef class Fused:
         return 0
 
     cdef double* _doubles(self, values) except NULL:
-        cdef double[::1] a = _array(values)
+        """A copy of values that the layers read and write, starting on a 64-byte boundary:
+        a vector that straddles two cache lines is slow to read back after it is written."""
+        values = _array(values)
+        cdef Py_ssize_t n = values.shape[0], skip
+        room = np.zeros(n + 8)
+        skip = (-room.ctypes.data % 64) // 8
+        room[skip:skip + n] = values
+        cdef double[::1] a = room[skip:skip + n]
         self._arrays.append(a)
         return &a[0]
 
