@@ -49,14 +49,9 @@ cdef extern from "dense.h":
                          Py_ssize_t n_out) noexcept nogil
     void ourdl_gathered_terms(double* acc, const double* a, const Py_ssize_t* ia,
                               const double* b, const Py_ssize_t* ib, Py_ssize_t n) noexcept nogil
-    void ourdl_runs_scalar_first(double* acc, const double* sc, const double* vec,
-                                 const Py_ssize_t* a, const Py_ssize_t* scalar,
-                                 const Py_ssize_t* v, const Py_ssize_t* length,
-                                 Py_ssize_t n) noexcept nogil
-    void ourdl_runs_vector_first(double* acc, const double* sc, const double* vec,
-                                 const Py_ssize_t* a, const Py_ssize_t* scalar,
-                                 const Py_ssize_t* v, const Py_ssize_t* length,
-                                 Py_ssize_t n) noexcept nogil
+    void ourdl_runs(double* acc, const double* sc, const double* vec, const Py_ssize_t* a,
+                    const Py_ssize_t* scalar, const Py_ssize_t* v, const Py_ssize_t* length,
+                    Py_ssize_t n, bint scalar_first) noexcept nogil
 
 
 cdef inline void dense_forward(Dense* L, double* v) noexcept nogil:
@@ -173,8 +168,8 @@ cdef inline void shared_forward(Shared* S, double* v) noexcept nogil:
             S.w_buf[p] = v[S.w_slots[p]]
         for p in range(S.n_units):
             pre[p] = -0.0
-        ourdl_runs_scalar_first(pre, v, S.w_buf, S.runs.acc, S.runs.scalar, S.runs.vector,
-                                S.runs.length, S.runs.n)
+        ourdl_runs(pre, v, S.w_buf, S.runs.acc, S.runs.scalar, S.runs.vector, S.runs.length,
+                   S.runs.n, True)  # input times weight
     else:
         for p in range(S.n_units):
             pre[p] = v[S.x[p]] * v[S.w[p]]
@@ -197,8 +192,8 @@ cdef inline void ordered_sums(Ordered* S, const double* delta, const double* v,
     for p in range(S.n_targets):
         acc[p] = -0.0
     if S.by_runs:
-        ourdl_runs_vector_first(acc, v, delta, S.runs.acc, S.runs.scalar, S.runs.vector,
-                                S.runs.length, S.runs.n)
+        ourdl_runs(acc, v, delta, S.runs.acc, S.runs.scalar, S.runs.vector, S.runs.length,
+                   S.runs.n, False)  # delta times factor
     else:
         for r in range(S.n_ranks):
             n = S.count[r]

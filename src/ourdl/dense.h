@@ -86,42 +86,27 @@ OURDL_CLONES static void ourdl_gathered_terms(double *restrict acc, const double
         acc[p] = acc[p] + a[ia[p]] * b[ib[p]];
 }
 
-/* Runs of terms (_dense.pxd: Runs): acc[a + l] = acc[a + l] + s * vec[v + l] for each run
- * (a, s = sc[scalar], v, length), runs in order; the sums of a run side by side. */
-OURDL_CLONES static void ourdl_runs_scalar_first(double *restrict acc, const double *restrict sc,
-                                                 const double *restrict vec,
-                                                 const Py_ssize_t *restrict a,
-                                                 const Py_ssize_t *restrict scalar,
-                                                 const Py_ssize_t *restrict v,
-                                                 const Py_ssize_t *restrict length,
-                                                 Py_ssize_t n)
+/* Runs of terms (_dense.pxd: Runs): for each run (a, s = sc[scalar], v, length), in order,
+ * acc[a + l] = acc[a + l] + s * vec[v + l] (scalar_first), else + vec[v + l] * s; the sums
+ * of a run side by side. */
+OURDL_CLONES static void ourdl_runs(double *restrict acc, const double *restrict sc,
+                                    const double *restrict vec, const Py_ssize_t *restrict a,
+                                    const Py_ssize_t *restrict scalar,
+                                    const Py_ssize_t *restrict v,
+                                    const Py_ssize_t *restrict length, Py_ssize_t n,
+                                    int scalar_first)
 {
     Py_ssize_t k, l;
     for (k = 0; k < n; k++) {
         const double s = sc[scalar[k]];
         const double *restrict x = vec + v[k];
         double *restrict y = acc + a[k];
-        for (l = 0; l < length[k]; l++)
-            y[l] = y[l] + s * x[l];
-    }
-}
-
-/* The same with the factors the other way round: acc[a + l] + vec[v + l] * s. */
-OURDL_CLONES static void ourdl_runs_vector_first(double *restrict acc, const double *restrict sc,
-                                                 const double *restrict vec,
-                                                 const Py_ssize_t *restrict a,
-                                                 const Py_ssize_t *restrict scalar,
-                                                 const Py_ssize_t *restrict v,
-                                                 const Py_ssize_t *restrict length,
-                                                 Py_ssize_t n)
-{
-    Py_ssize_t k, l;
-    for (k = 0; k < n; k++) {
-        const double s = sc[scalar[k]];
-        const double *restrict x = vec + v[k];
-        double *restrict y = acc + a[k];
-        for (l = 0; l < length[k]; l++)
-            y[l] = y[l] + x[l] * s;
+        if (scalar_first)
+            for (l = 0; l < length[k]; l++)
+                y[l] = y[l] + s * x[l];
+        else
+            for (l = 0; l < length[k]; l++)
+                y[l] = y[l] + x[l] * s;
     }
 }
 
