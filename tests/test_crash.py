@@ -1381,6 +1381,51 @@ def test_ctrl_c_while_predict_waits_for_its_threads_leaves_nothing_running_on_fr
     assert out == ["1 0.0"] * 3
 
 
+def test_ctrl_c_as_the_next_row_order_starts_being_drawn_comes_out_as_ctrl_c():
+    out = run("""
+        import os, signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
+        x, w, y = Node(), Node(Flag=1, lr=0.01), Node()
+        tape = ourdl.compile(MSENode(MulNode(x, w), y))
+        data = np.random.default_rng(0).random((70_000, 2))  # enough rows to draw ahead
+        def hook(frame, event, arg):  # Ctrl-C the moment the order's thread is being started
+            if event == "call" and frame.f_code is threading.Thread.start.__code__:
+                sys.setprofile(None)
+                os.kill(os.getpid(), signal.SIGINT)
+        sys.setprofile(hook)
+        try:
+            tape.fit(data, [x, y], epochs=3, shuffle=True, seed=1)
+        except BaseException as error:
+            print(type(error).__name__, type(error.__context__).__name__)
+        sys.setprofile(None)
+        print(np.isfinite(tape.fit(data[:10], [x, y])[0].loss))
+    """)
+    assert out == ["KeyboardInterrupt NoneType", "True"]
+
+
+def test_a_fit_stopped_part_way_does_not_wait_for_an_order_no_epoch_will_use():
+    out = run("""
+        import time
+        from ourdl import _checks
+        x, w, y = Node(), Node(Value=0.5, Flag=1, lr=0.01), Node()
+        tape = ourdl.compile(MSENode(MulNode(x, w), y))
+        data = np.random.default_rng(0).random((70_000, 2))
+        data[np.random.default_rng(3).permutation(len(data))[100], 0] = np.nan  # epoch 1
+        draw = _checks.permutation
+        def slowly(rng, n_rows):  # every order after the first takes a second
+            slowly.calls += 1
+            if slowly.calls > 1:
+                time.sleep(1.0)
+            return draw(rng, n_rows)
+        slowly.calls = 0
+        _checks.permutation = slowly
+        start = time.perf_counter()
+        print(raises(tape.fit, data, [x, y], epochs=3, shuffle=True, seed=3)[:36])
+        print(time.perf_counter() - start < 0.8, w.value, [n.grad for n in tape.nodes])
+    """)
+    assert out == ["ValueError: data has nan in column 0", "True 0.5 [1.0, 1.0, 1.0, 1.0, 1.0]"]
+
+
 def test_predict_says_so_when_one_of_its_threads_stopped_early():
     out = run("""
         x = Node(Value=0.0)

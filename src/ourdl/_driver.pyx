@@ -167,7 +167,12 @@ class _RowOrders:
     own, the next epoch's order is drawn in a thread while an epoch trains (numpy's shuffle
     runs without the GIL): a new order of 635,716 rows costs more than half an epoch of the
     tutorial's model. A generator passed in as seed (own is False) is drawn from only as the
-    epochs ask, so that its state after fit is what it would be without the thread."""
+    epochs ask, so that its state after fit is what it would be without the thread.
+
+    Only an epoch that asks for its order waits for the thread, inside the epoch loop (where
+    Ctrl-C and errors are handled as anywhere else in it); an order drawn for an epoch that
+    never comes is dropped, its thread left to finish alone: it touches nothing but the fit's
+    own generator and this object."""
 
     def __init__(self, rng, n_rows, n_epochs, own):
         self.rng, self.n_rows, self.left = rng, n_rows, n_epochs
@@ -184,22 +189,18 @@ class _RowOrders:
         """The next epoch's order (an int64 array)."""
         if self.thread is None:
             self._draw()
-        self.close()
+        else:
+            self.thread.join()
+            self.thread = None
         order, error = self.drawn
         self.drawn, self.left = None, self.left - 1
         if error is not None:
             raise error
         if self.ahead and self.left > 0:
-            self.thread = threading.Thread(target=self._draw, name="ourdl row order",
-                                           daemon=True)
-            self.thread.start()
+            thread = threading.Thread(target=self._draw, name="ourdl row order", daemon=True)
+            thread.start()
+            self.thread = thread  # only once it runs: an interrupted start leaves none
         return order
-
-    def close(self):
-        """Wait for an order being drawn (a run that ends early does not leave it running)."""
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
 
 
 cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer,
@@ -293,8 +294,6 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
             _settle(tape, &D, last_row, root_grad)
         raise
     finally:
-        if orders is not None:
-            orders.close()
         if bar is not None:
             bar.close()
     if status == RUN_OK:
