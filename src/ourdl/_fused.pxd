@@ -42,8 +42,10 @@ cdef class Fused:
                           const unsigned char[::1] flags) except -1
     cdef int _build_shared(self, Shared* S, layer, const int[::1] opcodes,
                            const unsigned char[::1] flags) except -1
-    cdef int _build_runs(self, Runs* R, runs) except -1
-    cdef int _build_sums(self, Ordered* S, targets, units, factors, key=*) except -1
+    cdef int _build_runs(self, Runs* R, runs, Py_ssize_t n_acc, Py_ssize_t n_scalar,
+                         Py_ssize_t n_vector) except -1
+    cdef int _build_sums(self, Ordered* S, targets, units, factors, Py_ssize_t n_units=*,
+                         Py_ssize_t n=*, key=*) except -1
     cdef int _build_max(self, MaxPool* P, layer, const int[::1] opcodes,
                         const unsigned char[::1] flags) except -1
     cdef int _build_softmax(self, Softmax* H, layer) except -1

@@ -481,7 +481,6 @@ def _array(values, dtype=np.float64):
     return a if a.size else np.zeros(1, dtype=dtype)
 
 
-@cython.final
 def _runs(acc, scalar, vector):
     """Terms (laid out rank after rank: where each one's sum is, where its two factors are)
     as runs of consecutive sums with one factor in common and the other at consecutive
@@ -497,6 +496,7 @@ def _runs(acc, scalar, vector):
     return acc[first], scalar[first], vector[first], np.diff(np.append(first, n))
 
 
+@cython.final
 cdef class Fused:
     """A tape's training and prediction step with its layers fused (dense layers, layers of
     shared weights such as convolutions, max-pooling, softmax cross-entropy heads).
@@ -721,7 +721,7 @@ cdef class Fused:
         runs = _runs(np.concatenate([np.arange(c) for c in count.tolist()]), layer.x[order], w_of)
         if runs is not None:
             S.by_runs = True
-            self._build_runs(&S.runs, runs)
+            self._build_runs(&S.runs, runs, S.n_units, opcodes.shape[0], found.shape[0])
             S.n_w = found.shape[0]
             S.w_slots = self._indices(found[by_first_use])
             S.w_buf = self._doubles(np.zeros(S.n_w))
@@ -734,27 +734,36 @@ cdef class Fused:
         back = layer.back
         # The weights' gradient sums in w_buf's order: runs like the forward's.
         self._build_sums(&S.weight_grads, layer.w[back], place[unit_of[back]], layer.x[back],
-                         w_place)
-        self._build_sums(&S.input_grads, layer.x[back], place[unit_of[back]], layer.w[back])
+                         S.n_units, opcodes.shape[0], w_place)
+        self._build_sums(&S.input_grads, layer.x[back], place[unit_of[back]], layer.w[back],
+                         S.n_units, opcodes.shape[0])
         if layer.biases.shape[0]:
             S.b_slots = self._indices(layer.biases[units])
             self._build_sums(&S.bias_grads, layer.biases[layer.bias_back],
                              place[layer.bias_back], None)
         return 0
 
-    cdef int _build_runs(self, Runs* R, runs) except -1:
+    cdef int _build_runs(self, Runs* R, runs, Py_ssize_t n_acc, Py_ssize_t n_scalar,
+                         Py_ssize_t n_vector) except -1:
+        """R from _runs's arrays, each run checked to lie inside its three arrays (of n_acc
+        sums, n_scalar shared factors and n_vector other factors)."""
         acc, scalar, vector, length = runs
+        if ((length < 1).any() or (acc < 0).any() or (acc + length > n_acc).any()
+                or (vector < 0).any() or (vector + length > n_vector).any()
+                or (scalar < 0).any() or (scalar >= n_scalar).any()):
+            raise SystemError("ourdl: a run of terms lies outside its arrays")
         R.n = acc.shape[0]
         R.acc, R.scalar = self._indices(acc), self._indices(scalar)
         R.vector, R.length = self._indices(vector), self._indices(length)
         return 0
 
-    cdef int _build_sums(self, Ordered* S, targets, units, factors, key=None) except -1:
+    cdef int _build_sums(self, Ordered* S, targets, units, factors, Py_ssize_t n_units=0,
+                         Py_ssize_t n=0, key=None) except -1:
         """S from the terms in the order they are summed: each one's target (a tape index),
-        the unit whose delta it carries, and the tape index of its factor (None: 1). Targets
-        with as many terms go in the order of key (per target, in sorted order of their tape
-        indices), else of their tape indices; the terms as runs where they make long enough
-        runs."""
+        the unit whose delta it carries (its place among n_units), and the tape index of its
+        factor (None: 1) in a tape of n nodes. Targets with as many terms go in
+        the order of key (per target, in sorted order of their tape indices), else of their
+        tape indices; the terms as runs where they make long enough runs."""
         found, target_of, terms = np.unique(targets, return_inverse=True, return_counts=True)
         target_of = target_of.reshape(-1)
         # Targets with most terms first.
@@ -776,7 +785,7 @@ cdef class Fused:
                                                   units[order])
         if runs is not None:
             S.by_runs = True
-            self._build_runs(&S.runs, runs)
+            self._build_runs(&S.runs, runs, S.n_targets, n, n_units)
         return 0
 
     cdef int _build_max(self, MaxPool* P, layer, const int[::1] opcodes,
