@@ -60,8 +60,8 @@ cdef struct Ordered:
     const Py_ssize_t* unit        # per term, rank after rank: whose delta it carries
     const Py_ssize_t* factor      # per term: tape index of the value it multiplies; NULL: 1
     double* acc
-    bint by_runs                  # the terms as runs (delta from vector, factor at scalar)
-    Runs runs
+    Runs runs                     # n > 0: the terms as runs (delta from vector, factor at
+                                  # scalar), and count, unit and factor unused
 
 
 # Units sharing weights (a convolution) as the row loop sees them. Units are sorted by their
@@ -81,8 +81,8 @@ cdef struct Shared:
     double* out                   # this row's outputs
     double* delta                 # this row's gradients at the sums
     Ordered weight_grads, input_grads, bias_grads
-    bint by_runs                  # the terms as runs: input at scalar, weight in w_buf
-    Runs runs
+    Runs runs                     # n > 0: the terms as runs (input at scalar, weight in
+                                  # w_buf), and count, x and w unused
     Py_ssize_t n_w
     const Py_ssize_t* w_slots     # tape index of each weight, in the runs' order
     double* w_buf                 # their values this row

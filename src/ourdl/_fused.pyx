@@ -163,7 +163,7 @@ cdef inline void shared_forward(Shared* S, double* v) noexcept nogil:
     was Papa does not matter)."""
     cdef Py_ssize_t r, p, n, o = S.n_units
     cdef double* pre = S.pre
-    if S.by_runs:  # -0.0 + the first product is that product, bit for bit
+    if S.runs.n:  # -0.0 + the first product is that product, bit for bit
         for p in range(S.n_w):
             S.w_buf[p] = v[S.w_slots[p]]
         for p in range(S.n_units):
@@ -191,7 +191,7 @@ cdef inline void ordered_sums(Ordered* S, const double* delta, const double* v,
     cdef double* acc = S.acc
     for p in range(S.n_targets):
         acc[p] = -0.0
-    if S.by_runs:
+    if S.runs.n:
         ourdl_runs(acc, v, delta, S.runs.acc, S.runs.scalar, S.runs.vector, S.runs.length,
                    S.runs.n, False)  # delta times factor
     else:
@@ -708,9 +708,6 @@ cdef class Fused:
         place[units] = np.arange(units.shape[0])          # a unit's place in that order
         count = (terms[units][None, :] > np.arange(S.n_ranks)[:, None]).sum(axis=1)
         order = np.concatenate([starts[units[:c]] + r for r, c in enumerate(count.tolist())])
-        S.count = self._indices(count)
-        S.x = self._indices(layer.x[order])
-        S.w = self._indices(layer.w[order])
         # The weights in the order the terms first use them: then a convolution's channels at
         # one place of its kernel lie side by side, as its runs read them.
         found, first, w_of = np.unique(layer.w[order], return_index=True, return_inverse=True)
@@ -720,11 +717,14 @@ cdef class Fused:
         w_of = w_place[w_of.reshape(-1)]                    # each term's weight in w_buf
         runs = _runs(np.concatenate([np.arange(c) for c in count.tolist()]), layer.x[order], w_of)
         if runs is not None:
-            S.by_runs = True
             self._build_runs(&S.runs, runs, S.n_units, opcodes.shape[0], found.shape[0])
             S.n_w = found.shape[0]
             S.w_slots = self._indices(found[by_first_use])
             S.w_buf = self._doubles(np.zeros(S.n_w))
+        else:  # each term gathered by its tape indices
+            S.count = self._indices(count)
+            S.x = self._indices(layer.x[order])
+            S.w = self._indices(layer.w[order])
         S.outputs = self._indices(layer.outputs[units])
         S.act = layer.activation
         S.in_grads = any(opcodes[i] != OP_LEAF or flags[i] for i in layer.inputs)
@@ -777,15 +777,15 @@ cdef class Fused:
         order = np.lexsort((place[target_of], rank))      # rank after rank, targets in place order
         S.n_targets, S.n_ranks = found.shape[0], int(terms.max())
         S.targets = self._indices(found[ranked])
-        S.count = self._indices(np.bincount(rank, minlength=S.n_ranks))
-        S.unit = self._indices(units[order])
-        S.factor = self._indices(factors[order]) if factors is not None else NULL
         S.acc = self._doubles(np.zeros(S.n_targets))
         runs = None if factors is None else _runs(place[target_of][order], factors[order],
                                                   units[order])
         if runs is not None:
-            S.by_runs = True
             self._build_runs(&S.runs, runs, S.n_targets, n, n_units)
+        else:  # each term gathered by its indices
+            S.count = self._indices(np.bincount(rank, minlength=S.n_ranks))
+            S.unit = self._indices(units[order])
+            S.factor = self._indices(factors[order]) if factors is not None else NULL
         return 0
 
     cdef int _build_max(self, MaxPool* P, layer, const int[::1] opcodes,
