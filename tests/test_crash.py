@@ -1075,6 +1075,48 @@ def test_the_planner_and_the_data_checks_cannot_hand_the_loops_what_would_crash_
     assert out[4].startswith("ValueError: data is a view that reaches outside the memory")
 
 
+def test_views_past_memory_that_no_numpy_array_owns_are_refused_and_true_views_are_used():
+    out = run("""
+        import mmap, tempfile
+        from numpy.lib.stride_tricks import as_strided
+        x, w, y = Node(), Node(Value=0.5, Flag=1), Node()
+        tape = ourdl.compile(MSENode(MulNode(x, w), y))
+        rows = np.arange(8.0).reshape(4, 2) / 8
+        held = bytearray(rows.tobytes())                  # a bytearray holds the memory
+        path = tempfile.mktemp()
+        rows.tofile(path)
+        mapped = np.memmap(path, dtype=np.float64, mode="r")  # an mmap holds it
+        for memory in (np.frombuffer(held), mapped):
+            past = as_strided(memory, shape=(1 << 20, 2), strides=(16, 8))
+            print(raises(tape.predict, past, [x, y])[:47], "|", raises(tape.fit, past, [x, y])[:47])
+            print(tape.predict(memory.reshape(4, 2), [x, y]).tolist() == tape.predict(rows, [x, y]).tolist())
+    """)
+    assert out == ["ValueError: data is a view that reaches outside | "
+                   "ValueError: data is a view that reaches outside", "True"] * 2
+
+
+def test_an_op_of_yours_cannot_change_node_state_while_the_loops_call_it():
+    out = run("""
+        class Poke(ourdl.CustomNode):  # sets a weight in the middle of a pass
+            arity = 1
+            def compute(self, a, b):
+                poked.value = 2.0
+                return a
+            def derivatives(self, a, b):
+                return 1.0
+        data = np.random.default_rng(0).random((10, 3))
+        for fuse in (True, False):  # the weights are a fused layer's, or the general passes'
+            x, w, y = [Node(), Node()], [Node(Value=0.5, Flag=1), Node(Value=-0.25, Flag=1)], Node()
+            poked = w[0]
+            tape = ourdl.compile(MSENode(Poke(AddNode(MulNode(x[0], w[0]), MulNode(x[1], w[1]))), y),
+                                 fuse=fuse)
+            print(raises(tape.fit, data, x + [y]).split(":")[0], [n.value for n in w])
+            poked = Node()  # a node of no running tape: free to change
+            print(len(tape.fit(data, x + [y])))
+    """)
+    assert out == ["RuntimeError [0.5, -0.25]", "1"] * 2
+
+
 def test_a_softmax_head_changed_by_a_planner_cannot_reach_the_fused_loops():
     out = run("""
         from ourdl import nn, _fusion

@@ -88,16 +88,24 @@ cdef object _rows_of(data, Py_ssize_t n_inputs):
 
 
 cdef bint _inside_its_memory(X):
-    """Whether every element of X lies inside the memory of the array that owns it (a view
-    made with as_strided may claim more); true when its memory is not a numpy array's."""
-    owner = X
-    while getattr(owner, "base", None) is not None:  # as_strided's views hold theirs too
-        owner = owner.base
-    if not isinstance(owner, np.ndarray) or X.size == 0:
+    """Whether every element of X lies inside the memory it views (a view made with as_strided
+    may claim more): the memory of the last numpy array or buffer (a bytearray, an mmap, ...)
+    down X's chain of bases; as_strided's own go-between in that chain is neither."""
+    if X.size == 0:
         return True
+    memory, below = X, X
+    while getattr(below, "base", None) is not None:  # as_strided's views hold theirs too
+        below = below.base
+        if isinstance(below, np.ndarray):
+            memory = below
+        else:
+            try:
+                memory = np.frombuffer(below, dtype=np.uint8)
+            except (TypeError, ValueError, BufferError):
+                pass  # no buffer of its own: not what holds the memory
     low, high = byte_bounds(X)
-    owner_low, owner_high = byte_bounds(owner)
-    return owner_low <= low and high <= owner_high
+    memory_low, memory_high = byte_bounds(memory)
+    return memory_low <= low and high <= memory_high
 
 
 cdef object _checked_order(order, Py_ssize_t n_rows):

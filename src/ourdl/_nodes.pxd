@@ -22,6 +22,8 @@ cdef struct Home:
     unsigned char* flags
     Py_ssize_t lost     # how many of its nodes another tape has taken since it last held them
     const bint* busy    # the tape is running a call: its nodes may not be taken meanwhile
+    const bint* calling # the tape's compiled loops are calling an op written in Python: the
+                        # state of its nodes is the loops' (a fused layer holds copies)
 
 
 cdef class Node:

@@ -162,6 +162,7 @@ cdef class Node:
     @value.setter
     def value(self, double v):
         if self.home != NULL:
+            _writable(self, "value")
             self.home.values[self.home_slot] = v
         else:
             self.s.value = v
@@ -176,6 +177,7 @@ cdef class Node:
     @grad.setter
     def grad(self, double g):
         if self.home != NULL:
+            _writable(self, "grad")
             self.home.grads[self.home_slot] = g
         else:
             self.s.grad = g
@@ -189,6 +191,7 @@ cdef class Node:
     @lr.setter
     def lr(self, double lr):
         if self.home != NULL:
+            _writable(self, "lr")
             self.home.lrs[self.home_slot] = lr
         else:
             self.s.lr = lr
@@ -203,6 +206,7 @@ cdef class Node:
     def Flag(self, Flag):
         cdef int flag = _flag(self, Flag)
         if self.home != NULL:
+            _writable(self, "Flag")
             self.home.flags[self.home_slot] = flag
         else:
             self.s.flag = flag
@@ -384,6 +388,17 @@ class _EndOfAncestors:
 
 def _nothing():
     return None
+
+
+cdef int _writable(Node node, str what) except -1:
+    """Refuse a change to the node's state from an op written in Python that its tape's
+    loops are calling: the loops own that state until the pass is over (a fused layer works
+    on copies of its weights), so the change would count in some passes and not in others."""
+    if node.home.calling[0]:
+        raise RuntimeError(f"{node!r}: its {what} cannot change while its tape's loops call an "
+                           f"op of yours; change it before or after the call (between epochs: "
+                           f"from fit's callback)")
+    return 0
 
 
 cdef unsigned long _last_stamp = 0

@@ -24,6 +24,7 @@ cdef class Tape:
     cdef Home home                # the arrays, as the nodes the tape holds reach them
     cdef dict _index              # id(node) -> tape index, built on first use
     cdef bint _busy               # a call is using the arrays (see _claim)
+    cdef bint _calling            # the loops are calling an op written in Python
     cdef object _error            # what an op written in Python raised in the running pass
     cdef int _aborted             # an op written in Python raised: the loops stop
     cdef readonly bint fuse       # fit and predict run dense layers as fused kernels

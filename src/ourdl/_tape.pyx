@@ -59,6 +59,7 @@ cdef double _custom_value(void* tape, Py_ssize_t i, double a, double b) noexcept
     cdef Tape t = <Tape>tape
     if t._error is not None:
         return NAN
+    t._calling = True
     try:
         value = t.nodes[i].compute(a, b)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -68,6 +69,8 @@ cdef double _custom_value(void* tape, Py_ssize_t i, double a, double b) noexcept
     except BaseException as error:
         t._error, t._aborted = error, 1
         return NAN
+    finally:
+        t._calling = False
 
 
 cdef void _custom_grads(void* tape, Py_ssize_t i, double a, double b, double g,
@@ -77,12 +80,15 @@ cdef void _custom_grads(void* tape, Py_ssize_t i, double a, double b, double g,
     to_papa[0] = to_mama[0] = NAN
     if t._error is not None:
         return
+    t._calling = True
     try:
         node = t.nodes[i]
         d_papa, d_mama = checks.slopes(node, node.derivatives(a, b), arity_of(t.opcodes[i]))
         to_papa[0], to_mama[0] = g * d_papa, g * d_mama
     except BaseException as error:
         t._error, t._aborted = error, 1
+    finally:
+        t._calling = False
 
 
 def compile(Node root not None, fuse=True):
@@ -215,6 +221,7 @@ cdef class Tape:
         self.home.flags = &flags[0]
         self.home.lost = 1  # holds no node yet
         self.home.busy = &self._busy
+        self.home.calling = &self._calling
         self.fuse = bool(fuse)
         self.root = root
         self._fed = frozenset()
