@@ -230,3 +230,55 @@ def test_an_mlp_epoch_equals_the_reference_loop_bit_for_bit():
         [bits(n.value) for n in ref.topological_order(rroot)]
     assert [bits(n.grad) for n in ourdl.topological_order(root)] == \
         [bits(n.grad) for n in ref.topological_order(rroot)]
+
+
+def mlp_twins(adjust):
+    """Two 4-8-8-1 tanh MLPs with biases (the same weights), each adjusted by adjust(nodes of
+    its layers' weights and biases), then compiled fused and unfused."""
+    tapes = []
+    for fuse in (True, False):
+        x, y = [ourdl.Node() for _ in range(4)], ourdl.Node()
+        net = nn.MLP([4, 8, 8, 1], activation="tanh", seed=7, lr=0.01)
+        root = ourdl.MSENode(net(x)[0], y)
+        adjust([w for layer in net.layers for row in layer.W for w in row] +
+               [b for layer in net.layers for b in layer.b])
+        tapes.append((ourdl.compile(root, fuse=fuse), root, x + [y]))
+    return tapes
+
+
+def spread_lrs(params):
+    for k, p in enumerate(params):
+        p.lr = 0.01 * (1 + k % 3)
+
+
+def zeros_of_both_signs(params):
+    for k, p in enumerate(params[::3]):
+        p.value, p.lr = -0.0, (0.0 if k % 2 else -0.0)
+
+
+def weight_near_the_largest_double(params):
+    params[40].value = 1e301  # its unit saturates; the update stays finite, the bound cannot
+
+
+def lr_near_the_largest_double(params):
+    params[-1].lr = 1.7e308  # the output's bias overflows on the first row: taken back
+
+
+@pytest.mark.parametrize("adjust, diverges", [
+    (spread_lrs, False), (zeros_of_both_signs, False), (weight_near_the_largest_double, False),
+    (lr_near_the_largest_double, True)])
+def test_a_rows_update_in_place_or_checked_aside_changes_no_bit(adjust, diverges):
+    """A layer's update that bounds prove finite is made in place (one lr for all weights, or
+    each its own); any other is made aside and checked, so that it can be taken back. Which
+    one a row takes changes nothing: fused and unfused end bit for bit equal."""
+    (fused, froot, finputs), (plain, proot, pinputs) = mlp_twins(adjust)
+    data = np.random.default_rng(4).normal(0.0, 1.0, size=(50, 5))
+    if diverges:
+        for tape, inputs in ((plain, pinputs), (fused, finputs)):
+            with pytest.raises(FloatingPointError, match="row 0 of data: a parameter became"):
+                tape.fit(data, inputs, epochs=3)
+    else:
+        fused_history = fused.fit(data, finputs, epochs=3)
+        plain_history = plain.fit(data, pinputs, epochs=3)
+        assert [bits(h.loss) for h in fused_history] == [bits(h.loss) for h in plain_history]
+    assert state(froot) == state(proot)

@@ -50,10 +50,11 @@ cdef class Fused:
                         const unsigned char[::1] flags) except -1
     cdef int _build_softmax(self, Softmax* H, layer) except -1
     cdef void run_forward(self, Py_ssize_t k, const Graph* G) noexcept nogil
-    cdef bint run_backward(self, Py_ssize_t k, const Graph* G, bint step) noexcept nogil
+    cdef void run_backward(self, Py_ssize_t k, const Graph* G, bint batch) noexcept nogil
     cdef void gather(self, const Graph* G) noexcept nogil
     cdef void scatter(self, const Graph* G, bint before=*) noexcept nogil
     cdef void forward_row(self, const Graph* G) noexcept nogil
+    cdef bint prove_finite(self) noexcept nogil
     cdef RunStatus train(self, const Graph* G, const Data* D, Optimizer* O, Py_ssize_t start,
                          Py_ssize_t stop, Py_ssize_t epoch_rows, double* loss_sum,
                          Py_ssize_t* at) noexcept nogil

@@ -14,7 +14,9 @@ the reverse order. Each layer computes exactly what its nodes would, in the same
   of the unit passes it on unchanged, so weight w[i][j] receives ``delta[j]*x[i]``, the
   bias ``delta[j]``, and input i the sum of ``delta[j]*w[i][j]`` over the units in the
   order the general pass would visit them (``fold``), from the weights before the update;
-- update: ``w = w - lr*grad`` as update_pass does (with a batch, ``lr*(sum/count)``).
+- update: ``w = w - lr*grad`` as update_pass does (with a batch, ``lr*(sum/count)``), after
+  the whole backward. A row's SGD update that bounds prove finite is made in place; any
+  other goes to a spare buffer and is checked, so that it can be taken back.
 
 Three more kinds of layers run the same way, their parameters left in the tape's arrays for
 the general update: layers of shared weights (convolutions), each unit a chain of
@@ -26,7 +28,8 @@ cross-entropy head, a loop over the classes with each node's own op arithmetic.
 
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.string cimport memcpy, memset
+from libc.math cimport NAN
+from libc.string cimport memcmp, memcpy, memset
 from ourdl._kernels cimport linear_rows
 from ourdl._ops cimport *
 from ourdl._optim cimport OPT_SGD, opt_begin, opt_step, opt_undo
@@ -42,11 +45,18 @@ import numpy as np
 cdef extern from "dense.h":
     void ourdl_dense_sums(const double* x, const double* w, double* acc, Py_ssize_t n_in,
                           Py_ssize_t n_out) noexcept nogil
-    void ourdl_dense_input_grads(const double* d, const double* w, const Py_ssize_t* fold,
-                                 double* gin, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil
+    void ourdl_dense_input_grads(const double* d, const double* w, const double* wt,
+                                 const Py_ssize_t* fold, double* gin, Py_ssize_t n_in,
+                                 Py_ssize_t n_out) noexcept nogil
+    void ourdl_transpose(const double* a, double* t, Py_ssize_t rows,
+                         Py_ssize_t cols) noexcept nogil
     int ourdl_dense_step(const double* x, const double* d, const double* w, double* new_w,
                          const double* lr, double* check, Py_ssize_t n_in,
                          Py_ssize_t n_out) noexcept nogil
+    void ourdl_dense_step_in_place(const double* x, const double* d, double* w, double* wt,
+                                   const double* lr, const double* lr_t, double lr_all,
+                                   Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil
+    double ourdl_magnitude(const double* v, Py_ssize_t n) noexcept nogil
     void ourdl_gathered_terms(double* acc, const double* a, const Py_ssize_t* ia,
                               const double* b, const Py_ssize_t* ib, Py_ssize_t n) noexcept nogil
     void ourdl_runs(double* acc, const double* sc, const double* vec, const Py_ssize_t* a,
@@ -84,45 +94,102 @@ cdef inline double activation_delta(int act, double grad, double pre, double out
     return grad
 
 
-cdef inline bint dense_backward(Dense* L, double* g, bint step) noexcept nogil:
-    """Gradients from the outputs' gradients in g; with step (one row per batch) also the
-    update, else the gradients are summed for the batch. False if a parameter became nan or
-    inf."""
+cdef inline void dense_backward(Dense* L, double* g, bint batch) noexcept nogil:
+    """Gradients from the outputs' gradients in g: at the sums (delta) and the inputs; with
+    batch, the parameters' are summed for the batch (else a row's update reads delta and x:
+    dense_sgd)."""
     cdef Py_ssize_t i, j, n_in = L.n_in, n_out = L.n_out
     cdef double xi
     cdef double* d = L.delta
     cdef double* wsum
-    cdef int bad = 0
     for j in range(n_out):
         d[j] = activation_delta(L.act, g[L.outputs[j]], L.pre[j], L.out[j])
     if L.in_grads:  # from the weights before this row's update
         # Each input's sum runs over the units in fold's order; the inputs go side by side.
-        ourdl_dense_input_grads(d, L.w, L.fold, L.gin, n_in, n_out)
+        ourdl_dense_input_grads(d, L.w, L.wt if L.wt_current else NULL, L.fold, L.gin, n_in,
+                                n_out)
         for i in range(n_in):
             g[L.inputs[i]] = L.gin[i]
+    if not (L.trainable and batch):
+        return
+    for i in range(n_in):
+        xi = L.x[i]
+        wsum = L.w_sum + i * n_out
+        for j in range(n_out):
+            wsum[j] = wsum[j] + d[j] * xi
+    if L.b != NULL:
+        for j in range(n_out):
+            L.b_sum[j] = L.b_sum[j] + d[j]
+
+
+cdef inline bint dense_sgd(Dense* L) noexcept nogil:
+    """One row's update by SGD with each parameter's own lr, from delta and x, checked: the
+    new weights go to the spare buffer, which then becomes the current one, so the old stay
+    behind as w_before without a copy. False if a parameter became nan or inf."""
+    cdef Py_ssize_t j
+    cdef int bad
     if not L.trainable:
         return True
-    if step:
-        # The new weights go to the spare buffer, which then becomes the current one: the
-        # old stay behind as w_before, without a copy.
-        bad = ourdl_dense_step(L.x, d, L.w, L.w_before, L.w_lr, L.check, n_in, n_out)
-        L.w_before, L.w = L.w, L.w_before
-    else:
-        for i in range(n_in):
-            xi = L.x[i]
-            wsum = L.w_sum + i * n_out
-            for j in range(n_out):
-                wsum[j] = wsum[j] + d[j] * xi
+    bad = ourdl_dense_step(L.x, L.delta, L.w, L.w_before, L.w_lr, L.check, L.n_in, L.n_out)
+    L.w_before, L.w = L.w, L.w_before
+    L.wt_current = False
     if L.b != NULL:
-        if step:
-            for j in range(n_out):
-                L.b_before[j] = L.b[j]
-                L.b[j] = L.b[j] - L.b_lr[j] * d[j]
-                bad = bad | nonfinite(L.b[j])
-        else:
-            for j in range(n_out):
-                L.b_sum[j] = L.b_sum[j] + d[j]
+        for j in range(L.n_out):
+            L.b_before[j] = L.b[j]
+            L.b[j] = L.b[j] - L.b_lr[j] * L.delta[j]
+            bad = bad | nonfinite(L.b[j])
+    L.w_max = parameters_max(L.w, L.b, L.n_in * L.n_out, L.n_out)
     return not bad
+
+
+cdef inline bint prove_sgd_finite(Dense* L) noexcept nogil:
+    """Prove, before it is made, that this row's update (dense_sgd) leaves every parameter
+    finite; if it can, w_max becomes a bound of the parameters after it, and True.
+
+    Each new weight w - lr*(d*x) is within w_max + step_max, step_max = lr_max*|d|*|x| at
+    their largest (a bias takes x = 1), and within (w_max + step_max)*(1 + 2^-48) with every
+    rounding counted; 1e300 leaves room for both terms below the largest double (1.8e308).
+    nan anywhere fails the comparisons."""
+    cdef double step_max
+    if not L.trainable:
+        return True
+    step_max = L.lr_max * ourdl_magnitude(L.delta, L.n_out) * \
+        larger(ourdl_magnitude(L.x, L.n_in), 1.0)
+    if not (L.w_max <= 1e300 and step_max <= 1e300):
+        return False
+    L.w_max = (L.w_max + step_max) * (1.0 + 3.552713678800501e-15)  # 2^-48
+    return True
+
+
+cdef inline void dense_sgd_in_place(Dense* L) noexcept nogil:
+    """dense_sgd's update, in place: only for an update proven to stay finite."""
+    cdef Py_ssize_t j
+    if not L.trainable:
+        return
+    ourdl_dense_step_in_place(L.x, L.delta, L.w, L.wt if L.wt_current else NULL,
+                              L.w_lr if L.lr_all != L.lr_all else NULL, L.lr_t, L.lr_all,
+                              L.n_in, L.n_out)
+    if L.b != NULL:
+        for j in range(L.n_out):
+            L.b[j] = L.b[j] - L.b_lr[j] * L.delta[j]
+
+
+cdef inline double parameters_max(const double* w, const double* b, Py_ssize_t n_w,
+                                  Py_ssize_t n_b) noexcept nogil:
+    """The largest magnitude among n_w weights and n_b biases (b NULL: none); nan if one is
+    nan."""
+    return larger(ourdl_magnitude(w, n_w), ourdl_magnitude(b, n_b) if b != NULL else 0.0)
+
+
+cdef inline double larger(double a, double b) noexcept nogil:
+    """The larger of a and b; nan if either is nan."""
+    return a if a > b or a != a else b
+
+
+cdef inline bint same_bits(const double* v, Py_ssize_t n) noexcept nogil:
+    """Whether v[0], ..., v[n - 1] are one value to the bit (0.0 and -0.0 are two): each
+    equals the next."""
+    return n <= 1 or memcmp(v, v + 1, (n - 1) * sizeof(double)) == 0
 
 
 cdef inline bint dense_step(Dense* L, Optimizer* O, Py_ssize_t count) noexcept nogil:
@@ -131,6 +198,7 @@ cdef inline bint dense_step(Dense* L, Optimizer* O, Py_ssize_t count) noexcept n
     cdef bint bad = False
     if not L.trainable:
         return True
+    L.wt_current = False
     for k in range(n):
         L.w_before[k] = L.w[k]
         L.w[k] = opt_step(O, L.w_slots[k], L.w[k], L.w_lr[k], L.w_sum[k] / count)
@@ -149,6 +217,7 @@ cdef inline void dense_undo(Dense* L, Optimizer* O) noexcept nogil:
     cdef Py_ssize_t k
     if L.trainable:
         memcpy(L.w, L.w_before, L.n_in * L.n_out * sizeof(double))
+        L.wt_current = False
         for k in range(L.n_in * L.n_out):
             opt_undo(O, L.w_slots[k])
         if L.b != NULL:
@@ -676,6 +745,9 @@ cdef class Fused:
         L.w_before = self._doubles(values[w_slots])
         L.w_sum = self._doubles(np.full(n_in * n_out, -0.0))
         L.w_lr = self._doubles(lrs[w_slots])
+        if L.in_grads:
+            L.wt = self._doubles(values[w_slots].T)
+            L.lr_t = self._doubles(lrs[w_slots].T)
         if biases.shape[0]:
             L.b_slots = self._indices(biases)
             L.b = self._doubles(values[biases])
@@ -836,6 +908,15 @@ cdef class Fused:
                 for i in range(L.n_out):
                     L.b[i] = G.values[L.b_slots[i]]
                     L.b_lr[i] = G.lrs[L.b_slots[i]]
+            # What a row's update reads to prove itself finite, and its lr when all are one.
+            L.w_max = parameters_max(L.w, L.b, L.n_in * L.n_out, L.n_out)
+            L.lr_max = parameters_max(L.w_lr, L.b_lr, L.n_in * L.n_out, L.n_out)
+            L.lr_all = L.w_lr[0] if same_bits(L.w_lr, L.n_in * L.n_out) else NAN
+            # The weights transposed for the inputs' gradients, kept so by in-place updates.
+            if L.wt != NULL:
+                ourdl_transpose(L.w, L.wt, L.n_in, L.n_out)
+                ourdl_transpose(L.w_lr, L.lr_t, L.n_in, L.n_out)
+                L.wt_current = True
 
     cdef void scatter(self, const Graph* G, bint before=False) noexcept nogil:
         """The parameters from the layers back into the tape's values (with before, those
@@ -862,19 +943,18 @@ cdef class Fused:
         else:
             softmax_forward(&self.heads[i], G.values)
 
-    cdef bint run_backward(self, Py_ssize_t k, const Graph* G, bint step) noexcept nogil:
-        """The backward of the plan's layer k (a dense layer with step also updates); False
-        if a parameter became nan or inf."""
+    cdef void run_backward(self, Py_ssize_t k, const Graph* G, bint batch) noexcept nogil:
+        """The backward of the plan's layer k (with batch, a dense layer sums its
+        parameters' gradients for the batch)."""
         cdef Py_ssize_t kind = self.kinds[k], i = self.index[k]
         if kind == KIND_DENSE:
-            return dense_backward(&self.layers[i], G.grads, step)
+            dense_backward(&self.layers[i], G.grads, batch)
         elif kind == KIND_SHARED:
             shared_backward(&self.shared[i], G.values, G.grads)
         elif kind == KIND_MAX:
             max_backward(&self.pools[i], G.values, G.grads)
         else:
             softmax_backward(&self.heads[i], G.values, G.grads)
-        return True
 
     cdef void forward_row(self, const Graph* G) noexcept nogil:
         cdef Py_ssize_t q, s
@@ -896,8 +976,9 @@ cdef class Fused:
         cdef Py_ssize_t i, k, q, s, slot, root = G.n - 1, n_steps = self.steps.shape[0]
         cdef Py_ssize_t n_flagged = self.n_flagged
         cdef double loss
-        # With one row a batch and the nodes' own lrs, the layers step in their backward.
-        cdef bint ok, one_row = self.batch_size == 1 and O.kind == OPT_SGD and O.lr != O.lr
+        # One row a batch with the nodes' own lrs: the layers step from the row's delta and x.
+        cdef bint ok, in_place
+        cdef bint one_row = self.batch_size == 1 and O.kind == OPT_SGD and O.lr != O.lr
         cdef double* v = G.values
         cdef double* g = G.grads
         cdef const Py_ssize_t* steps = &self.steps[0] if n_steps else NULL
@@ -931,17 +1012,13 @@ cdef class Fused:
             for q in range(self.zeroed.shape[0]):
                 g[zeroed[q]] = -0.0
             g[root] = self.root_grad
-            ok = True
             for q in range(n_steps - 1, -1, -1):
                 s = steps[q]
                 if s >= 0:
                     node_backward(G, s)
                 else:
-                    ok = self.run_backward(-1 - s, G, one_row) and ok
-            if G.aborted[0]:  # (a layer that stepped in its backward is taken back)
-                for k in range(self.n_layers):
-                    if one_row:
-                        dense_undo(&self.layers[k], O)
+                    self.run_backward(-1 - s, G, not one_row)
+            if G.aborted[0]:
                 at[0] = i
                 status = RUN_ABORTED
                 break
@@ -950,11 +1027,16 @@ cdef class Fused:
             self.count += 1
             if self.count < self.batch_size and i != epoch_rows - 1:
                 continue
-            # The update (with one_row the layers' already happened in their backward).
+            # The update. One row a batch, the layers' updates that are proven finite are made
+            # in place, last, when nothing can fail any more. The last row of the chunk keeps
+            # the weights before its update, which settle_last_update reads.
             opt_begin(O)
-            if not one_row:
+            in_place = one_row and i != stop - 1 and self.prove_finite()
+            ok = True
+            if not in_place:
                 for k in range(self.n_layers):
-                    ok = dense_step(&self.layers[k], O, self.count) and ok
+                    ok = (dense_sgd(&self.layers[k]) if one_row else
+                          dense_step(&self.layers[k], O, self.count)) and ok
             for k in range(n_flagged):
                 slot = flagged[k]
                 before[k] = v[slot]
@@ -963,7 +1045,7 @@ cdef class Fused:
                 summed[k] = -0.0
             self.count = 0
             if not ok:
-                for k in range(self.n_layers):
+                for k in range(self.n_layers if not in_place else 0):
                     dense_undo(&self.layers[k], O)
                 for k in range(n_flagged):
                     v[flagged[k]] = before[k]
@@ -972,8 +1054,19 @@ cdef class Fused:
                 at[0] = i
                 status = RUN_BAD_PARAM
                 break
+            if in_place:
+                for k in range(self.n_layers):
+                    dense_sgd_in_place(&self.layers[k])
         self.scatter(G)
         return status
+
+    cdef bint prove_finite(self) noexcept nogil:
+        """Whether every dense layer's update of this row can be proven finite beforehand."""
+        cdef Py_ssize_t k
+        for k in range(self.n_layers):
+            if not prove_sgd_finite(&self.layers[k]):
+                return False
+        return True
 
     cdef bint predict(self, const Graph* G, const Data* D, Py_ssize_t start, Py_ssize_t stop,
                       Py_ssize_t out, double* result) noexcept nogil:
