@@ -35,7 +35,7 @@ MODULES = {"_nodes": [], "_passes": [], "_kernels": [], "_fused": VECTORIZED, "_
            "_driver": [], "_core": []}
 extensions = [
     Extension(f"ourdl.{name}", [f"src/ourdl/{name}.pyx"], include_dirs=["src/ourdl"],
-              depends=[f"src/ourdl/{h}.h" for h in ("clones", "dense", "select", "squares")], extra_compile_args=compile_args + extra)
+              depends=[f"src/ourdl/{h}.h" for h in ("clones", "dense", "linear", "select", "squares")], extra_compile_args=compile_args + extra)
     for name, extra in MODULES.items()
 ]
 

@@ -814,6 +814,64 @@ def test_divergence_in_a_later_epoch(builder, lr):
     assert [bits(p.value) for p in net.params] == [bits(v) for v in before]
 
 
+def linear_of_width(n_features, bias=False, loss="MSENode"):
+    """A linear model with n_features inputs: fit's fused path for the tutorial's model (its
+    weights in registers up to 16 inputs, in memory beyond). Each weight its own lr."""
+    def build(M):
+        x = [M.Node() for _ in range(n_features)]
+        w = [M.Node(Value=0.01 * k, Flag=1, lr=0.01 / (1 + k % 3)) for k in range(n_features)]
+        total = M.MulNode(x[0], w[0])
+        for k in range(1, n_features):
+            total = M.AddNode(total, M.MulNode(x[k], w[k]))
+        params = w
+        if bias:
+            params = w + [M.Node(Value=0.1, Flag=1, lr=0.02)]
+            total = M.AddNode(total, params[-1])
+        y = M.Node()
+        return Net(getattr(M, loss)(total, y), x + [y], params)
+    return build
+
+
+@pytest.mark.parametrize("n_features", [2, 3, 15, 16, 17, 24])
+@pytest.mark.parametrize("bias, loss", [(False, "MSENode"), (True, "MAENode")])
+def test_linear_models_of_any_width_train_as_the_tutorial_loop(n_features, bias, loss):
+    builder = linear_of_width(n_features, bias, loss)
+    data = data_for(builder, 1001)
+    net, tape = compiled(builder)
+    assert re.match(rf"dense {n_features} -> 1( \+ bias)?, linear", tape.kernels[0])
+    history = tape.fit(data, net.inputs, epochs=2)
+    oracle = builder(ref)
+    losses = reference_loop(oracle, data, epochs=2)
+    assert_same_nodes(net.root, oracle.root)
+    assert [bits(h.loss) for h in history] == [bits(sequential_mean(e)) for e in losses]
+
+
+@pytest.mark.parametrize("n_features", [13, 24])
+@pytest.mark.parametrize("row", [700, 701])
+@pytest.mark.parametrize("what", ["loss", "parameter"])
+def test_a_linear_model_diverging_at_any_row_keeps_the_parameters_from_before(
+        n_features, row, what):
+    """Row `row` holds 1e300 in the last column, which is 0 elsewhere: its loss overflows,
+    or (with that weight's lr 1e10 and its value 0 until then) its update does. Either way
+    the parameters are those after the row before, at an even row or an odd one."""
+    builder = linear_of_width(n_features)
+    data = data_for(builder, 1500)
+    data[:, n_features - 1] = 0.0
+    data[row, n_features - 1] = 1e300
+    net, tape = compiled(builder)
+    oracle = builder(ref)
+    if what == "parameter":
+        for p in (net.params[-1], oracle.params[-1]):
+            p.value, p.lr = 0.0, 1e10
+    else:
+        data[row, 0] = 1e300
+    epoch, at, before = reference_until_divergence(oracle, data)
+    assert (epoch, at) == (1, row)
+    with pytest.raises(FloatingPointError, match=rf"epoch 1 at row {row} of data: (the|a) {what}"):
+        tape.fit(data, net.inputs)
+    assert [bits(p.value) for p in net.params] == [bits(v) for v in before]
+
+
 @pytest.mark.parametrize("builder", [tutorial_net, balanced_sum])
 def test_an_update_that_overflows_is_undone(builder):
     """A finite loss but an infinite step: the parameters from before it are kept."""

@@ -2,10 +2,11 @@
 rows in compiled code.
 
 ``linear_rows`` trains it (write a row into the inputs, forward, backward, update): the
-one-unit case of a fused dense layer with its loss; ``dot_rows`` predicts with it. Each does the same floating-point operations in the same order as the
-general passes, so results agree to the last bit. Every operation of a row waits for the
-one before, so this module is compiled without vectorization (setup.py says why). Indices
-were checked by the Tape before they get here.
+one-unit case of a fused dense layer with its loss, one row a batch in linear.h (its weights
+in registers); ``dot_rows`` predicts with it. Each does the same floating-point operations in
+the same order as the general passes, so results agree to the last bit. Every operation of a
+row waits for the one before, so this module is compiled without vectorization (setup.py
+says why). Indices were checked by the Tape before they get here.
 """
 
 from libc.math cimport fabs, pow
@@ -14,13 +15,26 @@ from libc.string cimport memcpy
 from ourdl._ops cimport *
 from ourdl._passes cimport RUN_BAD_DATA, RUN_BAD_LOSS, RUN_BAD_PARAM, RUN_OK, all_finite, all_finite_row
 
-cdef extern from *:
-    void __builtin_prefetch(const void* address) noexcept nogil
+cdef extern from "linear.h":
+    ctypedef struct OurdlLinear:
+        const double* x
+        Py_ssize_t s0
+        const int64_t* rows
+        Py_ssize_t start, stop
+        const Py_ssize_t* offsets
+        Py_ssize_t n_in, target
+        double* w
+        double* w_before
+        const double* lr
+        double* b
+        double* b_before
+        double b_lr
+        bint is_mse, sum_is_papa
+        double root_grad
+        double* residuals
+    Py_ssize_t ourdl_linear_rows(const OurdlLinear* a) noexcept nogil
 
 cdef enum:
-    # In a shuffled epoch, the row this many rows ahead is asked of memory early: each row's
-    # chain of updates would otherwise wait for its data to come from memory, one at a time.
-    AHEAD = 16
     # The squares of a chunk's residuals are computed this many at a time, in vectors.
     SQUARES_BLOCK = 256
 
@@ -34,95 +48,84 @@ cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const 
     loss fused in, by SGD with each weight's own lr.
 
     The same operations in the same order as the general passes (the bias is the last term
-    of the sum; the gradient at the sum is the loss's; weight k gets that times x_k), with
-    the weights in registers and the data read in place. One row a batch, each row's update
-    is checked by the next row, whose residual a nan or inf parameter reaches; with larger
-    batches the gradients are summed (count rows so far) and each update is checked as it
-    is made."""
-    cdef Py_ssize_t i, r, k, K = L.n_in, done
-    cdef const Py_ssize_t* offsets = S.offsets
-    cdef const double* lr = L.w_lr
-    cdef double* w = L.w
-    cdef double* w_before = L.w_before
-    cdef double* b = L.b
-    cdef double* residual = S.residuals
-    cdef const double* xr
-    cdef double p, d, t, total
+    of the sum; the gradient at the sum is the loss's; weight k gets that times x_k), the
+    data read in place. One row a batch (linear.h, the weights in registers), each row's
+    update is checked by the next row, whose residual a nan or inf parameter reaches; with
+    larger batches the gradients are summed (count rows so far) and each update is checked
+    as it is made."""
+    cdef Py_ssize_t i, done
     cdef RunStatus status = RUN_OK
-    # Locals, so the compiler knows the writes through w cannot change them.
-    cdef bint is_mse = S.is_mse, sum_is_papa = S.sum_is_papa
-    cdef double root_grad = S.root_grad, twice_root_grad = S.root_grad * 2.0
-    cdef Py_ssize_t target = S.target, s0 = D.s0
-    cdef const int64_t* rows = D.rows
-    cdef const double* x0 = D.x
-    # Where a row's values lie, from its first to its last (prefetched when that is near).
-    cdef Py_ssize_t first = target, last = target, q
-    for k in range(K):
-        first, last = min(first, offsets[k]), max(last, offsets[k])
-    cdef bint prefetch = rows != NULL and 0 <= last - first <= 64
+    cdef OurdlLinear run
+    if batch == 1:
+        run.x, run.s0, run.rows, run.start, run.stop = D.x, D.s0, D.rows, start, stop
+        run.offsets, run.n_in, run.target = S.offsets, L.n_in, S.target
+        run.w, run.w_before, run.lr = L.w, L.w_before, L.w_lr
+        run.b, run.b_before, run.b_lr = L.b, L.b_before, L.b_lr[0] if L.b != NULL else 0.0
+        run.is_mse, run.sum_is_papa, run.root_grad = S.is_mse, S.sum_is_papa, S.root_grad
+        run.residuals = S.residuals
+        i = ourdl_linear_rows(&run)
+        if i < stop:
+            status = _stopped(L, D, i, start, D.rows[i] if D.rows != NULL else i, at)
+        elif stop > start and not _params_finite(L):
+            # The chunk's last update, which no row has checked yet.
+            _undo(L)
+            at[0] = stop - 1
+            status = RUN_BAD_PARAM
+    else:
+        status = _batches(L, S, D, start, stop, epoch_rows, batch, count, at)
+    # The loss of each row, summed in order, off the chain of dependent operations above.
+    done = stop - start if status == RUN_OK else at[0] - start
+    loss_sum[0] = _sum_of_squares(S.residuals, done, loss_sum[0]) if S.is_mse else \
+        _sum_of_magnitudes(S.residuals, done, loss_sum[0])
+    return status
+
+
+cdef RunStatus _batches(Dense* L, const LinearLoss* S, const Data* D, Py_ssize_t start,
+                        Py_ssize_t stop, Py_ssize_t epoch_rows, Py_ssize_t batch,
+                        Py_ssize_t* count, Py_ssize_t* at) noexcept nogil:
+    """linear_rows with batch rows a batch: the gradients summed as the fused layer sums
+    them, the mean stepped on."""
+    cdef Py_ssize_t i, r, k, K = L.n_in
+    cdef const Py_ssize_t* offsets = S.offsets
+    cdef const double* xr
+    cdef double p, d, t
     for i in range(start, stop):
-        r = rows[i] if rows != NULL else i
-        if prefetch and i + AHEAD < stop:
-            xr = x0 + rows[i + AHEAD] * s0
-            for q in range(first, last + 8, 8):
-                __builtin_prefetch(xr + min(q, last))
-        xr = x0 + r * s0
-        p = xr[offsets[0]] * w[0]
+        r = D.rows[i] if D.rows != NULL else i
+        xr = D.x + r * D.s0
+        p = xr[offsets[0]] * L.w[0]
         for k in range(1, K):
-            p = p + xr[offsets[k]] * w[k]
-        if b != NULL:
-            p = p + b[0]
-        d = p - xr[target] if sum_is_papa else xr[target] - p
-        # nan or inf in the data, or in a parameter after the last update, always reaches
-        # d; and d * d overflows exactly when the loss pow(d, 2) does.
-        if nonfinite(d * d if is_mse else d):
-            status = _stopped(L, D, i, start, r, at)
-            break
-        residual[i - start] = d
-        t = twice_root_grad * d if is_mse else root_grad * sign(d)
-        if not sum_is_papa:
+            p = p + xr[offsets[k]] * L.w[k]
+        if L.b != NULL:
+            p = p + L.b[0]
+        d = p - xr[S.target] if S.sum_is_papa else xr[S.target] - p
+        # nan or inf in the data or a parameter always reaches d (see linear.h)
+        if nonfinite(d * d if S.is_mse else d):
+            return _stopped(L, D, i, start, r, at)
+        S.residuals[i - start] = d
+        t = S.root_grad * 2.0 * d if S.is_mse else S.root_grad * sign(d)
+        if not S.sum_is_papa:
             t = -t  # the sum is Mama: it receives the negated gradient
-        if batch == 1:
-            for k in range(K):
-                w_before[k] = w[k]
-                w[k] = w[k] - lr[k] * (t * xr[offsets[k]])
-            if b != NULL:
-                L.b_before[0] = b[0]
-                b[0] = b[0] - L.b_lr[0] * t
-            continue
-        # A batch: the gradients summed as the fused layer sums them, the mean stepped on.
         for k in range(K):
             L.w_sum[k] = L.w_sum[k] + t * xr[offsets[k]]
-        if b != NULL:
+        if L.b != NULL:
             L.b_sum[0] = L.b_sum[0] + t
         count[0] += 1
         if count[0] < batch and i != epoch_rows - 1:
             continue
         for k in range(K):
-            w_before[k] = w[k]
-            w[k] = w[k] - lr[k] * (L.w_sum[k] / count[0])
+            L.w_before[k] = L.w[k]
+            L.w[k] = L.w[k] - L.w_lr[k] * (L.w_sum[k] / count[0])
             L.w_sum[k] = -0.0
-        if b != NULL:
-            L.b_before[0] = b[0]
-            b[0] = b[0] - L.b_lr[0] * (L.b_sum[0] / count[0])
+        if L.b != NULL:
+            L.b_before[0] = L.b[0]
+            L.b[0] = L.b[0] - L.b_lr[0] * (L.b_sum[0] / count[0])
             L.b_sum[0] = -0.0
         count[0] = 0
         if not _params_finite(L):
             _undo(L)
             at[0] = i
-            status = RUN_BAD_PARAM
-            break
-    else:
-        # The chunk's last update, which no row has checked yet (none if it had no rows).
-        if batch == 1 and stop > start and not _params_finite(L):
-            _undo(L)
-            at[0] = stop - 1
-            status = RUN_BAD_PARAM
-    # The loss of each row, summed in order, off the chain of dependent operations above.
-    done = stop - start if status == RUN_OK else at[0] - start
-    loss_sum[0] = _sum_of_squares(residual, done, loss_sum[0]) if is_mse else \
-        _sum_of_magnitudes(residual, done, loss_sum[0])
-    return status
+            return RUN_BAD_PARAM
+    return RUN_OK
 
 
 cdef double _sum_of_squares(const double* d, Py_ssize_t n, double total) noexcept nogil:
