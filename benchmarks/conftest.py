@@ -105,6 +105,8 @@ RATIOS = [
     # (label, numerator, denominator, target); a tuple of names means the fastest of them
     ("ourdl fit / scikit-learn SGDRegressor", "ourdl fit", "sklearn", "<= 0.4"),
     ("ourdl fit / bare loop (numba)", "ourdl fit", "bare loop", "<= 1.2"),
+    ("ourdl fit without the loss history / bare loop", "ourdl fit, no loss", "bare loop",
+     "<= 1.2"),
     ("ourdl fit / bare loop, weights as locals", "ourdl fit", "bare loop, locals", ""),
     ("ourdl fit: shuffled / plain epoch", "ourdl fit shuffled", "ourdl fit", "<= 1.5"),
     ("ourdl fit: shuffled, per epoch of 5 / plain epoch", "ourdl fit shuffled, 5 epochs",

@@ -575,9 +575,30 @@ def test_nodes_that_cannot_be_inputs_are_rejected(trained):
     (dict(epochs=1.5), TypeError, r"epochs must be an integer, not float"),
     (dict(epochs="2"), TypeError, r"epochs must be an integer"),
     (dict(epochs=True), TypeError, r"epochs must be an integer"),
+    (dict(track_loss="no"), TypeError, r"track_loss must be True or False, not 'no'"),
 ])
 def test_bad_settings_are_rejected(trained, kwargs, exc, match):
     assert_rejected(*trained, exc, match, GOOD, **kwargs)
+
+
+@pytest.mark.parametrize("builder", FUSED + [tanh_mlp])
+def test_without_the_loss_history_training_is_the_same(builder, capsys):
+    """track_loss=False leaves each epoch's training loss out, and nothing else: the nodes,
+    the held-out loss and what a callback sees are as with it; the progress bar shows the
+    epoch alone."""
+    data = data_for(builder, 700)
+    seen = {}
+    for track in (True, False):
+        net, tape = compiled(builder)
+        history = tape.fit(data, net.inputs, epochs=2, validation=data[:50], progress=True,
+                           callback=lambda stats: seen.setdefault(track, []).append(
+                               [bits(n.value) for n in tape.nodes]), track_loss=track)
+        seen[track].append(snapshot(net.root))
+        assert all((s.loss is None) == (not track) and s.validation_loss > 0 for s in history)
+        seen[track].append([s.validation_loss for s in history])
+        bar = capsys.readouterr().err
+        assert ("loss=" in bar) == track and "held_out=" in bar and "epoch=2" in bar
+    assert seen[True] == seen[False]
 
 
 def test_numpy_integers_are_fine_settings():

@@ -41,6 +41,17 @@ def test_plot_history_draws_the_training_and_held_out_losses():
     assert set(lines_of(ourdl.plot_history(tape.fit(data(300, 0), inputs)))) == {"training"}
 
 
+def test_a_history_without_training_losses_draws_the_held_out_one_alone():
+    tape, inputs = linear_model()
+    history = tape.fit(data(300, 0), inputs, epochs=3, validation=data(100, 1),
+                       track_loss=False)
+    assert lines_of(ourdl.plot_history(history)) == {
+        "held out": [s.validation_loss for s in history]}
+    tape, inputs = linear_model()
+    with pytest.raises(ValueError, match="no loss to draw.*track_loss=False"):
+        ourdl.plot_history(tape.fit(data(300, 0), inputs, track_loss=False))
+
+
 def test_plot_history_refuses_what_is_not_a_history():
     junk = [ourdl.EpochStats(1, "0.5", 1.0, 1.0), ourdl.EpochStats(1, 0.5, 1.0, 1.0, "x"),
             ourdl.EpochStats(None, 0.5, 1.0, 1.0)]

@@ -35,8 +35,8 @@ from ourdl._fused import checked_layer
 EpochStats = namedtuple("EpochStats", "epoch loss seconds samples_per_second validation_loss",
                         defaults=(None,), module="ourdl")
 EpochStats.__doc__ = """One epoch of Tape.fit: the mean root value over its rows (the training
-loss), wall time, speed, and the mean root value over the held-out rows after the epoch (None
-without ``validation``)."""
+loss; None with ``track_loss=False``), wall time, speed, and the mean root value over the
+held-out rows after the epoch (None without ``validation``)."""
 
 cdef enum:
     CHUNK_WORK = 1 << 22   # node evaluations per trip, for graphs too large for CHUNK_ROWS
@@ -53,12 +53,12 @@ cdef enum:
 
 
 def fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer,
-        validation, callback):
+        validation, callback, track_loss):
     """Tape.fit (see there), holding the tape for the whole run."""
     tape._claim()
     try:
         return _fit(tape, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer,
-                    validation, callback)
+                    validation, callback, track_loss)
     finally:
         tape._busy = False
 
@@ -151,6 +151,16 @@ cdef Fused _step(Tape tape, Py_ssize_t[::1] slots, Py_ssize_t batch, Py_ssize_t 
     return _fused(tape, layers, steps, slots, batch, column_step, plain_sgd)
 
 
+def _shown(epoch, loss, held_out=None):
+    """What the progress bar shows beside its count: the epoch, its losses so far."""
+    shown = {"epoch": epoch + 1}
+    if loss is not None:
+        shown["loss"] = f"{loss:.4g}"
+    if held_out is not None:
+        shown["held_out"] = f"{held_out:.4g}"
+    return shown
+
+
 cdef void _settle(Tape tape, const Data* D, Py_ssize_t row, double root_grad):
     """After a stop part-way, recompute every value and gradient from the current parameters
     on ``row`` of data, so that the nodes are consistent whichever path trained them. What
@@ -212,7 +222,7 @@ class _RowOrders:
 
 
 cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, progress, optimizer,
-                 validation, callback):
+                 validation, callback, track_loss):
     # Everything is checked before anything changes.
     cdef Py_ssize_t[::1] slots = tape._input_slots(inputs)
     if callback is not None and not callable(callback):
@@ -220,6 +230,7 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
     cdef Py_ssize_t n_epochs = checks.count("epochs", epochs)
     cdef Py_ssize_t batch = checks.count("batch_size", batch_size)
     shuffle, progress = checks.switch("shuffle", shuffle), checks.switch("progress", progress)
+    track_loss = checks.switch("track_loss", track_loss)
     rng = checks.generator(seed) if shuffle else None
     settings = checks.optimizer_settings(optimizer)
     X, names = _rows_of(data, slots.shape[0])
@@ -240,6 +251,7 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
     cdef Py_ssize_t n_rows = X.shape[0], start, stop, epoch = 0, at = -1, last_row = -1
     cdef RunStatus status = RUN_OK
     cdef double loss_sum = 0.0
+    cdef double* losses = &loss_sum if track_loss else NULL  # where the rows' losses add up
     cdef int64_t[::1] order
     cdef Graph G = tape._graph()
     cdef Data D = _data_view(X, slots)
@@ -263,14 +275,15 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
             for start in range(0, n_rows, chunk):
                 stop = min(start + chunk, n_rows)
                 with nogil:
-                    status = step.train(&G, &D, &O, start, stop, n_rows, &loss_sum, &at)
+                    status = step.train(&G, &D, &O, start, stop, n_rows, losses, &at)
                 state[5] = O.t
                 if status != RUN_OK:
                     break
                 last_row = D.rows[stop - 1] if D.rows != NULL else stop - 1
                 if bar is not None:
                     bar.update(stop - start)
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / stop:.4g}", refresh=False)
+                    bar.set_postfix(_shown(epoch, loss_sum / stop if track_loss else None),
+                                    refresh=False)
                 PyErr_CheckSignals()  # Ctrl-C arrives here, between chunks
             if status != RUN_OK:
                 break
@@ -284,13 +297,12 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
             if held_out is not None:
                 validation_loss = float(np.mean(_predict(tape, held_out[0], held_out[1],
                                                          held_out[2])))
-            stats = EpochStats(epoch + 1, loss_sum / n_rows, seconds, n_rows / seconds,
-                               validation_loss)
+            stats = EpochStats(epoch + 1, loss_sum / n_rows if track_loss else None, seconds,
+                               n_rows / seconds, validation_loss)
             history.append(stats)
             if bar is not None:
                 if validation_loss is not None:
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / n_rows:.4g}",
-                                    held_out=f"{validation_loss:.4g}", refresh=False)
+                    bar.set_postfix(_shown(epoch, stats.loss, validation_loss), refresh=False)
                 bar.refresh()  # every epoch shows its loss, however fast it ran
             if callback is not None:
                 asked_to_stop = callback(stats)

@@ -972,7 +972,7 @@ cdef class Fused:
         (the row into the inputs, forward, backward), and every batch_size rows an update by
         O from the gradients averaged over the batch. A nan or inf loss, data value or
         parameter stops the run before that row's update (a parameter's update is undone);
-        at says where."""
+        at says where. The rows' losses are added to loss_sum, unless it is NULL."""
         cdef Py_ssize_t i, k, q, s, slot, root = G.n - 1, n_steps = self.steps.shape[0]
         cdef Py_ssize_t n_flagged = self.n_flagged
         cdef double loss
@@ -1008,7 +1008,8 @@ cdef class Fused:
                 at[0] = i
                 status = RUN_BAD_LOSS
                 break
-            loss_sum[0] += loss
+            if loss_sum != NULL:
+                loss_sum[0] += loss
             for q in range(self.zeroed.shape[0]):
                 g[zeroed[q]] = -0.0
             g[root] = self.root_grad

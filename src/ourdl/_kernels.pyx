@@ -45,7 +45,8 @@ cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const 
                           Py_ssize_t* at) noexcept nogil:
     """The tutorial's model, loss(x . w + b, y), on rows [start, stop) (at most CHUNK_ROWS) of
     an epoch of epoch_rows rows: the one-unit case of a fused dense layer (ourdl._fused), its
-    loss fused in, by SGD with each weight's own lr.
+    loss fused in, by SGD with each weight's own lr; the rows' losses added to loss_sum
+    unless it is NULL.
 
     The same operations in the same order as the general passes (the bias is the last term
     of the sum; the gradient at the sum is the loss's; weight k gets that times x_k), the
@@ -73,10 +74,12 @@ cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const 
             status = RUN_BAD_PARAM
     else:
         status = _batches(L, S, D, start, stop, epoch_rows, batch, count, at)
-    # The loss of each row, summed in order, off the chain of dependent operations above.
-    done = stop - start if status == RUN_OK else at[0] - start
-    loss_sum[0] = _sum_of_squares(S.residuals, done, loss_sum[0]) if S.is_mse else \
-        _sum_of_magnitudes(S.residuals, done, loss_sum[0])
+    # The loss of each row (unless nobody asked), summed in order, off the chain of
+    # dependent operations above.
+    if loss_sum != NULL:
+        done = stop - start if status == RUN_OK else at[0] - start
+        loss_sum[0] = _sum_of_squares(S.residuals, done, loss_sum[0]) if S.is_mse else \
+            _sum_of_magnitudes(S.residuals, done, loss_sum[0])
     return status
 
 

@@ -468,7 +468,7 @@ cdef class Tape:
         return slots
 
     def fit(self, data, inputs, epochs=1, shuffle=False, seed=None, batch_size=1, progress=False,
-            optimizer=None, validation=None, callback=None):
+            optimizer=None, validation=None, callback=None, track_loss=True):
         """Train on every row of ``data``: the tutorial's per-sample loop, run in compiled code.
 
         For each row, column j is written into ``inputs[j].value``; then forward, backward
@@ -484,7 +484,9 @@ cdef class Tape:
         ``callback(stats)`` is called after every epoch with its ``EpochStats`` and every
         node as the general passes leave it; returning True stops training there, as if
         that epoch were the last. Values and lrs it sets are used from the next epoch on; a
-        Flag it changes, from the next fit.
+        Flag it changes, from the next fit. ``track_loss=False`` leaves the training loss out
+        (``EpochStats.loss`` is None): the tutorial's linear model then skips computing it,
+        about a tenth of its epoch; other graphs compute it anyway, to check it.
 
         Bad input raises before anything changes. Divergence raises ``FloatingPointError``
         with the parameters (and the optimizer's state) as they were before the bad update.
@@ -492,7 +494,7 @@ cdef class Tape:
         """
         from ourdl import _driver
         return _driver.fit(self, data, inputs, epochs, shuffle, seed, batch_size, progress,
-                           optimizer, validation, callback)
+                           optimizer, validation, callback, track_loss)
 
     def reset_optimizer(self):
         """Forget the optimizer's state (momentum, moments, step count): the next fit starts

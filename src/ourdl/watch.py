@@ -36,10 +36,13 @@ def plot_history(history, ax=None):
     _matplotlib()
     history = list(history) if isinstance(history, (list, tuple)) else []
     if not history or not all(hasattr(s, "loss") and hasattr(s, "epoch")
-                              and _number(s.loss) and _number(s.epoch)
+                              and _number(s.loss, or_none=True) and _number(s.epoch)
                               and _number(getattr(s, "validation_loss", None), or_none=True)
                               for s in history):
         raise ValueError("history must be a non-empty list of EpochStats, as Tape.fit returns")
+    if all(s.loss is None and getattr(s, "validation_loss", None) is None for s in history):
+        raise ValueError("the history holds no loss to draw: fit ran with track_loss=False and "
+                         "without validation")
     if ax is None:
         import matplotlib.pyplot as plt
         _, ax = plt.subplots(figsize=(6, 4), layout="constrained")
@@ -57,14 +60,17 @@ def _draw(ax, history):
     from matplotlib.ticker import MaxNLocator
 
     epochs = [s.epoch for s in history]
-    ax.plot(epochs, [s.loss for s in history], marker="o", label="training")
+    if any(s.loss is not None for s in history):
+        ax.plot(epochs, [float("nan") if s.loss is None else s.loss for s in history],
+                marker="o", label="training")
     held_out = [getattr(s, "validation_loss", None) for s in history]
     if any(v is not None for v in held_out):
         ax.plot(epochs, [float("nan") if v is None else v for v in held_out], marker="o",
                 label="held out")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.set(xlabel="epoch", ylabel="loss (mean root value)", title="Loss per epoch")
-    ax.legend()
+    if ax.lines:
+        ax.legend()
 
 
 class LiveCurve:
