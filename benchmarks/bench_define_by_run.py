@@ -30,8 +30,8 @@ SAMPLES = 300  # per round of the MLP loop
 
 
 @pytest.fixture(scope="session")
-def bare_node(tmp_path_factory):
-    """bare_node.pyx compiled with Cython into an extension module, and its class."""
+def bare_module(tmp_path_factory):
+    """bare_node.pyx compiled with Cython into an extension module."""
     out = tmp_path_factory.mktemp("bare_node")
     source = out / "bare_node.pyx"
     source.write_text(Path(__file__).with_name("bare_node.pyx").read_text())
@@ -49,7 +49,12 @@ def bare_node(tmp_path_factory):
     spec = importlib.util.spec_from_file_location("bare_node", out / f"bare_node{suffix}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.Bare
+    return module
+
+
+@pytest.fixture(scope="session")
+def bare_node(bare_module):
+    return bare_module.Bare
 
 
 def many_calls(*args):
@@ -97,6 +102,19 @@ def ourdl_tiny():
 def test_ourdl_tiny(benchmark, record):
     assert benchmark(ourdl_tiny) == 612.5  # c - d = -39 - (-82 + 8) = 35; 35**2 / 2
     record("tiny ourdl")
+
+
+@pytest.mark.benchmark(group="tiny graph, built and run")
+def test_bare_tiny(benchmark, record, bare_module):
+    """The floor: the same program on micrograd's Value written as a Cython class, which
+    computes each value as the node is built and does nothing else."""
+    def step():
+        g = tiny(bare_module.BareValue)
+        g.backward()
+        return g.value
+
+    assert benchmark(step) == ourdl_tiny()
+    record("tiny bare", note="micrograd's Value as a Cython class")
 
 
 @pytest.mark.benchmark(group="tiny graph, built and run")
