@@ -282,7 +282,7 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
                 last_row = D.rows[stop - 1] if D.rows != NULL else stop - 1
                 if bar is not None:
                     bar.update(stop - start)
-                    bar.set_postfix(_shown(epoch, loss_sum / stop if track_loss else None),
+                    bar.set_postfix(**_shown(epoch, loss_sum / stop if track_loss else None),
                                     refresh=False)
                 PyErr_CheckSignals()  # Ctrl-C arrives here, between chunks
             if status != RUN_OK:
@@ -302,7 +302,7 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
             history.append(stats)
             if bar is not None:
                 if validation_loss is not None:
-                    bar.set_postfix(_shown(epoch, stats.loss, validation_loss), refresh=False)
+                    bar.set_postfix(**_shown(epoch, stats.loss, validation_loss), refresh=False)
                 bar.refresh()  # every epoch shows its loss, however fast it ran
             if callback is not None:
                 asked_to_stop = callback(stats)
