@@ -282,3 +282,43 @@ def test_a_rows_update_in_place_or_checked_aside_changes_no_bit(adjust, diverges
         plain_history = plain.fit(data, pinputs, epochs=3)
         assert [bits(h.loss) for h in fused_history] == [bits(h.loss) for h in plain_history]
     assert state(froot) == state(proot)
+
+
+def frozen_by_lr_zero():
+    """One input to two units whose weights have lr 0: with x near 1e160 each weight's
+    gradient d*x overflows while the loss (about 1e300) stays finite, and 0 * inf is nan."""
+    x, ys = ourdl.Node(), [ourdl.Node(), ourdl.Node()]
+    W = [ourdl.Node(Value=1.0, Flag=1, lr=0.0) for _ in range(2)]
+    outs = [ourdl.MulNode(x, w) for w in W]
+    root = ourdl.AddNode(ourdl.MSENode(outs[0], ys[0]), ourdl.MSENode(outs[1], ys[1]))
+    return root, [x] + ys, W, np.array([[1e160, 1e160 - 1e150, 1e160 - 1e150]] * 3)
+
+
+def a_tiny_lr_under_relu():
+    """A relu layer with lr 1e-300 under weights of 1e200: on the first row its gradient
+    overflows to inf and the update to -inf, while relu's 0 keeps every later loss finite."""
+    x, y = ourdl.Node(), ourdl.Node()
+    l1 = nn.Linear(1, 2, bias=False, activation="relu", lr=1e-300)
+    l2 = nn.Linear(2, 1, bias=False, lr=0.01)
+    for w in l1.W[0]:
+        w.value = 1e-200
+    for row in l2.W:
+        row[0].value = 1e200
+    data = np.zeros((70_000, 2))
+    data[:, 0], data[0, 0] = 1.0, 1e200
+    return ourdl.MAENode(l2(l1([x]))[0], y), [x, y], l1.W[0], data
+
+
+@pytest.mark.parametrize("build", [frozen_by_lr_zero, a_tiny_lr_under_relu])
+def test_a_gradient_that_overflows_under_a_tiny_lr_is_caught_where_it_happens(build):
+    """A bound on lr*|d|*|x| alone would let d*x overflow under a tiny lr: the update is
+    checked, taken back at its own row, fused or not."""
+    errors, left = [], []
+    for fuse in (True, False):
+        root, inputs, W, data = build()
+        with pytest.raises(FloatingPointError) as error:
+            ourdl.compile(root, fuse=fuse).fit(data, inputs)
+        errors.append(str(error.value))
+        left.append([bits(w.value) for w in W])
+    assert "at row 0 of data: a parameter became nan or inf" in errors[0]
+    assert errors[0] == errors[1] and left[0] == left[1]

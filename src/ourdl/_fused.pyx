@@ -149,12 +149,13 @@ cdef inline bint prove_sgd_finite(Dense* L) noexcept nogil:
     Each new weight w - lr*(d*x) is within w_max + step_max, step_max = lr_max*|d|*|x| at
     their largest (a bias takes x = 1), and within (w_max + step_max)*(1 + 2^-48) with every
     rounding counted; 1e300 leaves room for both terms below the largest double (1.8e308).
-    nan anywhere fails the comparisons."""
-    cdef double step_max
+    d*x is bounded too: with a tiny lr (or 0, which makes inf nan) it could overflow on its
+    own. nan anywhere fails the comparisons."""
+    cdef double product_max, step_max
     if not L.trainable:
         return True
-    step_max = L.lr_max * ourdl_magnitude(L.delta, L.n_out) * \
-        larger(ourdl_magnitude(L.x, L.n_in), 1.0)
+    product_max = ourdl_magnitude(L.delta, L.n_out) * larger(ourdl_magnitude(L.x, L.n_in), 1.0)
+    step_max = L.lr_max * product_max
     if not (L.w_max <= 1e300 and step_max <= 1e300):
         return False
     L.w_max = (L.w_max + step_max) * (1.0 + 3.552713678800501e-15)  # 2^-48
