@@ -8,15 +8,18 @@
  * is compiled once per count of inputs, its weights in registers, written to memory when
  * the chunk ends. The weights before each update are kept too (to take back an update that
  * went to nan or inf, and for the nodes' final state): rows take turns between two sets of
- * registers rather than copying them. Measured on the tutorial's 13 inputs, this loop alone
- * over 635,716 rows: 9.4-10.2 ms with the weights in memory or copied every row, 8.5-8.9 ms
- * taking turns in registers, a bare numba loop 8.1-8.3 ms in the same run. Compiled without
- * vectorization (setup.py says why).
+ * registers rather than copying them: two sets of 13 need AVX-512's 32 registers (with
+ * 16, half of them live on the stack), so the loop is also built for it (OURDL_CLONES_SCALAR).
+ * Measured on the tutorial's 13 inputs over 635,716 rows, fit without the loss history:
+ * 9.2-9.4 ms in 16 registers, 8.1-8.3 in 32; the bare numba loop 7.2-7.4 in the same run.
+ * Compiled without vectorization (setup.py says why).
  */
 #ifndef OURDL_LINEAR_H
 #define OURDL_LINEAR_H
 
 #include <stdint.h>
+
+#include "clones.h"
 
 /* Included by the Cython module after Python.h, which defines Py_ssize_t. */
 
@@ -129,7 +132,7 @@ ourdl_linear_run(const OurdlLinear *a, const Py_ssize_t n_in, double *restrict w
 /* The rows of a: ourdl_linear_run, in registers where the inputs are few enough. Leaves
  * the weights, and those before the last update, in a->w and a->w_before (the bias in a->b
  * and a->b_before). */
-static Py_ssize_t ourdl_linear_rows(const OurdlLinear *a)
+OURDL_CLONES_SCALAR static Py_ssize_t ourdl_linear_rows(const OurdlLinear *a)
 {
     double w[OURDL_LINEAR_IN_REGISTERS], old[OURDL_LINEAR_IN_REGISTERS], swap;
     double bias = a->b != NULL ? a->b[0] : 0.0, bias_old = a->b != NULL ? a->b_before[0] : 0.0;
