@@ -79,9 +79,11 @@ cdef class BareValue:
                 order[n_order] = <PyObject*>n
                 n_order += 1
             elif not n.seen:
-                n.seen = True
-                if top + 3 > MAX_NODES:
+                if top + 3 > MAX_NODES or n_order == MAX_NODES:
+                    for q in range(n_order):
+                        (<BareValue>order[q]).seen = False
                     raise MemoryError("the bare floor walks at most MAX_NODES nodes")
+                n.seen = True
                 stack[top], expanded[top] = <PyObject*>n, True
                 top += 1
                 for p in (n.Papa, n.Mama):

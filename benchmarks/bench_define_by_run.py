@@ -115,6 +115,15 @@ def test_bare_tiny(benchmark, record, bare_module):
 
     assert benchmark(step) == ourdl_tiny()
     record("tiny bare", note="micrograd's Value as a Cython class")
+    # It does the whole job: the leaves' gradients are ourdl's.
+    leaves = []
+    g = tiny(lambda v: leaves.append(bare_module.BareValue(v)) or leaves[-1])
+    g.backward()
+    ours = []
+    h = tiny(lambda v: ours.append(ourdl.Node(Value=v)) or ours[-1])
+    h.forward()
+    h.backward(update=False)
+    assert [a.grad for a in leaves] == [b.grad for b in ours]
 
 
 @pytest.mark.benchmark(group="tiny graph, built and run")

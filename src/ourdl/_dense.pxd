@@ -13,12 +13,12 @@ cdef struct Dense:
     bint trainable                # weights and biases have Flag == 1
     bint in_grads                 # the inputs' gradients are needed
     double* w
-    double* w_before              # before the last update, to undo it or settle on it
+    double* w_before              # before the last update made aside: to undo it, settle on it
     double* w_sum                 # gradients summed over the current batch
     double* w_lr                  # the weights' lrs, read again from the tape with them
     double* wt                    # the weights transposed, [unit][input], for in_grads
     double* lr_t                  # their lrs, transposed too
-    bint wt_current               # wt holds the weights as they are (else made anew)
+    bint wt_current               # wt holds the weights as they are (else unused until gather)
     double lr_all                 # the lr of every weight, nan if they differ
     double w_max                  # a bound of the weights' and biases' magnitudes
     double lr_max                 # the largest magnitude among their lrs

@@ -50,7 +50,7 @@ cdef class Fused:
                         const unsigned char[::1] flags) except -1
     cdef int _build_softmax(self, Softmax* H, layer) except -1
     cdef void run_forward(self, Py_ssize_t k, const Graph* G) noexcept nogil
-    cdef void run_backward(self, Py_ssize_t k, const Graph* G, bint batch) noexcept nogil
+    cdef void run_backward(self, Py_ssize_t k, const Graph* G, bint sum_for_batch) noexcept nogil
     cdef void gather(self, const Graph* G) noexcept nogil
     cdef void scatter(self, const Graph* G, bint before=*) noexcept nogil
     cdef void forward_row(self, const Graph* G) noexcept nogil

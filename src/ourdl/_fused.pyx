@@ -28,7 +28,7 @@ cross-entropy head, a loop over the classes with each node's own op arithmetic.
 
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.math cimport NAN
+from libc.math cimport INFINITY, NAN
 from libc.string cimport memcmp, memcpy, memset
 from ourdl._kernels cimport linear_rows
 from ourdl._ops cimport *
@@ -50,12 +50,12 @@ cdef extern from "dense.h":
                                  Py_ssize_t n_out) noexcept nogil
     void ourdl_transpose(const double* a, double* t, Py_ssize_t rows,
                          Py_ssize_t cols) noexcept nogil
-    int ourdl_dense_step(const double* x, const double* d, const double* w, double* new_w,
-                         const double* lr, double* check, Py_ssize_t n_in,
-                         Py_ssize_t n_out) noexcept nogil
-    void ourdl_dense_step_in_place(const double* x, const double* d, double* w, double* wt,
-                                   const double* lr, const double* lr_t, double lr_all,
-                                   Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil
+    int ourdl_dense_sgd_aside(const double* x, const double* d, const double* w,
+                              double* new_w, const double* lr, double* check, Py_ssize_t n_in,
+                              Py_ssize_t n_out) noexcept nogil
+    void ourdl_dense_sgd_in_place(const double* x, const double* d, double* w, double* wt,
+                                  const double* lr, const double* lr_t, double lr_all,
+                                  Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil
     double ourdl_magnitude(const double* v, Py_ssize_t n) noexcept nogil
     void ourdl_gathered_terms(double* acc, const double* a, const Py_ssize_t* ia,
                               const double* b, const Py_ssize_t* ib, Py_ssize_t n) noexcept nogil
@@ -82,6 +82,13 @@ cdef inline void dense_forward(Dense* L, double* v) noexcept nogil:
         v[L.outputs[j]] = L.out[j]
 
 
+# A row's update is made in place when it is proven to leave every parameter within
+# FINITE_ENOUGH, far enough below the largest double (1.8e308) for the bound's roundings;
+# ROUNDING_ROOM (1 + 2^-48) covers them in the bound carried to the next row.
+cdef double FINITE_ENOUGH = 1e300
+cdef double ROUNDING_ROOM = 1.0 + 3.552713678800501e-15
+
+
 cdef inline double activation_delta(int act, double grad, double pre, double out) noexcept nogil:
     """The gradient at a unit's sum from the gradient at its output, as the activation node's
     backward computes it."""
@@ -94,10 +101,10 @@ cdef inline double activation_delta(int act, double grad, double pre, double out
     return grad
 
 
-cdef inline void dense_backward(Dense* L, double* g, bint batch) noexcept nogil:
+cdef inline void dense_backward(Dense* L, double* g, bint sum_for_batch) noexcept nogil:
     """Gradients from the outputs' gradients in g: at the sums (delta) and the inputs; with
-    batch, the parameters' are summed for the batch (else a row's update reads delta and x:
-    dense_sgd)."""
+    sum_for_batch, the parameters' are summed for the batch (else the row's update reads
+    delta and x: dense_sgd_aside, dense_sgd_in_place)."""
     cdef Py_ssize_t i, j, n_in = L.n_in, n_out = L.n_out
     cdef double xi
     cdef double* d = L.delta
@@ -110,7 +117,7 @@ cdef inline void dense_backward(Dense* L, double* g, bint batch) noexcept nogil:
                                 n_out)
         for i in range(n_in):
             g[L.inputs[i]] = L.gin[i]
-    if not (L.trainable and batch):
+    if not (L.trainable and sum_for_batch):
         return
     for i in range(n_in):
         xi = L.x[i]
@@ -122,7 +129,7 @@ cdef inline void dense_backward(Dense* L, double* g, bint batch) noexcept nogil:
             L.b_sum[j] = L.b_sum[j] + d[j]
 
 
-cdef inline bint dense_sgd(Dense* L) noexcept nogil:
+cdef inline bint dense_sgd_aside(Dense* L) noexcept nogil:
     """One row's update by SGD with each parameter's own lr, from delta and x, checked: the
     new weights go to the spare buffer, which then becomes the current one, so the old stay
     behind as w_before without a copy. False if a parameter became nan or inf."""
@@ -130,7 +137,7 @@ cdef inline bint dense_sgd(Dense* L) noexcept nogil:
     cdef int bad
     if not L.trainable:
         return True
-    bad = ourdl_dense_step(L.x, L.delta, L.w, L.w_before, L.w_lr, L.check, L.n_in, L.n_out)
+    bad = ourdl_dense_sgd_aside(L.x, L.delta, L.w, L.w_before, L.w_lr, L.check, L.n_in, L.n_out)
     L.w_before, L.w = L.w, L.w_before
     L.wt_current = False
     if L.b != NULL:
@@ -143,33 +150,35 @@ cdef inline bint dense_sgd(Dense* L) noexcept nogil:
 
 
 cdef inline bint prove_sgd_finite(Dense* L) noexcept nogil:
-    """Prove, before it is made, that this row's update (dense_sgd) leaves every parameter
-    finite; if it can, w_max becomes a bound of the parameters after it, and True.
+    """Prove, before it is made, that this row's update (dense_sgd_aside) leaves every
+    parameter finite; if it can, w_max becomes a bound of the parameters after it, and True.
 
     Each new weight w - lr*(d*x) is within w_max + step_max, step_max = lr_max*|d|*|x| at
-    their largest (a bias takes x = 1), and within (w_max + step_max)*(1 + 2^-48) with every
-    rounding counted; 1e300 leaves room for both terms below the largest double (1.8e308).
-    d*x is bounded too: with a tiny lr (or 0, which makes inf nan) it could overflow on its
-    own. nan anywhere fails the comparisons."""
+    their largest (a bias takes x = 1), and within (w_max + step_max) * ROUNDING_ROOM with
+    every rounding counted. d*x is bounded too: under a tiny lr (or 0, which makes inf nan)
+    it could overflow on its own. nan anywhere fails the comparisons."""
     cdef double product_max, step_max
     if not L.trainable:
         return True
     product_max = ourdl_magnitude(L.delta, L.n_out) * larger(ourdl_magnitude(L.x, L.n_in), 1.0)
     step_max = L.lr_max * product_max
-    if not (L.w_max <= 1e300 and step_max <= 1e300):
+    if not (L.w_max <= FINITE_ENOUGH and product_max <= FINITE_ENOUGH
+            and step_max <= FINITE_ENOUGH):
         return False
-    L.w_max = (L.w_max + step_max) * (1.0 + 3.552713678800501e-15)  # 2^-48
+    L.w_max = (L.w_max + step_max) * ROUNDING_ROOM
     return True
 
 
 cdef inline void dense_sgd_in_place(Dense* L) noexcept nogil:
-    """dense_sgd's update, in place: only for an update proven to stay finite."""
+    """dense_sgd_aside's update, in place: only for an update proven to stay finite. The
+    weights before it are not kept (w_before still holds those before the last update made
+    aside)."""
     cdef Py_ssize_t j
     if not L.trainable:
         return
-    ourdl_dense_step_in_place(L.x, L.delta, L.w, L.wt if L.wt_current else NULL,
-                              L.w_lr if L.lr_all != L.lr_all else NULL, L.lr_t, L.lr_all,
-                              L.n_in, L.n_out)
+    ourdl_dense_sgd_in_place(L.x, L.delta, L.w, L.wt if L.wt_current else NULL,
+                             L.w_lr if L.lr_all != L.lr_all else NULL, L.lr_t, L.lr_all,
+                             L.n_in, L.n_out)
     if L.b != NULL:
         for j in range(L.n_out):
             L.b[j] = L.b[j] - L.b_lr[j] * L.delta[j]
@@ -193,7 +202,7 @@ cdef inline bint same_bits(const double* v, Py_ssize_t n) noexcept nogil:
     return n <= 1 or memcmp(v, v + 1, (n - 1) * sizeof(double)) == 0
 
 
-cdef inline bint dense_step(Dense* L, Optimizer* O, Py_ssize_t count) noexcept nogil:
+cdef inline bint dense_batch_step(Dense* L, Optimizer* O, Py_ssize_t count) noexcept nogil:
     """The update by O from the gradients summed over a batch of count rows."""
     cdef Py_ssize_t k, n = L.n_in * L.n_out
     cdef bint bad = False
@@ -746,6 +755,7 @@ cdef class Fused:
         L.w_before = self._doubles(values[w_slots])
         L.w_sum = self._doubles(np.full(n_in * n_out, -0.0))
         L.w_lr = self._doubles(lrs[w_slots])
+        L.lr_all, L.w_max = NAN, INFINITY  # nothing proven until gather() has looked
         if L.in_grads:
             L.wt = self._doubles(values[w_slots].T)
             L.lr_t = self._doubles(lrs[w_slots].T)
@@ -921,7 +931,8 @@ cdef class Fused:
 
     cdef void scatter(self, const Graph* G, bint before=False) noexcept nogil:
         """The parameters from the layers back into the tape's values (with before, those
-        from before the last update)."""
+        from before the last update made aside: right after a chunk, whose last row always
+        steps aside)."""
         cdef Py_ssize_t k, i
         cdef Dense* L
         for k in range(self.n_layers):
@@ -944,12 +955,12 @@ cdef class Fused:
         else:
             softmax_forward(&self.heads[i], G.values)
 
-    cdef void run_backward(self, Py_ssize_t k, const Graph* G, bint batch) noexcept nogil:
-        """The backward of the plan's layer k (with batch, a dense layer sums its
+    cdef void run_backward(self, Py_ssize_t k, const Graph* G, bint sum_for_batch) noexcept nogil:
+        """The backward of the plan's layer k (with sum_for_batch, a dense layer sums its
         parameters' gradients for the batch)."""
         cdef Py_ssize_t kind = self.kinds[k], i = self.index[k]
         if kind == KIND_DENSE:
-            dense_backward(&self.layers[i], G.grads, batch)
+            dense_backward(&self.layers[i], G.grads, sum_for_batch)
         elif kind == KIND_SHARED:
             shared_backward(&self.shared[i], G.values, G.grads)
         elif kind == KIND_MAX:
@@ -1029,16 +1040,17 @@ cdef class Fused:
             self.count += 1
             if self.count < self.batch_size and i != epoch_rows - 1:
                 continue
-            # The update. One row a batch, the layers' updates that are proven finite are made
-            # in place, last, when nothing can fail any more. The last row of the chunk keeps
-            # the weights before its update, which settle_last_update reads.
+            # The update. One row a batch, when every layer's update is proven finite, they
+            # are all made in place, last, when nothing can fail any more; else all aside,
+            # checked. The chunk's last row always goes aside: settle_last_update reads the
+            # weights before its update (w_before), which only an update aside keeps.
             opt_begin(O)
             in_place = one_row and i != stop - 1 and self.prove_finite()
             ok = True
             if not in_place:
                 for k in range(self.n_layers):
-                    ok = (dense_sgd(&self.layers[k]) if one_row else
-                          dense_step(&self.layers[k], O, self.count)) and ok
+                    ok = (dense_sgd_aside(&self.layers[k]) if one_row else
+                          dense_batch_step(&self.layers[k], O, self.count)) and ok
             for k in range(n_flagged):
                 slot = flagged[k]
                 before[k] = v[slot]
@@ -1047,8 +1059,9 @@ cdef class Fused:
                 summed[k] = -0.0
             self.count = 0
             if not ok:
-                for k in range(self.n_layers if not in_place else 0):
-                    dense_undo(&self.layers[k], O)
+                if not in_place:
+                    for k in range(self.n_layers):
+                        dense_undo(&self.layers[k], O)
                 for k in range(n_flagged):
                     v[flagged[k]] = before[k]
                     opt_undo(O, flagged[k])

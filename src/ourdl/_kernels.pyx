@@ -33,6 +33,9 @@ cdef extern from "linear.h":
         double root_grad
         double* residuals
     Py_ssize_t ourdl_linear_rows(const OurdlLinear* a) noexcept nogil
+    Py_ssize_t ourdl_linear_batches(const OurdlLinear* a, Py_ssize_t batch,
+                                    Py_ssize_t epoch_rows, Py_ssize_t* count, double* w_sum,
+                                    double* b_sum, int* bad_step) noexcept nogil
 
 cdef enum:
     # The squares of a chunk's residuals are computed this many at a time, in vectors.
@@ -45,35 +48,39 @@ cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const 
                           Py_ssize_t* at) noexcept nogil:
     """The tutorial's model, loss(x . w + b, y), on rows [start, stop) (at most CHUNK_ROWS) of
     an epoch of epoch_rows rows: the one-unit case of a fused dense layer (ourdl._fused), its
-    loss fused in, by SGD with each weight's own lr; the rows' losses added to loss_sum
-    unless it is NULL.
+    loss fused in, by SGD with each weight's own lr (linear.h); the rows' losses added to
+    loss_sum unless it is NULL.
 
     The same operations in the same order as the general passes (the bias is the last term
     of the sum; the gradient at the sum is the loss's; weight k gets that times x_k), the
-    data read in place. One row a batch (linear.h, the weights in registers), each row's
-    update is checked by the next row, whose residual a nan or inf parameter reaches; with
-    larger batches the gradients are summed (count rows so far) and each update is checked
-    as it is made."""
+    data read in place. One row a batch, each row's update is checked by the next row, whose
+    residual a nan or inf parameter reaches; with larger batches the gradients are summed
+    (count rows so far) and each update is checked as it is made."""
     cdef Py_ssize_t i, done
     cdef RunStatus status = RUN_OK
     cdef OurdlLinear run
+    cdef int bad_step = 0
+    run.x, run.s0, run.rows, run.start, run.stop = D.x, D.s0, D.rows, start, stop
+    run.offsets, run.n_in, run.target = S.offsets, L.n_in, S.target
+    run.w, run.w_before, run.lr = L.w, L.w_before, L.w_lr
+    run.b, run.b_before, run.b_lr = L.b, L.b_before, L.b_lr[0] if L.b != NULL else 0.0
+    run.is_mse, run.sum_is_papa, run.root_grad = S.is_mse, S.sum_is_papa, S.root_grad
+    run.residuals = S.residuals
     if batch == 1:
-        run.x, run.s0, run.rows, run.start, run.stop = D.x, D.s0, D.rows, start, stop
-        run.offsets, run.n_in, run.target = S.offsets, L.n_in, S.target
-        run.w, run.w_before, run.lr = L.w, L.w_before, L.w_lr
-        run.b, run.b_before, run.b_lr = L.b, L.b_before, L.b_lr[0] if L.b != NULL else 0.0
-        run.is_mse, run.sum_is_papa, run.root_grad = S.is_mse, S.sum_is_papa, S.root_grad
-        run.residuals = S.residuals
         i = ourdl_linear_rows(&run)
-        if i < stop:
-            status = _stopped(L, D, i, start, D.rows[i] if D.rows != NULL else i, at)
-        elif stop > start and not _params_finite(L):
+        if i == stop and stop > start and not _params_finite(L):
             # The chunk's last update, which no row has checked yet.
             _undo(L)
             at[0] = stop - 1
             status = RUN_BAD_PARAM
     else:
-        status = _batches(L, S, D, start, stop, epoch_rows, batch, count, at)
+        i = ourdl_linear_batches(&run, batch, epoch_rows, count, L.w_sum, L.b_sum, &bad_step)
+        if bad_step:
+            _undo(L)
+            at[0] = i
+            status = RUN_BAD_PARAM
+    if i < stop and not bad_step:
+        status = _stopped(L, D, i, start, D.rows[i] if D.rows != NULL else i, at)
     # The loss of each row (unless nobody asked), summed in order, off the chain of
     # dependent operations above.
     if loss_sum != NULL:
@@ -81,54 +88,6 @@ cdef RunStatus linear_rows(Dense* L, const LinearLoss* S, const Graph* G, const 
         loss_sum[0] = _sum_of_squares(S.residuals, done, loss_sum[0]) if S.is_mse else \
             _sum_of_magnitudes(S.residuals, done, loss_sum[0])
     return status
-
-
-cdef RunStatus _batches(Dense* L, const LinearLoss* S, const Data* D, Py_ssize_t start,
-                        Py_ssize_t stop, Py_ssize_t epoch_rows, Py_ssize_t batch,
-                        Py_ssize_t* count, Py_ssize_t* at) noexcept nogil:
-    """linear_rows with batch rows a batch: the gradients summed as the fused layer sums
-    them, the mean stepped on."""
-    cdef Py_ssize_t i, r, k, K = L.n_in
-    cdef const Py_ssize_t* offsets = S.offsets
-    cdef const double* xr
-    cdef double p, d, t
-    for i in range(start, stop):
-        r = D.rows[i] if D.rows != NULL else i
-        xr = D.x + r * D.s0
-        p = xr[offsets[0]] * L.w[0]
-        for k in range(1, K):
-            p = p + xr[offsets[k]] * L.w[k]
-        if L.b != NULL:
-            p = p + L.b[0]
-        d = p - xr[S.target] if S.sum_is_papa else xr[S.target] - p
-        # nan or inf in the data or a parameter always reaches d (see linear.h)
-        if nonfinite(d * d if S.is_mse else d):
-            return _stopped(L, D, i, start, r, at)
-        S.residuals[i - start] = d
-        t = S.root_grad * 2.0 * d if S.is_mse else S.root_grad * sign(d)
-        if not S.sum_is_papa:
-            t = -t  # the sum is Mama: it receives the negated gradient
-        for k in range(K):
-            L.w_sum[k] = L.w_sum[k] + t * xr[offsets[k]]
-        if L.b != NULL:
-            L.b_sum[0] = L.b_sum[0] + t
-        count[0] += 1
-        if count[0] < batch and i != epoch_rows - 1:
-            continue
-        for k in range(K):
-            L.w_before[k] = L.w[k]
-            L.w[k] = L.w[k] - L.w_lr[k] * (L.w_sum[k] / count[0])
-            L.w_sum[k] = -0.0
-        if L.b != NULL:
-            L.b_before[0] = L.b[0]
-            L.b[0] = L.b[0] - L.b_lr[0] * (L.b_sum[0] / count[0])
-            L.b_sum[0] = -0.0
-        count[0] = 0
-        if not _params_finite(L):
-            _undo(L)
-            at[0] = i
-            return RUN_BAD_PARAM
-    return RUN_OK
 
 
 cdef double _sum_of_squares(const double* d, Py_ssize_t n, double total) noexcept nogil:

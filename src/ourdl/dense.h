@@ -73,10 +73,12 @@ OURDL_CLONES static void ourdl_transpose(const double *restrict a, double *restr
 /* new[i][j] = w[i][j] - lr[i][j] * (d[j] * x[i]); returns nonzero if a new weight is nan or
  * inf. x - x is 0 for every finite x and nan otherwise: summed per unit, the test
  * vectorizes with the update. */
-OURDL_CLONES static int ourdl_dense_step(const double *restrict x, const double *restrict d,
-                                         const double *restrict w, double *restrict new_w,
-                                         const double *restrict lr, double *restrict check,
-                                         Py_ssize_t n_in, Py_ssize_t n_out)
+OURDL_CLONES static int ourdl_dense_sgd_aside(const double *restrict x,
+                                              const double *restrict d,
+                                              const double *restrict w, double *restrict new_w,
+                                              const double *restrict lr,
+                                              double *restrict check, Py_ssize_t n_in,
+                                              Py_ssize_t n_out)
 {
     Py_ssize_t i, j;
     int bad = 0;
@@ -101,12 +103,12 @@ OURDL_CLONES static int ourdl_dense_step(const double *restrict x, const double 
  * proves it from bounds first): nothing to take back. lr NULL: lr_all is every weight's lr.
  * With wt (the weights transposed, [unit][input]), the same update of it, lr_t transposed
  * too: each of its weights gets the very operations of its twin in w. */
-OURDL_CLONES static void ourdl_dense_step_in_place(const double *restrict x,
-                                                   const double *restrict d,
-                                                   double *restrict w, double *restrict wt,
-                                                   const double *restrict lr,
-                                                   const double *restrict lr_t, double lr_all,
-                                                   Py_ssize_t n_in, Py_ssize_t n_out)
+OURDL_CLONES static void ourdl_dense_sgd_in_place(const double *restrict x,
+                                                  const double *restrict d,
+                                                  double *restrict w, double *restrict wt,
+                                                  const double *restrict lr,
+                                                  const double *restrict lr_t, double lr_all,
+                                                  Py_ssize_t n_in, Py_ssize_t n_out)
 {
     Py_ssize_t i, j;
     for (i = 0; i < n_in; i++) {

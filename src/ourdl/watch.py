@@ -1,7 +1,7 @@
 """Watching training: the loss curves of a ``Tape.fit`` history, drawn after the run or live.
 
-``Tape.fit`` returns one ``EpochStats`` per epoch (the training loss, and the held-out loss
-when it was given ``validation``). ``plot_history`` draws them; ``LiveCurve`` is a callback
+``Tape.fit`` returns one ``EpochStats`` per epoch (the training loss, unless it ran with
+``track_loss=False``, and the held-out loss when it was given ``validation``). ``plot_history`` draws them; ``LiveCurve`` is a callback
 for ``fit`` that redraws them as every epoch ends: in place under the cell in a notebook,
 into a file elsewhere. Both need matplotlib (``pip install "ourdl[plot]"``).
 """
@@ -19,7 +19,8 @@ def _matplotlib():
 
 
 def plot_history(history, ax=None):
-    """Draw the training loss of every epoch, and the held-out loss beside it if there is one.
+    """Draw the training loss of every epoch (if fit kept it), and the held-out loss beside
+    it if there is one.
 
     Parameters
     ----------
