@@ -1,6 +1,8 @@
 """Build the compiled core. One cythonize() call; directives are set here and nowhere else.
 
 OURDL_DEBUG=1 builds with bounds and wraparound checks on (run the tests with it at least once).
+OURDL_NO_CLONES=1 builds only the portable version of the loops that clones.h otherwise also
+builds for AVX2 and AVX-512 (run the tests with it too: this machine would run the widest).
 """
 import os
 
@@ -28,6 +30,8 @@ directives = {
 compile_args = ["-ffp-contract=off", "-fno-builtin-pow"]
 # -g0: no debug info in a release build (it made the extensions 6x larger); OURDL_DEBUG keeps it.
 compile_args += ["-O0", "-g"] if DEBUG else ["-O3", "-g0", "-fno-tree-vectorize"]
+if os.environ.get("OURDL_NO_CLONES", "") not in ("", "0"):
+    compile_args += ["-DOURDL_NO_CLONES"]
 VECTORIZED = [] if DEBUG else ["-ftree-vectorize"]
 
 # The compiled core, one extension per module (see the docstring of _core.pyx).

@@ -6,7 +6,10 @@
 #ifndef OURDL_CLONES_H
 #define OURDL_CLONES_H
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+/* OURDL_NO_CLONES (setup.py, from the environment) builds the portable version alone: how
+ * the tests check it on a machine that would run a wider one. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(OURDL_NO_CLONES)
 #define OURDL_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), \
                                      optimize("tree-vectorize", "fp-contract=off")))
 /* The same choice of instruction sets for a chain of scalar operations, not vectorized:
