@@ -18,7 +18,7 @@ cdef struct Dense:
     double* w_lr                  # the weights' lrs, read again from the tape with them
     double* wt                    # the weights transposed, [unit][input], for in_grads
     double* lr_t                  # their lrs, transposed too
-    bint wt_current               # wt holds the weights as they are (else unused until gather)
+    bint wt_current               # wt holds the weights as they are (else unused until dense_ready)
     double lr_all                 # the lr of every weight, nan if they differ
     double w_max                  # a bound of the weights' and biases' magnitudes
     double lr_max                 # the largest magnitude among their lrs

@@ -202,6 +202,19 @@ cdef inline bint same_bits(const double* v, Py_ssize_t n) noexcept nogil:
     return n <= 1 or memcmp(v, v + 1, (n - 1) * sizeof(double)) == 0
 
 
+cdef inline void dense_ready(Dense* L) noexcept nogil:
+    """What the rows' updates read, from the parameters and lrs gather() brought in: the
+    bounds they are proven finite from, the lr when all weights share one, and the weights
+    transposed for the inputs' gradients (kept so by updates in place)."""
+    L.w_max = parameters_max(L.w, L.b, L.n_in * L.n_out, L.n_out)
+    L.lr_max = parameters_max(L.w_lr, L.b_lr, L.n_in * L.n_out, L.n_out)
+    L.lr_all = L.w_lr[0] if same_bits(L.w_lr, L.n_in * L.n_out) else NAN
+    if L.wt != NULL:
+        ourdl_transpose(L.w, L.wt, L.n_in, L.n_out)
+        ourdl_transpose(L.w_lr, L.lr_t, L.n_in, L.n_out)
+        L.wt_current = True
+
+
 cdef inline bint dense_batch_step(Dense* L, Optimizer* O, Py_ssize_t count) noexcept nogil:
     """The update by O from the gradients summed over a batch of count rows."""
     cdef Py_ssize_t k, n = L.n_in * L.n_out
@@ -755,7 +768,7 @@ cdef class Fused:
         L.w_before = self._doubles(values[w_slots])
         L.w_sum = self._doubles(np.full(n_in * n_out, -0.0))
         L.w_lr = self._doubles(lrs[w_slots])
-        L.lr_all, L.w_max = NAN, INFINITY  # nothing proven until gather() has looked
+        L.lr_all, L.w_max = NAN, INFINITY  # nothing proven until dense_ready() has looked
         if L.in_grads:
             L.wt = self._doubles(values[w_slots].T)
             L.lr_t = self._doubles(lrs[w_slots].T)
@@ -919,15 +932,6 @@ cdef class Fused:
                 for i in range(L.n_out):
                     L.b[i] = G.values[L.b_slots[i]]
                     L.b_lr[i] = G.lrs[L.b_slots[i]]
-            # What a row's update reads to prove itself finite, and its lr when all are one.
-            L.w_max = parameters_max(L.w, L.b, L.n_in * L.n_out, L.n_out)
-            L.lr_max = parameters_max(L.w_lr, L.b_lr, L.n_in * L.n_out, L.n_out)
-            L.lr_all = L.w_lr[0] if same_bits(L.w_lr, L.n_in * L.n_out) else NAN
-            # The weights transposed for the inputs' gradients, kept so by in-place updates.
-            if L.wt != NULL:
-                ourdl_transpose(L.w, L.wt, L.n_in, L.n_out)
-                ourdl_transpose(L.w_lr, L.lr_t, L.n_in, L.n_out)
-                L.wt_current = True
 
     cdef void scatter(self, const Graph* G, bint before=False) noexcept nogil:
         """The parameters from the layers back into the tape's values (with before, those
@@ -1005,6 +1009,8 @@ cdef class Fused:
                                  self.batch_size, &self.count, loss_sum, at)
             self.scatter(G)
             return status
+        for k in range(self.n_layers):
+            dense_ready(&self.layers[k])
         for i in range(start, stop):
             if not load_row(D, D.rows[i] if D.rows != NULL else i, v):
                 at[0] = i

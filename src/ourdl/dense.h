@@ -12,7 +12,6 @@
 
 /* Included by the Cython module after Python.h, which defines Py_ssize_t. */
 
-#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
