@@ -1479,3 +1479,45 @@ def test_predict_says_so_when_one_of_its_threads_stopped_early():
         print(raises(tape.predict, np.arange(200_000.0).reshape(-1, 1), [x]))
     """, timeout=120)
     assert out[-1] == "RuntimeError: a thread of predict stopped before its rows were done"
+
+
+def test_data_cannot_be_resized_under_a_running_fit_or_predict():
+    """ndarray.resize(refcheck=False) skips numpy's own check that nothing reads the array;
+    a fit or predict holds its data (and every array down its chain of bases) so that numpy
+    refuses anyway, from a callback or from an op written in Python, for the linear model's
+    loop and for fused layers alike."""
+    lines = run("""
+        x, w, y, root = tutorial_net(5)
+        data = np.random.default_rng(0).random((200_000, 6))
+        tape = ourdl.compile(root)
+        print(raises(tape.fit, data, x + [y], epochs=3,
+                     callback=lambda stats: data.resize((10, 6), refcheck=False))
+              .splitlines()[0])
+        base = np.random.default_rng(1).random((200_000, 8))
+        net = ourdl.nn.MLP([5, 4, 1], seed=0)
+        x5, y5 = [Node() for _ in range(5)], Node()
+        mlp = ourdl.compile(MSENode(net(x5)[0], y5))
+        print(raises(mlp.fit, base[:, :6], x5 + [y5], epochs=2,
+                     callback=lambda stats: base.resize((10, 8), refcheck=False))
+              .splitlines()[0])
+
+        class Shrinking(ourdl.CustomNode):
+            arity = 1
+            calls = 0
+            def compute(self, a, b):
+                Shrinking.calls += 1
+                if Shrinking.calls == 1000:
+                    rows.resize((10, 3), refcheck=False)
+                return a
+            def derivatives(self, a, b):
+                return 1.0, 0.0
+        rows = np.random.default_rng(2).random((100_000, 3))
+        xs = [Node() for _ in range(3)]
+        out = Shrinking(AddNode(AddNode(xs[0], xs[1]), xs[2]))
+        print(raises(ourdl.compile(out).predict, rows, xs).splitlines()[0])
+        data.resize((10, 6), refcheck=False)  # once the runs are over, the data is the caller's
+        print(data.shape)
+    """)
+    assert all(line.startswith("ValueError: cannot resize an array that references or is "
+                               "referenced") for line in lines[:3]), lines
+    assert lines[3] == "(10, 6)"

@@ -21,6 +21,7 @@ from ourdl._tape cimport Tape
 import os
 import threading
 import time
+import weakref
 from collections import namedtuple
 
 import numpy as np
@@ -75,7 +76,8 @@ def predict(Tape tape, data, inputs, output):
 cdef object _rows_of(data, Py_ssize_t n_inputs):
     """checks.as_data, and then what the loops rely on, checked here in compiled code where no
     caller can replace it: a float64 array of n_inputs columns that lies inside the memory of
-    the array that owns it."""
+    the array that owns it. Returns it, its columns' names, and pins: while the caller holds
+    them, the memory the loops read stays where it is (see _pinned)."""
     X, names = checks.as_data(data, n_inputs)
     if (type(X) is not np.ndarray or X.dtype != np.float64 or X.ndim != 2
             or X.shape[1] != n_inputs):
@@ -84,7 +86,21 @@ cdef object _rows_of(data, Py_ssize_t n_inputs):
         raise ValueError("data is a view that reaches outside the memory of the array it views "
                          "(made by numpy.lib.stride_tricks.as_strided?): pass a copy of the "
                          "rows it should hold")
-    return X, names
+    return X, names, _pinned(X)
+
+
+cdef list _pinned(X):
+    """Weak references to X and every numpy array down its chain of bases. numpy refuses to
+    resize an array that a weak reference points at, even with refcheck=False, so a callback
+    or an op written in Python cannot move the memory under a running loop. (A bytearray or
+    mmap beneath refuses while the loops' memoryview holds its buffer.)"""
+    cdef list pins = []
+    below = X
+    while below is not None:
+        if isinstance(below, np.ndarray):
+            pins.append(weakref.ref(below))
+        below = getattr(below, "base", None)
+    return pins
 
 
 cdef bint _inside_its_memory(X):
@@ -233,7 +249,7 @@ cdef object _fit(Tape tape, data, inputs, epochs, shuffle, seed, batch_size, pro
     track_loss = checks.switch("track_loss", track_loss)
     rng = checks.generator(seed) if shuffle else None
     settings = checks.optimizer_settings(optimizer)
-    X, names = _rows_of(data, slots.shape[0])
+    X, names, pinned = _rows_of(data, slots.shape[0])  # held to the end of the run
     state_before = tape._opt_state
     cdef Optimizer O = tape._optimizer(settings)
     state = tape._opt_state  # what O points into stays alive for the whole run
@@ -417,7 +433,7 @@ cdef object _held_out(Tape tape, validation, inputs):
     cdef Py_ssize_t[::1] slots = tape._input_slots(inputs)
     root = tape.nodes[tape.n - 1]
     _output(tape, root, slots)  # every leaf the loss reads that fit feeds must have a column
-    X, names = _rows_of(data, slots.shape[0])
+    X, names, _ = _rows_of(data, slots.shape[0])  # each epoch's predict pins it again
     if X.shape[0] == 0:
         raise ValueError("validation data has no rows")
     bad = checks.nonfinite_error(X, names, what="validation data")
@@ -431,7 +447,7 @@ cdef object _predict(Tape tape, data, inputs, output):
     cdef Py_ssize_t[::1] slots = tape._input_slots(inputs)
     cdef Py_ssize_t out
     out, needed = _output(tape, output, slots)  # needed: what out depends on
-    X, names = _rows_of(data, slots.shape[0])
+    X, names, pinned = _rows_of(data, slots.shape[0])  # held to the end of the run
     cdef Py_ssize_t n_rows = X.shape[0], n = tape.n, start, stop, k
     result = np.empty(n_rows)
     cdef Data D = _data_view(X, slots)
